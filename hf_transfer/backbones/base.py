@@ -1,0 +1,157 @@
+"""The surface every backbone offers, so strategies and the loop never ask which library or modality it is."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from torch import nn
+
+from hf_transfer.recipe import DataConfig, ModelConfig
+
+
+class FeatureHead(nn.Module):
+    """The new head of a linear probe: linear, or a small MLP, on pooled backbone features."""
+
+    def __init__(self, in_features: int, num_labels: int, hidden: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.config = {"in_features": in_features, "num_labels": num_labels, "hidden": hidden, "dropout": dropout}
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(in_features, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_labels),
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_labels))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class ProbeClassifier(nn.Module):
+    """Frozen feature extractor + trained head: what a linear probe predicts with on raw inputs."""
+
+    def __init__(self, extractor: nn.Module, head: FeatureHead):
+        super().__init__()
+        self.extractor = extractor
+        self.head = head
+
+    def forward(self, **inputs) -> torch.Tensor:
+        return self.head(self.extractor(**inputs))
+
+
+class Backbone(ABC):
+    """A pretrained checkpoint and everything that depends on which one it is.
+
+    Subclasses: `TransformersTextBackbone`, `TimmImageBackbone`. A backbone builds the classifier for the
+    user's labels, the frozen feature extractor, the dataset preprocessing and collator, and knows the model's
+    layer structure (for unfreezing the last N blocks, layer-wise LR decay and LoRA targets).
+    """
+
+    modality: str
+    library: str
+
+    def __init__(self, model_cfg: ModelConfig, data_cfg: DataConfig | None = None):
+        self.model_cfg = model_cfg
+        self.data_cfg = data_cfg or DataConfig(train_files=["-"])
+        # Where the tokenizer / image preprocessing is read from: the checkpoint, or a run folder that saved it.
+        self.preprocessing_source: str | None = None
+
+    # --- identity -------------------------------------------------------------------------------------------
+    @property
+    def checkpoint(self) -> str:
+        return self.model_cfg.checkpoint
+
+    @property
+    def base_model_id(self) -> str | None:
+        """The checkpoint's Hub id when known (recorded as base_model on the card), else None."""
+        return self.model_cfg.hub_id
+
+    def identity(self) -> str:
+        """A stable string that changes when the weights change: part of the feature-cache key."""
+        path = Path(self.checkpoint.removeprefix("local-dir:"))
+        parts = [self.library, self.checkpoint, str(self.model_cfg.revision), str(self.model_cfg.pretrained)]
+        if path.is_dir():
+            for f in sorted(path.iterdir()):
+                if f.is_file():
+                    stat = f.stat()
+                    parts.append(f"{f.name}:{stat.st_size}:{int(stat.st_mtime)}")
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+    @abstractmethod
+    def preprocessing_signature(self) -> dict:
+        """The preprocessing settings that change extracted features (part of the feature-cache key)."""
+
+    # --- models ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def build_classifier(self, label_names: list[str]) -> nn.Module:
+        """The pretrained network with a new head for `label_names`; forward(**batch) gives logits."""
+
+    @abstractmethod
+    def build_feature_extractor(self, pooling: str) -> nn.Module:
+        """The frozen network without head; forward(**batch) gives pooled features (batch, dim)."""
+
+    @abstractmethod
+    def layer_groups(self, model: nn.Module) -> list[list[str]]:
+        """Parameter names from input to output: [stem/embeddings, block 1, ..., block N, head (+ final norm)]."""
+
+    @abstractmethod
+    def default_lora_targets(self, model: nn.Module) -> list[str]:
+        """Module names LoRA adapts when the recipe names none."""
+
+    peft_task_type: str | None = None  # PEFT's TaskType for this kind of classifier, if it has one
+
+    @abstractmethod
+    def default_ia3_targets(self, model: nn.Module) -> dict[str, list[str]]:
+        """{"target_modules": [...], "feedforward_modules": [...]} for IA3 when the recipe names none."""
+
+    @abstractmethod
+    def save_classifier(self, model: nn.Module, out_dir: Path) -> list[str]:
+        """Write a fine-tuned classifier in its library's own format (safetensors); returns the files written."""
+
+    @abstractmethod
+    def load_classifier(self, run_dir: Path, label_names: list[str]) -> nn.Module:
+        """A fine-tuned classifier written by `save_classifier`."""
+
+    @abstractmethod
+    def head_module_names(self, model: nn.Module) -> list[str]:
+        """Modules of the classifier that are new for the user's labels (trained and saved with adapters)."""
+
+    # --- data -----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, split: Dataset, train: bool) -> Dataset:
+        """`split` turned into model inputs + `labels` (tokenised, or with the image transform attached)."""
+
+    @abstractmethod
+    def collate_fn(self) -> Callable:
+        """Builds a batch of tensors from prepared rows."""
+
+    def lengths(self, prepared: Dataset) -> list[int] | None:
+        """Per-row sequence length for length-grouped batching; None where all rows cost the same."""
+        return None
+
+    @abstractmethod
+    def required_columns(self) -> tuple[list[str], dict[str, str]]:
+        """Columns the raw data must hold, and the recipe field that names each."""
+
+    # --- run folder -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def save_preprocessing(self, out_dir: Path) -> None:
+        """Tokenizer files or the image preprocessing config, so the run folder predicts on raw inputs."""
+
+    def describe(self) -> dict:
+        return {
+            "library": self.library,
+            "modality": self.modality,
+            "checkpoint": self.checkpoint,
+            "hub_id": self.base_model_id,
+            "revision": self.model_cfg.revision,
+        }

@@ -1,0 +1,242 @@
+"""Text backbones from transformers: any checkpoint AutoModelForSequenceClassification loads (BERT family first)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+)
+
+from hf_transfer.backbones.base import Backbone
+from hf_transfer.data.splits import LABEL
+from hf_transfer.errors import ModelError, RecipeError
+
+logger = logging.getLogger(__name__)
+
+# Attention projections LoRA adapts by default, per architecture (the PEFT defaults for BERT: query and value).
+LORA_TARGETS = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "electra": ["query", "value"],
+    "camembert": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "albert": ["query", "value"],
+    "mpnet": ["q", "v"],
+    "modernbert": ["Wqkv"],
+}
+
+
+def _load_error(checkpoint: str, err: Exception) -> ModelError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ModelError(
+        f"model.checkpoint '{checkpoint}' could not be loaded as a transformers model ({first}); "
+        "give a local folder with config.json or a Hub id that exists (and is cached when offline)."
+    )
+
+
+class TextFeatureExtractor(nn.Module):
+    """Encoder + pooling: `cls` takes the first token, `mean` averages the unpadded tokens."""
+
+    def __init__(self, encoder: nn.Module, pooling: str):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class TransformersTextBackbone(Backbone):
+    modality = "text"
+    library = "transformers"
+    peft_task_type = "SEQ_CLS"
+
+    def _common_kwargs(self) -> dict:
+        return {"revision": self.model_cfg.revision, "trust_remote_code": self.model_cfg.trust_remote_code}
+
+    @cached_property
+    def config(self):
+        checkpoint = self.checkpoint
+        if (checkpoint.startswith((".", "/")) or Path(checkpoint).exists()) and not Path(checkpoint).is_dir():
+            raise ModelError(f"model.checkpoint '{checkpoint}' is not a folder; give a folder with config.json.")
+        try:
+            return AutoConfig.from_pretrained(checkpoint, **self._common_kwargs())
+        except (OSError, ValueError, KeyError) as err:
+            raise _load_error(checkpoint, err) from None
+
+    @cached_property
+    def tokenizer(self):
+        self.config  # noqa: B018 - a clear error for a bad checkpoint before the tokenizer's
+        try:
+            return AutoTokenizer.from_pretrained(self.preprocessing_source or self.checkpoint, **self._common_kwargs())
+        except (OSError, ValueError, KeyError) as err:
+            raise _load_error(self.checkpoint, err) from None
+
+    @property
+    def base_model_id(self) -> str | None:
+        if self.model_cfg.hub_id:
+            return self.model_cfg.hub_id
+        return None if Path(self.checkpoint).exists() else self.checkpoint
+
+    # --- models ---------------------------------------------------------------------------------------------
+    def build_classifier(self, label_names: list[str]) -> nn.Module:
+        id2label = dict(enumerate(label_names))
+        label2id = {name: i for i, name in id2label.items()}
+        kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **self._common_kwargs())
+        try:
+            if not self.model_cfg.pretrained:
+                config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)
+                return AutoModelForSequenceClassification.from_config(
+                    config, trust_remote_code=self.model_cfg.trust_remote_code
+                )
+            return AutoModelForSequenceClassification.from_pretrained(self.checkpoint, use_safetensors=True, **kwargs)
+        except (OSError, ValueError) as err:
+            raise _load_error(self.checkpoint, err) from None
+
+    def build_feature_extractor(self, pooling: str) -> nn.Module:
+        try:
+            if self.model_cfg.pretrained:
+                encoder = AutoModel.from_pretrained(self.checkpoint, use_safetensors=True, **self._common_kwargs())
+            else:
+                encoder = AutoModel.from_config(self.config, trust_remote_code=self.model_cfg.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise _load_error(self.checkpoint, err) from None
+        return TextFeatureExtractor(encoder, pooling).eval().requires_grad_(False)
+
+    def _blocks(self, model: nn.Module) -> tuple[str, int]:
+        """The dotted name of the transformer-layer list and its length (the longest ModuleList)."""
+        best = ("", 0)
+        for name, module in model.named_modules():
+            if isinstance(module, nn.ModuleList) and len(module) > best[1]:
+                best = (name, len(module))
+        if not best[0]:
+            raise ModelError(f"model.checkpoint '{self.checkpoint}' has no list of layers to unfreeze or decay.")
+        return best
+
+    def layer_groups(self, model: nn.Module) -> list[list[str]]:
+        blocks, n = self._blocks(model)
+        groups: list[list[str]] = [[] for _ in range(n + 2)]
+        seen_blocks = False
+        for name, _ in model.named_parameters():
+            if name.startswith(blocks + "."):
+                index = int(name[len(blocks) + 1 :].split(".")[0])
+                groups[index + 1].append(name)
+                seen_blocks = True
+            elif not seen_blocks:
+                groups[0].append(name)  # embeddings
+            else:
+                groups[-1].append(name)  # pooler, final norm, classifier
+        return groups
+
+    def default_lora_targets(self, model: nn.Module) -> list[str]:
+        model_type = getattr(self.config, "model_type", "")
+        if model_type in LORA_TARGETS:
+            return LORA_TARGETS[model_type]
+        try:
+            from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as peft_defaults
+        except ImportError:  # pragma: no cover - older/newer PEFT layouts
+            peft_defaults = {}
+        if model_type in peft_defaults:
+            return list(peft_defaults[model_type])
+        raise RecipeError(
+            f"no default LoRA targets for model type '{model_type}'; set strategy.target_modules "
+            "(e.g. [query, value])."
+        )
+
+    def default_ia3_targets(self, model: nn.Module) -> dict[str, list[str]]:
+        from peft.utils.constants import (
+            TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as feedforward,
+        )
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as targets
+
+        model_type = getattr(self.config, "model_type", "")
+        if model_type not in targets:
+            raise RecipeError(
+                f"no default IA3 targets for model type '{model_type}'; set strategy.target_modules and "
+                "strategy.feedforward_modules."
+            )
+        return {"target_modules": list(targets[model_type]), "feedforward_modules": list(feedforward[model_type])}
+
+    def save_classifier(self, model: nn.Module, out_dir: Path) -> list[str]:
+        model.save_pretrained(out_dir, safe_serialization=True)
+        return ["config.json", "model.safetensors"]
+
+    def load_classifier(self, run_dir: Path, label_names: list[str]) -> nn.Module:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            run_dir, use_safetensors=True, trust_remote_code=self.model_cfg.trust_remote_code
+        )
+        if model.config.num_labels != len(label_names):
+            raise ModelError(
+                f"run folder '{run_dir}' holds a model for {model.config.num_labels} labels, "
+                f"not {len(label_names)}; it is damaged or from another run."
+            )
+        return model
+
+    def head_module_names(self, model: nn.Module) -> list[str]:
+        prefix = getattr(model, "base_model_prefix", "")
+        names = [n for n, _ in model.named_children() if n != prefix and n not in ("dropout",)]
+        # The pooler of a sentence-transformers checkpoint was never trained for classification: train it too.
+        base = getattr(model, prefix, None)
+        if base is not None and getattr(base, "pooler", None) is not None:
+            names.append("pooler")
+        return names
+
+    def preprocessing_signature(self) -> dict:
+        cfg = self.data_cfg
+        return {"text": cfg.text_column, "pair": cfg.text_pair_column, "max_length": cfg.max_length}
+
+    # --- data -----------------------------------------------------------------------------------------------
+    def required_columns(self) -> tuple[list[str], dict[str, str]]:
+        columns = [self.data_cfg.text_column]
+        fields = {self.data_cfg.text_column: "data.text_column"}
+        if self.data_cfg.text_pair_column:
+            columns.append(self.data_cfg.text_pair_column)
+            fields[self.data_cfg.text_pair_column] = "data.text_pair_column"
+        return columns, fields
+
+    def prepare(self, split: Dataset, train: bool) -> Dataset:
+        tokenizer = self.tokenizer
+        text, pair = self.data_cfg.text_column, self.data_cfg.text_pair_column
+        max_length = min(self.data_cfg.max_length, getattr(tokenizer, "model_max_length", 10**6) or 10**6)
+
+        def tokenize(batch):
+            first = [t if isinstance(t, str) else "" for t in batch[text]]
+            second = [t if isinstance(t, str) else "" for t in batch[pair]] if pair else None
+            return tokenizer(first, second, truncation=True, max_length=max_length)
+
+        keep = {LABEL}
+        # datasets caches this map on disk by fingerprint: a second run does not tokenise again.
+        return split.map(
+            tokenize,
+            batched=True,
+            remove_columns=[c for c in split.column_names if c not in keep],
+            desc="Tokenising",
+        )
+
+    def collate_fn(self) -> Callable:
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=None, return_tensors="pt")
+
+    def lengths(self, prepared: Dataset) -> list[int] | None:
+        return [len(ids) for ids in prepared["input_ids"]]
+
+    def save_preprocessing(self, out_dir: Path) -> None:
+        self.tokenizer.save_pretrained(out_dir)

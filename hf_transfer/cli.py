@@ -1,0 +1,201 @@
+"""`hf-transfer`: run | ls | cp | validate | eval | predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from hf_transfer.errors import HfTransferError
+
+logger = logging.getLogger("hf_transfer")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logging.getLogger("hf_transfer").setLevel(logging.DEBUG if verbose else logging.INFO)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def cmd_run(args) -> int:
+    from hf_transfer.metrics import format_metrics_table
+    from hf_transfer.recipe import load_recipe
+    from hf_transfer.run_folder import METRICS_FILE
+    from hf_transfer.runner import run_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = run_recipe(recipe, resume=args.resume)
+    metrics_path = run_dir / METRICS_FILE
+    if metrics_path.is_file():  # only the main process has it when launched on several
+        metrics = json.loads(metrics_path.read_text())
+        split = metrics["report_split"]
+        print(format_metrics_table(metrics[split], title=f"{recipe.name} — {split} split"))
+        print(f"\nRun folder: {run_dir}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from hf_transfer.recipe import read_recipe_yaml, shipped_recipes
+
+    recipes = shipped_recipes()
+    width = max(len(name) for name in recipes)
+    for name, path in recipes.items():
+        description = read_recipe_yaml(path).get("description", "")
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_cp(args) -> int:
+    from hf_transfer.recipe import resolve_recipe_path
+
+    source = resolve_recipe_path(args.name)
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / source.name
+    if dest.exists() and not args.force:
+        raise HfTransferError(f"'{dest}' already exists; pass --force to replace it or choose another name.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    print(f"Copied {args.name} to {dest}; edit it, then: hf-transfer run {dest}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from hf_transfer.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    strategy = type(recipe.strategy).__name__.removesuffix("Config")
+    print(f"{args.recipe}: valid ({recipe.task}, {recipe.model.checkpoint}, strategy {strategy}).")
+    return 0
+
+
+def _read_inputs(args, classifier) -> list:
+    inputs = list(args.inputs)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise HfTransferError(f"--file '{path}' does not exist.")
+        if path.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
+            from hf_transfer.data.splits import load_raw_splits
+            from hf_transfer.recipe import DataConfig
+
+            rows = load_raw_splits(DataConfig(train_files=[str(path)]))["train"]
+            column = classifier.input_column
+            if column not in rows.column_names:
+                raise HfTransferError(
+                    f"--file '{path}' has no column '{column}'; its columns are {', '.join(rows.column_names)}."
+                )
+            inputs += list(rows[column])
+        else:
+            inputs += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not inputs:
+        raise HfTransferError("predict needs inputs: give them as arguments or with --file.")
+    return inputs
+
+
+def cmd_predict(args) -> int:
+    from hf_transfer.predict import load
+
+    classifier = load(args.run)
+    inputs = _read_inputs(args, classifier)
+    predictions = classifier.predict(inputs, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps([{"input": str(x), **p} for x, p in zip(inputs, predictions)], indent=2))
+        return 0
+    for x, p in zip(inputs, predictions):
+        text = str(x) if len(str(x)) <= 60 else str(x)[:57] + "..."
+        print(f"{p['label']}\t{p['score']:.4f}\t{text}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from hf_transfer.metrics import format_metrics_table
+    from hf_transfer.predict import load
+
+    classifier = load(args.run)
+    metrics = classifier.evaluate(args.data, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(format_metrics_table(metrics, title=f"{args.run} on {', '.join(args.data)}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-transfer",
+        description="Transfer learning on the Hugging Face stack: run a recipe, then evaluate, predict, share.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log debug details.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "run",
+        help="Train with a recipe (a shipped name or a YAML path).",
+        description="Train with a recipe. Overrides look like section.key=value.",
+    )
+    p.add_argument("recipe", help="Shipped recipe name (see `hf-transfer ls`) or path to a YAML file.")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=1 model.checkpoint=PATH")
+    p.add_argument("--resume", action="store_true", help="Continue an interrupted run from its latest checkpoint.")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ls", help="List the shipped recipes.", description="List the shipped recipes.")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("cp", help="Copy a shipped recipe to edit it.", description="Copy a shipped recipe.")
+    p.add_argument("name", help="Shipped recipe name.")
+    p.add_argument("dest", help="Destination file or folder.")
+    p.add_argument("--force", action="store_true", help="Replace an existing file.")
+    p.set_defaults(func=cmd_cp)
+
+    p = sub.add_parser("validate", help="Check a recipe without running it.", description="Check a recipe.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "eval",
+        help="Metrics of a trained run on new labelled data.",
+        description="Evaluate a trained run on files with the same columns as its training data.",
+    )
+    p.add_argument("run", help="Run folder.")
+    p.add_argument("--data", nargs="+", required=True, help="csv/json/jsonl/parquet files.")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "predict",
+        help="Labels and probabilities for new inputs.",
+        description="Predict labels for texts (or image paths) given as arguments or in a file.",
+    )
+    p.add_argument("run", help="Run folder.")
+    p.add_argument("inputs", nargs="*", help="Texts or image paths.")
+    p.add_argument("--file", help="A .txt file (one input per line) or a csv/jsonl file with the input column.")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except HfTransferError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

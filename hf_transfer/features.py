@@ -1,0 +1,104 @@
+"""Extract pooled features from a frozen backbone once, and cache them on disk.
+
+The cache key covers the checkpoint (its files' sizes and times), the data (the split's `datasets`
+fingerprint), the preprocessing and the pooling, so a second run with other head settings, another fold or
+another seed reads features instead of running the backbone again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from hf_transfer.backbones import Backbone
+
+logger = logging.getLogger(__name__)
+
+FEATURE_FORMAT = 1  # bump when extraction changes meaning, so old caches are not read
+
+
+def cache_root() -> Path:
+    if os.environ.get("HF_TRANSFER_CACHE"):
+        return Path(os.environ["HF_TRANSFER_CACHE"]) / "features"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hf_transfer" / "features"
+
+
+def feature_cache_key(backbone: Backbone, split: Dataset, pooling: str) -> str:
+    parts = {
+        "format": FEATURE_FORMAT,
+        "backbone": backbone.identity(),
+        "preprocessing": backbone.preprocessing_signature(),
+        "data": split._fingerprint,
+        "rows": len(split),
+        "pooling": pooling,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Cached features and labels, served as {"features", "labels"} rows."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"features": self.features[i], "labels": self.labels[i]}
+
+
+@torch.no_grad()
+def _run_extractor(
+    extractor, split: Dataset, backbone: Backbone, accelerator: Accelerator, batch_size: int, desc: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    prepared = backbone.prepare(split, train=False)
+    lengths = backbone.lengths(prepared)
+    order = sorted(range(len(prepared)), key=lambda i: lengths[i]) if lengths else list(range(len(prepared)))
+    loader = DataLoader(prepared, batch_size=batch_size, sampler=order, collate_fn=backbone.collate_fn())
+    extractor = extractor.to(accelerator.device).eval()
+    chunks, labels = [], []
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
+        labels.append(batch.pop("labels"))
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            chunks.append(extractor(**batch).float().cpu())
+    features = torch.empty((len(order), chunks[0].shape[1]), dtype=torch.float32)
+    index = torch.tensor(order)
+    features[index] = torch.cat(chunks)
+    out_labels = torch.empty(len(order), dtype=torch.long)
+    out_labels[index] = torch.cat(labels).long()
+    return features, out_labels
+
+
+def extract_features(
+    extractor, split: Dataset, backbone: Backbone, accelerator: Accelerator, pooling: str, batch_size: int, name: str
+) -> FeatureDataset:
+    """Features of every row of `split` (one backbone pass, or none when cached)."""
+    key = feature_cache_key(backbone, split, pooling)
+    path = cache_root() / f"{key}.safetensors"
+    with accelerator.main_process_first():  # the main process extracts and writes; the others then read
+        if path.is_file():
+            logger.info("features for %s: cache hit %s", name, path)
+            tensors = load_file(str(path))
+            return FeatureDataset(tensors["features"], tensors["labels"])
+        features, labels = _run_extractor(
+            extractor, split, backbone, accelerator, batch_size, desc=f"Extracting {name} features"
+        )
+        if accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            save_file({"features": features.contiguous(), "labels": labels}, str(tmp))
+            os.replace(tmp, path)
+        return FeatureDataset(features, labels)

@@ -1,0 +1,227 @@
+"""The run folder's README.md, rendered from a template in `model_cards/` through `huggingface_hub.ModelCard`."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hf_transfer.recipe import Recipe
+
+DEFAULT_TEMPLATE = "hf_transfer.md"
+DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
+
+STRATEGY_TEXT = {
+    "linear_probe": "the backbone stayed frozen; its pooled features were extracted once and a new head was "
+    "trained on them.",
+    "finetune": "the pretrained network was fine-tuned with a new classification head.",
+    "lora": "LoRA adapters (PEFT) were trained on the frozen backbone together with a new classification head.",
+    "ia3": "IA3 adapters (PEFT) were trained on the frozen backbone together with a new classification head.",
+}
+SCALARS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss")
+HUB_METRIC = {
+    "accuracy": "accuracy",
+    "f1_macro": "f1",
+    "precision_macro": "precision",
+    "recall_macro": "recall",
+    "roc_auc": "roc_auc",
+    "balanced_accuracy": "accuracy",
+}
+
+
+def template_path(name: str = DEFAULT_TEMPLATE) -> Path:
+    try:
+        packaged = importlib.resources.files("hf_transfer") / "model_cards" / name
+        if packaged.is_file():
+            return Path(str(packaged))
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    return Path(__file__).resolve().parent.parent / "model_cards" / name
+
+
+def hub_dataset_id(recipe: Recipe) -> str | None:
+    """The dataset's Hub id, or None for local files and builders (a local path in `datasets:` fails a push)."""
+    dataset = recipe.data.dataset
+    if not dataset or dataset in DATASET_BUILDERS or Path(dataset).exists():
+        return None
+    return dataset
+
+
+def _dataset_text(recipe: Recipe, metrics: dict) -> str:
+    sizes = metrics.get("data", {})
+    source = f"`{recipe.data.dataset}`" if recipe.data.dataset else "local files"
+    if recipe.data.config:
+        source += f" (config `{recipe.data.config}`)"
+    counts = ", ".join(f"{n:,} {name}" for name, n in sizes.items())
+    carved = " (validation carved from train, stratified)" if metrics.get("validation_carved_from_train") else ""
+    return f"{source}: {counts}{carved}"
+
+
+def _snippet(metadata: dict, location: str) -> tuple[str, str] | None:
+    """(library, code) that loads the model without hf-transfer, where its library can."""
+    strategy = metadata["strategy"]
+    backbone = metadata["backbone"]
+    base = backbone.get("hub_id") or backbone.get("checkpoint")
+    names = metadata["label_names"]
+    if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):
+        code = (
+            "from peft import PeftModel\n"
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            f"labels = {json.dumps(names)}\n"
+            "base = AutoModelForSequenceClassification.from_pretrained(\n"
+            f'    "{base}", num_labels=len(labels),\n'
+            "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
+            ")\n"
+            f'model = PeftModel.from_pretrained(base, "{location}").eval()\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{location}")\n'
+            'inputs = tokenizer(["A small gem of a movie."], return_tensors="pt", padding=True)\n'
+            "print(labels[model(**inputs).logits.argmax(-1).item()])"
+        )
+        return "PEFT and transformers", code
+    if backbone["library"] == "transformers" and strategy == "finetune":
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("text-classification", model="{location}")\n'
+            'print(classifier("A small gem of a movie."))'
+        )
+        return "transformers", code
+    if backbone["library"] == "timm" and strategy == "finetune":
+        code = (
+            "import timm\nimport torch\nfrom PIL import Image\n\n"
+            f'model = timm.create_model("{"hf-hub:" + location if "/" in location else location}", pretrained=True)'
+            ".eval()\n"
+            "config = timm.data.resolve_model_data_config(model)\n"
+            "transform = timm.data.create_transform(**config, is_training=False)\n"
+            'image = Image.open("image.jpg").convert("RGB")\n'
+            "with torch.no_grad():\n"
+            "    print(model(transform(image).unsqueeze(0)).softmax(-1))"
+        )
+        return "timm", code
+    return None
+
+
+def build_model_card(
+    recipe: Recipe,
+    metadata: dict,
+    metrics: dict,
+    location: str,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+) -> ModelCard:
+    """The card for a run folder (`location` is what users load it by: a folder or a Hub repo id)."""
+    strategy = metadata["strategy"]
+    backbone = metadata["backbone"]
+    base_model = base_model or backbone.get("hub_id")
+    report_split = metrics["report_split"]
+    report = metrics[report_split]
+    library = "peft" if strategy in ("lora", "ia3") else backbone["library"]
+    dataset_id = hub_dataset_id(recipe)
+    model_name = repo_id.split("/")[-1] if repo_id else recipe.name
+    eval_results = [
+        EvalResult(
+            task_type=recipe.task,
+            dataset_type=dataset_id or "custom",
+            dataset_name=dataset_id or "local data",
+            dataset_config=recipe.data.config,
+            dataset_split=report_split,
+            metric_type=HUB_METRIC.get(key, key),
+            metric_name=key,
+            metric_value=round(float(report[key]), 4),
+        )
+        for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
+        if report.get(key) is not None
+    ]
+    card_data = ModelCardData(
+        base_model=base_model,
+        base_model_relation="adapter" if strategy in ("lora", "ia3") else "finetune",
+        library_name=library,
+        pipeline_tag=recipe.task,
+        tags=sorted(
+            {
+                "hf-transfer",
+                strategy.replace("_", "-"),
+                backbone["library"],
+                recipe.modality,
+                *(["lora"] if strategy == "lora" else []),
+                *(["peft"] if library == "peft" else []),
+            }
+        ),
+        license=recipe.hub.license,
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=sorted({HUB_METRIC[k] for k in HUB_METRIC if report.get(k) is not None}),
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    if not base_model:
+        card_data.base_model_relation = None
+    baseline = metrics.get("transfer", {})
+    baseline_rows = []
+    if baseline:
+        baseline_rows = [("with transfer", f"{baseline['a']:.4f}")]
+        baseline_rows += [
+            (f"{name} baseline", f"{value:.4f}") for name, value in baseline.get("baselines", {}).items()
+        ]
+        baseline_rows.append(
+            (
+                "gain",
+                f"{baseline['difference']:+.4f} ({int(baseline['confidence'] * 100)}% CI "
+                f"{baseline['ci_low']:+.4f} to {baseline['ci_high']:+.4f})",
+            )
+        )
+    snippet = _snippet(metadata, location)
+    example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
+    limitations = []
+    if not metrics.get("test"):
+        limitations.append(
+            "No held-out test split was given: the results are on the validation split that also "
+            "chose the best epoch, so they are optimistic."
+        )
+    if strategy == "linear_probe":
+        limitations.append(
+            "The head expects the base model's features with the recorded pooling; load it with hf-transfer."
+        )
+    recipe_dict = (
+        yaml.safe_load((Path(metadata["_run_dir"]) / "recipe.yaml").read_text())
+        if metadata.get("_run_dir")
+        else recipe.to_dict()
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        model_name=model_name,
+        summary=f"A {recipe.modality} classifier trained with "
+        "[hf-transfer](https://pypi.org/project/hf-transfer-kit/) "
+        f"by transfer learning ({strategy.replace('_', ' ')}).",
+        label_names=metadata["label_names"],
+        base_model=base_model,
+        library=backbone["library"],
+        strategy=strategy,
+        strategy_text=STRATEGY_TEXT.get(strategy, ""),
+        parameters=metrics["parameters"],
+        data_text=_dataset_text(recipe, metrics),
+        best_epoch=metrics["best_epoch"],
+        epochs=recipe.train.epochs,
+        best_metric=recipe.eval.metric,
+        report_split=report_split,
+        report_rows=report["num_samples"],
+        results=[(k, f"{report[k]:.4f}") for k in SCALARS if report.get(k) is not None],
+        baseline_metric=baseline.get("metric", ""),
+        baseline_rows=baseline_rows,
+        per_class=list(report["per_class"].items()),
+        location=location,
+        example_cli=example if recipe.modality == "image" else f'"{example}"',
+        example_py=f'"{example}"',
+        library_snippet=snippet[1] if snippet else None,
+        snippet_library=snippet[0] if snippet else None,
+        recipe_yaml=yaml.safe_dump(recipe_dict, sort_keys=False),
+        versions=metadata.get("versions", {}),
+        limitations=limitations,
+    )
+
+
+def write_model_card(out_dir: Path, recipe: Recipe, metadata: dict, metrics: dict) -> None:
+    card = build_model_card(recipe, metadata | {"_run_dir": str(out_dir)}, metrics, location=str(recipe.output_dir))
+    card.save(str(Path(out_dir) / "README.md"))

@@ -1,0 +1,125 @@
+"""Load a finished run back and predict: the Python API behind `hf-transfer predict` and `hf-transfer eval`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+
+from hf_transfer.backbones import build_backbone
+from hf_transfer.data.splits import LABEL, encode_labels_like, load_raw_splits
+from hf_transfer.errors import DataError, ModelError
+from hf_transfer.metrics import classification_metrics
+from hf_transfer.recipe import recipe_from_dict
+from hf_transfer.run_folder import read_metadata, read_recipe_dict
+from hf_transfer.strategies import build_strategy
+from hf_transfer.train import logits_of
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_base_checkpoint(backbone: dict) -> str:
+    """Where to load the base model from: the recorded local folder if it is still there, else the Hub id."""
+    local = backbone.get("checkpoint_path")
+    if local and Path(local.removeprefix("local-dir:")).exists():
+        return local
+    if backbone.get("hub_id"):
+        return backbone["hub_id"]
+    checkpoint = backbone["checkpoint"]
+    if Path(checkpoint.removeprefix("local-dir:")).exists() or "/" not in checkpoint or backbone["library"] == "timm":
+        return checkpoint
+    raise ModelError(
+        f"the base model '{checkpoint}' of this run is no longer on disk and has no Hub id; "
+        "put it back or re-train with model.hub_id set."
+    )
+
+
+class Classifier:
+    """A trained run, ready to predict. Build it with `hf_transfer.load(folder)`."""
+
+    def __init__(self, run_dir: str | Path, device: str | None = None):
+        self.run_dir = Path(run_dir)
+        self.metadata = read_metadata(self.run_dir)
+        raw = read_recipe_dict(self.run_dir)
+        raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"])
+        self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
+        self.label_names: list[str] = list(self.metadata["label_names"])
+        self.backbone = build_backbone(self.recipe.model, self.recipe.data, self.recipe.modality)
+        self.backbone.preprocessing_source = str(self.run_dir)  # the tokenizer / image config saved with the run
+        strategy = build_strategy(self.recipe.strategy, self.backbone)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = strategy.load(self.run_dir, self.label_names).to(self.device).eval()
+
+    @property
+    def input_column(self) -> str:
+        return self.recipe.data.image_column if self.recipe.modality == "image" else self.recipe.data.text_column
+
+    @torch.no_grad()
+    def predict_proba(self, inputs: list, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities, one row per input (texts, or image paths / PIL images)."""
+        if not inputs:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+        rows = Dataset.from_dict({self.input_column: list(inputs), LABEL: [0] * len(inputs)})
+        return self._probs(self.backbone.prepare(rows, train=False), batch_size)[1]
+
+    def _probs(self, prepared, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        loader = DataLoader(prepared, batch_size=batch_size, collate_fn=self.backbone.collate_fn())
+        probs, labels = [], []
+        for batch in loader:
+            labels.append(batch.pop(LABEL))
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            probs.append(torch.softmax(logits_of(self.model(**batch)).float(), dim=-1).cpu())
+        return torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+    def predict(self, inputs: list, batch_size: int = 32) -> list[dict]:
+        """[{"label", "score", "probabilities": {label: p}}] for each input."""
+        probs = self.predict_proba(inputs, batch_size)
+        out = []
+        for row in probs:
+            best = int(row.argmax())
+            out.append(
+                {
+                    "label": self.label_names[best],
+                    "score": float(row[best]),
+                    "probabilities": {name: float(p) for name, p in zip(self.label_names, row)},
+                }
+            )
+        return out
+
+    def evaluate(self, files: list[str], batch_size: int = 32) -> dict:
+        """Metrics on new labelled files with the run's columns (labels must be among the run's labels)."""
+        data = replace(
+            self.recipe.data,
+            dataset=None,
+            config=None,
+            data_dir=None,
+            train_files=list(files),
+            validation_files=[],
+            eval_files=[],
+            max_train_samples=None,
+        )
+        raw = load_raw_splits(data)["train"]
+        columns, fields = self.backbone.required_columns()
+        for column in columns + [data.label_column]:
+            if column not in raw.column_names:
+                field = fields.get(column, "data.label_column")
+                raise DataError(
+                    f"column '{column}' ({field}) is missing from {', '.join(files)}; "
+                    f"its columns are {', '.join(raw.column_names)}."
+                )
+        encoded = encode_labels_like(raw, data.label_column, self.label_names, ", ".join(files))
+        labels, probs = self._probs(self.backbone.prepare(encoded, train=False), batch_size)
+        return classification_metrics(labels, probs, self.label_names)
+
+
+def load(path: str | Path, device: str | None = None) -> Classifier:
+    """A trained run (its folder) ready to `predict`."""
+    return Classifier(path, device=device)
+
+
+__all__ = ["Classifier", "load"]

@@ -1,0 +1,349 @@
+"""The recipe schema: model + data + strategy + train + eval + output + hub, loaded from YAML with overrides.
+
+A recipe names components (`strategy: lora`, `train.optimizer: adamw`) from the project's registries; no value
+is ever imported as a Python path, so a recipe downloaded from anywhere cannot run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hf_transfer.errors import RecipeError
+from hf_transfer.registry import closest
+from hf_transfer.schema import build_dataclass, to_dict
+
+TASKS = ("text-classification", "image-classification")
+
+
+@dataclass
+class ModelConfig:
+    """Args:
+    checkpoint: a Hub id, a local folder, or for timm a model name (`resnet18.a1_in1k`, `hf-hub:...`, `local-dir:...`).
+    """
+
+    checkpoint: str = field(default="", metadata={"help": "Hub id, local folder, or timm model name of the backbone."})
+    library: Literal["auto", "transformers", "timm"] = field(
+        default="auto", metadata={"help": "Which library loads the checkpoint; auto picks timm for timm names."}
+    )
+    hub_id: str | None = field(
+        default=None,
+        metadata={"help": "The checkpoint's Hub id when `checkpoint` is a local folder (recorded as base_model)."},
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
+    pretrained: bool = field(default=True, metadata={"help": "Load pretrained weights (false: random init)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run code shipped with the checkpoint. Only for checkpoints you trust."}
+    )
+
+    def __post_init__(self):
+        if not self.checkpoint:
+            raise RecipeError("model.checkpoint is missing; set it to a Hub id or a local folder.")
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and which columns hold what."""
+
+    dataset: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, or a builder such as imagefolder; omit for local files."}
+    )
+    config: str | None = field(default=None, metadata={"help": "Dataset configuration name (e.g. sst2 for glue)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder for builders such as imagefolder."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    validation_split: str | None = field(
+        default=None, metadata={"help": "Split for model selection; carved from train when absent."}
+    )
+    eval_split: str | None = field(default=None, metadata={"help": "Held-out split for the final report."})
+    train_files: list[str] = field(default_factory=list, metadata={"help": "Local csv/json/jsonl/parquet files."})
+    validation_files: list[str] = field(default_factory=list, metadata={"help": "Local validation files."})
+    eval_files: list[str] = field(default_factory=list, metadata={"help": "Local held-out test files."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column."})
+    image_column: str = field(default="image", metadata={"help": "Column holding images or image paths."})
+    label_column: str = field(default="label", metadata={"help": "Column holding labels (strings or integers)."})
+    label_names: list[str] | None = field(
+        default=None, metadata={"help": "Names for integer labels 0..K-1, in order."}
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Share of train carved (stratified) for validation when none is given."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many train rows."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many validation and test rows."}
+    )
+    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    skip_bad_images: bool = field(
+        default=False, metadata={"help": "Skip (and count) files that are not images instead of failing."}
+    )
+
+    def __post_init__(self):
+        if not self.dataset and not self.train_files:
+            raise RecipeError("data: give either data.dataset (a Hub id or builder) or data.train_files.")
+        if self.dataset and self.train_files:
+            # Local files given on top of a shipped recipe's Hub dataset: the files win (and the record says so).
+            self.dataset, self.config, self.data_dir = None, None, None
+            self.validation_split = self.eval_split = None
+        if not 0.0 < self.validation_fraction < 0.9:
+            raise RecipeError("data.validation_fraction must be between 0 and 0.9.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RecipeError(f"data.{name} must be at least 1.")
+        if self.max_length < 2:
+            raise RecipeError("data.max_length must be at least 2.")
+
+
+@dataclass
+class TrainConfig:
+    """The one training loop's settings, shared by every strategy."""
+
+    epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per step on each process."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"help": "Decoupled weight decay (not on biases/norms)."})
+    optimizer: str = field(default="adamw", metadata={"help": "Registered optimizer: adamw or sgd."})
+    momentum: float = field(default=0.9, metadata={"help": "Momentum for sgd."})
+    scheduler: str = field(default="linear", metadata={"help": "Registered schedule: linear, cosine or constant."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Share of steps spent warming up."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps to accumulate before an update."})
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Clip gradients to this norm (null: off)."})
+    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "no, bf16 or fp16."})
+    seed: int = field(default=42, metadata={"help": "Seed for data order, initialisation and dropout."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
+    )
+    save_every_steps: int | None = field(
+        default=None, metadata={"help": "Also checkpoint every N optimizer steps (always at each epoch end)."}
+    )
+    group_by_length: bool = field(
+        default=True, metadata={"help": "Batch texts of similar length together to pad less (text only)."}
+    )
+    class_weights: Literal["auto"] | list[float] | None = field(
+        default=None, metadata={"help": "Weighted loss: auto (inverse class frequency) or one weight per class."}
+    )
+    sampler: Literal["random", "balanced"] = field(
+        default="random", metadata={"help": "balanced draws classes equally often."}
+    )
+    log_every_steps: int = field(default=20, metadata={"help": "Update the progress bar's loss every N steps."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "log_every_steps"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"train.{name} must be at least 1.")
+        if self.learning_rate <= 0:
+            raise RecipeError("train.learning_rate must be positive.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise RecipeError("train.warmup_ratio must be in [0, 1).")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise RecipeError("train.early_stopping_patience must be at least 1 (or null to turn it off).")
+
+
+@dataclass
+class EvalConfig:
+    metric: str = field(default="f1_macro", metadata={"help": "Validation metric that picks the best checkpoint."})
+    batch_size: int | None = field(default=None, metadata={"help": "Evaluation batch size (default 2x train)."})
+
+
+@dataclass
+class OutputConfig:
+    dir: str | None = field(default=None, metadata={"help": "Run folder (default outputs/<recipe name>)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing run folder."})
+
+
+@dataclass
+class HubConfig:
+    push: bool = field(default=False, metadata={"help": "Push the run to the Hub after training."})
+    repo_id: str | None = field(default=None, metadata={"help": "Target repo, e.g. me/minilm-rt-lora."})
+    private: bool = field(default=False, metadata={"help": "Create the repo as private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to."})
+    license: str | None = field(default=None, metadata={"help": "License for the model card (e.g. apache-2.0)."})
+
+    def __post_init__(self):
+        if self.push and not self.repo_id:
+            raise RecipeError("hub.repo_id is missing while hub.push is true; set it, e.g. hub.repo_id=me/my-model.")
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"
+    description: str = ""
+    task: Literal["text-classification", "image-classification"] = "text-classification"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    strategy: Any = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    @property
+    def modality(self) -> str:
+        return "image" if self.task == "image-classification" else "text"
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output.dir or Path("outputs") / self.name)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "output": OutputConfig,
+    "hub": HubConfig,
+}
+
+
+def strategy_config_from(value: Any):
+    """The strategy section: `lora` or `{name: lora, r: 8}` -> the registered strategy's config dataclass."""
+    from hf_transfer.strategies import STRATEGIES
+
+    if value is None:
+        raise RecipeError(f"strategy is missing; choose one of {', '.join(STRATEGIES.names())}.")
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or "name" not in value:
+        raise RecipeError("strategy must be a name (e.g. `strategy: lora`) or a mapping with a `name` key.")
+    options = dict(value)
+    name = options.pop("name")
+    strategy_cls = STRATEGIES.get(name, field="strategy.name")
+    return build_dataclass(strategy_cls.config_class, options, "strategy")
+
+
+def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
+    """A validated Recipe from a plain dict, every mistake reported with the field that holds it."""
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping with sections model, data, strategy, train, ...")
+    raw = copy.deepcopy(raw)
+    known = [f.name for f in dataclasses.fields(Recipe)]
+    for key in raw:
+        if key not in known:
+            raise RecipeError(
+                f"unknown recipe key '{key}'{closest(key, known)}; valid sections are {', '.join(known)}."
+            )
+    from hf_transfer.train import OPTIMIZERS, SCHEDULERS  # registries filled at import
+
+    recipe = build_dataclass(
+        Recipe, {k: v for k, v in raw.items() if k not in ("strategy",)} | {"name": raw.get("name", name)}, ""
+    )
+    recipe.strategy = strategy_config_from(raw.get("strategy"))
+    OPTIMIZERS.get(recipe.train.optimizer, field="train.optimizer")
+    SCHEDULERS.get(recipe.train.scheduler, field="train.scheduler")
+    from hf_transfer.metrics import METRIC_NAMES
+
+    if recipe.eval.metric not in METRIC_NAMES:
+        raise RecipeError(
+            f"eval.metric '{recipe.eval.metric}' is not a metric{closest(recipe.eval.metric, METRIC_NAMES)}; "
+            f"choose one of {', '.join(METRIC_NAMES)}."
+        )
+    return recipe
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files, shipped recipes and command-line overrides
+
+
+def recipes_root() -> Path:
+    """The folder of shipped recipes, in a source checkout or an installed wheel."""
+    try:
+        packaged = importlib.resources.files("hf_transfer") / "recipes"
+        if packaged.is_dir():
+            return Path(str(packaged))
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def shipped_recipes() -> dict[str, Path]:
+    root = recipes_root()
+    return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*.yaml"))}
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    """A shipped recipe's name (`sentiment/minilm-lora-rotten-tomatoes`) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(f"recipe file '{name_or_path}' does not exist; `hf-transfer ls` lists shipped recipes.")
+        return path
+    shipped = shipped_recipes()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise RecipeError(
+        f"no shipped recipe or file named '{name_or_path}'{closest(name_or_path, shipped)}; "
+        "`hf-transfer ls` lists the shipped recipes."
+    )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise RecipeError(f"override '{text}' must look like section.key=value (e.g. train.epochs=2).")
+    key, _, value = text.partition("=")
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise RecipeError(f"override '{text}' has no key before '='.")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return path, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`raw` with each `a.b.c=value` applied (values parsed as YAML: 2, 1e-4, true, [a.csv, b.csv], null)."""
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if isinstance(child, str) and part == "strategy":  # `strategy: lora` then `strategy.r=16`
+                child = {"name": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise RecipeError(f"override '{text}': '{'.'.join(path[: i + 1])}' is not a section.")
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_recipe_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"recipe '{path}'{where} is not valid YAML: {getattr(err, 'problem', err)}.") from None
+    except OSError as err:
+        raise RecipeError(f"recipe '{path}' cannot be read: {err.strerror}.") from None
+    return raw or {}
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    path = resolve_recipe_path(name_or_path)
+    raw = apply_overrides(read_recipe_yaml(path), list(overrides))
+    return recipe_from_dict(raw, name=path.stem)
+
+
+def recipe_header(path: Path) -> list[str]:
+    """The leading comment lines of a recipe file, without '# '."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return lines

@@ -1,0 +1,139 @@
+"""Turn plain YAML dicts into typed dataclasses, naming the field of every mistake.
+
+Dataclasses are the schema (as in PEFT's configs): each field's type annotation says what the YAML may hold,
+`field(metadata={"help": ...})` says what it means, and `__post_init__` does the cross-field checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Union
+
+from hf_transfer.errors import RecipeError
+from hf_transfer.registry import closest
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) + " or null"
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def coerce(value: Any, tp, where: str):
+    """`value` checked (and gently converted: 1 -> 1.0, "3" stays a string) against the annotation `tp`."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where)
+            except RecipeError:
+                continue
+        raise RecipeError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise RecipeError(
+                f"{where} must be one of {', '.join(repr(a) for a in allowed)}, "
+                f"not {value!r}{closest(value, allowed)}."
+            )
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # `train_files: a.csv` means a list of one
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+        return [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where} must be a mapping, not {value!r}.")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise RecipeError(f"{where} must be true or false, not {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise RecipeError(f"{where} must be an integer, not {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads `1e-4` as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise RecipeError(f"{where} must be a number, not {value!r}.")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise RecipeError(f"{where} must be a string, not {value!r}.")
+    raise TypeError(f"schema type {tp!r} at {where} is not supported")
+
+
+def build_dataclass(cls, data: Any, where: str):
+    """An instance of dataclass `cls` from a dict; unknown keys are errors that suggest the nearest valid key."""
+    if data is None:
+        data = {}
+    if dataclasses.is_dataclass(data) and isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} must be a mapping of keys to values, not {data!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise RecipeError(
+                f"unknown recipe key '{name}'{closest(key, fields)}; valid keys here are {', '.join(fields)}."
+            )
+        kwargs[key] = coerce(value, hints[key], name)
+    try:
+        return cls(**kwargs)
+    except RecipeError as err:
+        if where and not str(err).startswith(where):
+            raise RecipeError(f"{where}.{err}") from None
+        raise
+
+
+def to_dict(obj) -> Any:
+    """A dataclass tree as plain dicts and lists (what YAML and JSON hold)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def help_of(cls) -> dict[str, str]:
+    """Each field's help text, for `hf-transfer validate --explain` and the docs."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

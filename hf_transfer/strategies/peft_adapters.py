@@ -1,0 +1,105 @@
+"""Parameter-efficient transfer through PEFT: LoRA (and DoRA) or IA3 adapters, with the new head trained and saved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
+
+from hf_transfer.errors import RecipeError
+from hf_transfer.strategies.base import Strategy
+from hf_transfer.strategies.finetune import plan_for_model
+from hf_transfer.train import TrainingPlan, param_groups_with_decay
+
+
+@dataclass
+class LoraStrategyConfig:
+    """Args:
+    r, alpha, dropout: LoRA rank, scaling numerator and dropout (PEFT's `r`, `lora_alpha`, `lora_dropout`).
+    target_modules: module names to adapt; null picks the architecture's defaults (BERT: query, value;
+        ViT: qkv, attn.proj, mlp.fc1, mlp.fc2).
+    use_dora: weight-decomposed LoRA (DoRA).
+    """
+
+    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    target_modules: list[str] | None = field(default=None, metadata={"help": "Modules to adapt (default per arch)."})
+    use_dora: bool = field(default=False, metadata={"help": "Use DoRA instead of plain LoRA."})
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise RecipeError("strategy.r must be at least 1.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RecipeError("strategy.dropout must be in [0, 1).")
+
+
+@dataclass
+class IA3StrategyConfig:
+    """Args:
+    target_modules / feedforward_modules: PEFT's IA3 settings; null picks defaults per architecture.
+    """
+
+    target_modules: list[str] | None = field(default=None, metadata={"help": "Modules IA3 rescales."})
+    feedforward_modules: list[str] | None = field(default=None, metadata={"help": "The feed-forward subset."})
+
+
+class _PeftStrategy(Strategy):
+    def peft_config(self, model):
+        raise NotImplementedError
+
+    def plan(self, splits, recipe, accelerator) -> TrainingPlan:
+        model = self.backbone.build_classifier(splits.label_names)
+        config = self.peft_config(model)
+        try:
+            model = get_peft_model(model, config)
+        except ValueError as err:
+            raise RecipeError(f"strategy.target_modules: {str(err).splitlines()[0]}") from None
+        # PEFT records the folder the base came from; record the id the run folder loads it back by instead.
+        config.base_model_name_or_path = self.backbone.base_model_id or self.backbone.checkpoint
+        return plan_for_model(
+            model, self.backbone, splits, recipe, param_groups_with_decay(model, recipe.train.weight_decay)
+        )
+
+    def save(self, model, out_dir: Path) -> list[str]:
+        model.save_pretrained(out_dir)
+        return ["adapter_config.json", "adapter_model.safetensors"]
+
+    def load(self, run_dir: Path, label_names: list[str]):
+        base = self.backbone.build_classifier(label_names)
+        return PeftModel.from_pretrained(base, str(run_dir)).eval()
+
+
+class Lora(_PeftStrategy):
+    name = "lora"
+    config_class = LoraStrategyConfig
+
+    def peft_config(self, model):
+        c = self.config
+        return LoraConfig(
+            r=c.r,
+            lora_alpha=c.alpha,
+            lora_dropout=c.dropout,
+            target_modules=c.target_modules or self.backbone.default_lora_targets(model),
+            modules_to_save=self.backbone.head_module_names(model),
+            use_dora=c.use_dora,
+            bias="none",
+            task_type=self.backbone.peft_task_type,
+        )
+
+
+class IA3(_PeftStrategy):
+    name = "ia3"
+    config_class = IA3StrategyConfig
+
+    def peft_config(self, model):
+        c = self.config
+        targets = c.target_modules or self.backbone.default_ia3_targets(model)
+        return IA3Config(
+            target_modules=targets["target_modules"] if isinstance(targets, dict) else targets,
+            feedforward_modules=c.feedforward_modules
+            or (targets["feedforward_modules"] if isinstance(targets, dict) else []),
+            modules_to_save=self.backbone.head_module_names(model),
+            task_type=self.backbone.peft_task_type,
+        )

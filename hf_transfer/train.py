@@ -1,0 +1,433 @@
+"""The one training loop, on Accelerate, for every strategy and both modalities.
+
+A strategy hands the loop a `TrainingPlan` (which model, which parameters at which learning rate, which
+datasets); the loop does the rest: sampling, mixed precision, accumulation, clipping, schedules, evaluation
+every epoch, best-checkpoint keeping, early stopping, periodic checkpoints and resume, NaN detection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from hf_transfer.errors import RecipeError, TrainingDivergedError
+from hf_transfer.metrics import classification_metrics, greater_is_better
+from hf_transfer.recipe import Recipe, TrainConfig
+from hf_transfer.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS: Registry[Callable] = Registry("optimizer")
+SCHEDULERS: Registry[str] = Registry("scheduler")
+
+
+@OPTIMIZERS.register("adamw")
+def build_adamw(param_groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def build_sgd(param_groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(param_groups, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+# transformers' schedule names, by the names recipes use
+SCHEDULERS.register("linear")("linear")
+SCHEDULERS.register("cosine")("cosine")
+SCHEDULERS.register("constant")("constant_with_warmup")
+
+
+@dataclass
+class TrainingPlan:
+    """What a strategy hands the loop."""
+
+    model: nn.Module  # forward(**inputs) -> logits (or an output with .logits)
+    param_groups: list[dict]  # torch optimizer groups; an "lr_scale" key multiplies the base learning rate
+    train: torch.utils.data.Dataset
+    evals: dict[str, torch.utils.data.Dataset]  # "validation" (model selection) and maybe "test"
+    collate_fn: Callable | None = None
+    train_lengths: list[int] | None = None
+    eval_lengths: dict[str, list[int]] = field(default_factory=dict)
+    train_labels: list[int] | None = None
+
+
+@dataclass
+class LoopResult:
+    history: list[dict]
+    best_epoch: int
+    best_value: float | None
+    final: dict[str, dict]  # split -> metrics of the best checkpoint
+    stopped_early: bool
+    global_step: int
+    predictions: dict[str, dict] = field(default_factory=dict)  # split -> {"labels", "probs"} (numpy)
+
+
+class Callback:
+    """Hooks for scripts and tests: called on the main process after every optimizer step and epoch."""
+
+    def on_step_end(self, step: int, epoch: int) -> None: ...
+
+    def on_epoch_end(self, epoch: int, record: dict) -> None: ...
+
+
+def param_groups_with_decay(
+    model: nn.Module, weight_decay: float, lr_scale_of: Callable[[str], float] | None = None
+) -> list[dict]:
+    """Trainable parameters grouped by (lr scale, decay): no weight decay on biases and norm weights."""
+    groups: dict[tuple[float, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scale = lr_scale_of(name) if lr_scale_of else 1.0
+        decay = param.ndim > 1
+        groups.setdefault((scale, decay), []).append(param)
+    if not groups:
+        raise RecipeError("the strategy left no parameter to train; check strategy.unfreeze_last_n.")
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
+        for (scale, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
+    ]
+
+
+def logits_of(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output
+
+
+def class_weights_for(cfg: TrainConfig, labels: list[int] | None, num_labels: int) -> torch.Tensor | None:
+    if cfg.class_weights is None:
+        return None
+    if cfg.class_weights == "auto":
+        counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(np.float64)
+        weights = len(labels) / (num_labels * np.maximum(counts, 1.0))
+        return torch.tensor(weights, dtype=torch.float32)
+    if len(cfg.class_weights) != num_labels:
+        raise RecipeError(f"train.class_weights has {len(cfg.class_weights)} weights for {num_labels} classes.")
+    return torch.tensor(cfg.class_weights, dtype=torch.float32)
+
+
+class _EpochSeeded(Sampler):
+    """Wraps a sampler whose generator is reseeded with seed + epoch, so an epoch's order does not depend on
+    what ran before it: a resumed run sees the same batches as an uninterrupted one."""
+
+    def __init__(self, sampler: Sampler, generator: torch.Generator, seed: int):
+        self.sampler, self.generator, self.seed, self.epoch = sampler, generator, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return iter(self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> _EpochSeeded:
+    generator = torch.Generator()
+    if cfg.sampler == "balanced":
+        labels = np.asarray(plan.train_labels)
+        counts = np.bincount(labels)
+        weights = 1.0 / counts[labels]
+        sampler = WeightedRandomSampler(
+            weights.tolist(), num_samples=len(labels), replacement=True, generator=generator
+        )
+    elif cfg.group_by_length and plan.train_lengths is not None:
+        sampler = LengthGroupedSampler(cfg.batch_size, lengths=plan.train_lengths, generator=generator)
+    else:
+        sampler = RandomSampler(plan.train, generator=generator)
+    return _EpochSeeded(sampler, generator, cfg.seed)
+
+
+def build_eval_loader(dataset, lengths, batch_size: int, collate_fn, num_workers: int) -> DataLoader:
+    # Evaluation order does not matter (labels travel with the batch): sorting by length pads least.
+    order = sorted(range(len(dataset)), key=lambda i: lengths[i]) if lengths else None
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=order, collate_fn=collate_fn, num_workers=num_workers, shuffle=False
+    )
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator: Accelerator, label_names: list[str], desc: str = "Evaluating") -> tuple:
+    """(metrics, labels, probs) over the whole loader, gathered across processes."""
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+        labels = batch.pop("labels")
+        logits = logits_of(model(**batch)).float()
+        logits, labels = accelerator.gather_for_metrics((logits, labels))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    logits = torch.cat(all_logits)
+    labels = torch.cat(all_labels)
+    probs = torch.softmax(logits, dim=-1).numpy()
+    return classification_metrics(labels.numpy(), probs, label_names), labels.numpy(), probs
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes: trainable parameters and all buffers (e.g. BatchNorm statistics)."""
+    state = {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    state.update({f"buffer::{n}": b.detach().cpu().clone().contiguous() for n, b in model.named_buffers()})
+    return state
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in state.items():
+            if name.startswith("buffer::"):
+                buffers[name.removeprefix("buffer::")].copy_(value)
+            else:
+                params[name].copy_(value)
+
+
+def _atomic_json(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class TrainingLoop:
+    """Runs a TrainingPlan. `work_dir` holds checkpoints (for --resume) and the best weights so far."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        accelerator: Accelerator,
+        work_dir: Path,
+        label_names: list[str],
+        callbacks: list[Callback] | None = None,
+    ):
+        self.recipe = recipe
+        self.cfg = recipe.train
+        self.accelerator = accelerator
+        self.work_dir = Path(work_dir)
+        self.label_names = label_names
+        self.callbacks = callbacks or []
+        self.metric = recipe.eval.metric
+        self.greater = greater_is_better(self.metric)
+
+    # --- checkpoints ----------------------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.work_dir / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        if not self.checkpoint_dir.is_dir():
+            return None
+        done = [p for p in self.checkpoint_dir.iterdir() if (p / "trainer_state.json").is_file()]
+        return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
+
+    def _save_checkpoint(self, state: dict) -> None:
+        """accelerate's save_state (model, optimizer, scheduler, RNG) + the loop's own state; keeps only the latest."""
+        path = self.checkpoint_dir / f"step-{state['global_step']}"
+        self.accelerator.save_state(str(path))
+        if self.accelerator.is_main_process:
+            _atomic_json(path / "trainer_state.json", state)  # written last: marks the checkpoint complete
+            for old in self.checkpoint_dir.iterdir():
+                if old != path:
+                    shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def _save_best(self, model) -> None:
+        if self.accelerator.is_main_process:
+            tmp = self.work_dir / "best.safetensors.tmp"
+            save_file(trainable_state(self.accelerator.unwrap_model(model)), str(tmp))
+            os.replace(tmp, self.work_dir / "best.safetensors")
+        self.accelerator.wait_for_everyone()
+
+    def _better(self, value: float, best: float | None) -> bool:
+        if value is None:
+            return False
+        return best is None or (value > best if self.greater else value < best)
+
+    # --- the loop -------------------------------------------------------------------------------------------
+    def run(self, plan: TrainingPlan, resume: bool = False) -> LoopResult:
+        cfg, accelerator = self.cfg, self.accelerator
+        eval_bs = self.recipe.eval.batch_size or cfg.batch_size * 2
+        sampler = build_train_sampler(plan, cfg)
+        train_loader = DataLoader(
+            plan.train,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            collate_fn=plan.collate_fn,
+            num_workers=cfg.num_workers,
+            drop_last=False,
+        )
+        eval_loaders = {
+            name: build_eval_loader(ds, plan.eval_lengths.get(name), eval_bs, plan.collate_fn, cfg.num_workers)
+            for name, ds in plan.evals.items()
+        }
+        for group in plan.param_groups:
+            group["lr"] = cfg.learning_rate * group.get("lr_scale", 1.0)
+        optimizer = OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(plan.param_groups, cfg)
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
+        total_steps = steps_per_epoch * cfg.epochs
+        scheduler = get_scheduler(
+            SCHEDULERS.get(cfg.scheduler, "train.scheduler"),
+            optimizer,
+            num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+            num_training_steps=total_steps,
+        )
+        weights = class_weights_for(cfg, plan.train_labels, len(self.label_names))
+        model, optimizer, train_loader, scheduler = accelerator.prepare(plan.model, optimizer, train_loader, scheduler)
+        names = list(eval_loaders)
+        prepared = accelerator.prepare(*eval_loaders.values()) if names else ()
+        eval_loaders = dict(zip(names, prepared if len(names) > 1 else [prepared]))
+        if weights is not None:
+            weights = weights.to(accelerator.device)
+
+        state = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "history": [],
+            "best_value": None,
+            "best_epoch": 0,
+            "bad_epochs": 0,
+            "stopped_early": False,
+        }
+        latest = self.latest_checkpoint() if resume else None
+        if resume and latest is None:
+            logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.checkpoint_dir)
+        if latest is not None:
+            accelerator.load_state(str(latest))
+            state = json.loads((latest / "trainer_state.json").read_text())
+            logger.info("resumed from %s (epoch %d, step %d)", latest, state["epoch"], state["global_step"])
+
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        show = accelerator.is_local_main_process
+        while state["epoch"] < cfg.epochs and not state["stopped_early"]:
+            epoch = state["epoch"]
+            sampler.set_epoch(epoch)
+            model.train()
+            loader = train_loader
+            skip = state["step_in_epoch"] * cfg.gradient_accumulation_steps
+            if skip:
+                loader = accelerator.skip_first_batches(train_loader, skip)
+            bar = tqdm(total=len(train_loader), initial=skip, desc=f"Epoch {epoch + 1}/{cfg.epochs}", disable=not show)
+            loss_sum = torch.zeros((), device=accelerator.device)  # summed on device: no host sync per step
+            window = torch.zeros((), device=accelerator.device)
+            n_batches = 0
+            window_batches = 0
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    labels = batch.pop("labels")
+                    logits = logits_of(model(**batch)).float()
+                    loss = F.cross_entropy(logits, labels, weight=weights)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                window += loss.detach()
+                n_batches += 1
+                window_batches += 1
+                bar.update(1)
+                if not accelerator.sync_gradients:
+                    continue
+                state["global_step"] += 1
+                state["step_in_epoch"] += 1
+                step = state["global_step"]
+                checkpoint_due = cfg.save_every_steps and step % cfg.save_every_steps == 0
+                if step % cfg.log_every_steps == 0 or checkpoint_due:
+                    mean = (window / window_batches).item()  # the one host sync, every log_every_steps
+                    self._check_finite(mean, step, epoch)
+                    bar.set_postfix(loss=f"{mean:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                    window.zero_()
+                    window_batches = 0
+                if checkpoint_due:
+                    self._save_checkpoint(state)
+                if accelerator.is_main_process:
+                    for cb in self.callbacks:
+                        cb.on_step_end(step, epoch)
+            bar.close()
+            train_loss = (loss_sum / max(n_batches, 1)).item()
+            self._check_finite(train_loss, state["global_step"], epoch)
+
+            metrics, _, _ = evaluate(
+                model, eval_loaders["validation"], accelerator, self.label_names, desc="Validating"
+            )
+            value = metrics.get(self.metric)
+            # After a resume mid-epoch, train_loss covers the batches seen since the resume.
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "eval_loss": metrics["log_loss"]}
+            record |= {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "num_samples"}
+            state["history"].append(record)
+            if self._better(value, state["best_value"]):
+                state["best_value"], state["best_epoch"], state["bad_epochs"] = value, epoch + 1, 0
+                self._save_best(model)
+            else:
+                state["bad_epochs"] += 1
+                patience = cfg.early_stopping_patience
+                if patience and state["bad_epochs"] >= patience:
+                    state["stopped_early"] = True
+                    logger.info(
+                        "early stopping after epoch %d: %s did not improve for %d epochs",
+                        epoch + 1,
+                        self.metric,
+                        patience,
+                    )
+            logger.info(
+                "epoch %d: train_loss %.4f, validation %s %.4f",
+                epoch + 1,
+                train_loss,
+                self.metric,
+                value if value is not None else float("nan"),
+            )
+            state["epoch"] += 1
+            state["step_in_epoch"] = 0
+            self._save_checkpoint(state)
+            if accelerator.is_main_process:
+                for cb in self.callbacks:
+                    cb.on_epoch_end(epoch + 1, record)
+
+        # The best checkpoint, by the validation metric, is what the run keeps and reports.
+        unwrapped = accelerator.unwrap_model(model)
+        best_path = self.work_dir / "best.safetensors"
+        if best_path.is_file():
+            load_trainable_state(unwrapped, load_file(str(best_path)))
+        final, predictions = {}, {}
+        for name, loader in eval_loaders.items():
+            metrics, labels, probs = evaluate(model, loader, accelerator, self.label_names, desc=f"Final {name}")
+            final[name] = metrics
+            predictions[name] = {"labels": labels, "probs": probs}
+        return LoopResult(
+            history=state["history"],
+            best_epoch=state["best_epoch"],
+            best_value=state["best_value"],
+            final=final,
+            stopped_early=state["stopped_early"],
+            global_step=state["global_step"],
+            predictions=predictions,
+        )
+
+    def _check_finite(self, value: float, step: int, epoch: int) -> None:
+        if math.isfinite(value):
+            return
+        latest = self.latest_checkpoint()
+        kept = f"the last good checkpoint is kept in {latest}" if latest else "no checkpoint had been saved yet"
+        raise TrainingDivergedError(
+            f"the training loss became {value} at step {step} (epoch {epoch + 1}); {kept}. Lower "
+            "train.learning_rate, keep train.max_grad_norm on, or use bf16 instead of fp16, then run again "
+            "(add --resume to continue from the checkpoint)."
+        )

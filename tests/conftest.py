@@ -1,0 +1,185 @@
+"""Fixtures shared by the whole test suite: tiny models, small data sets, and a local Hub cache.
+
+Everything built here is tiny (a 2-layer BERT with hidden size 32, timm's ~0.4M-parameter test models at 32x32,
+a few hundred CSV rows, 90 8x8 PNGs) so the full set builds in a few seconds on 2 CPU cores. No test ever reaches
+the network: the environment below is set before anything imports huggingface_hub, which reads it at import time.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+# Hub and cache settings, set at import time because huggingface_hub, datasets and transformers read them into
+# module constants when first imported. Every cache points into a per-session folder so that tests never read or
+# write the developer's ~/.cache/huggingface (nor pick up a token stored there).
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="hf_transfer-tests-"))
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MPLBACKEND": "Agg",
+        "HF_HOME": str(_SESSION_HOME / "hf_home"),
+        "HF_HUB_CACHE": str(_SESSION_HOME / "hf_home" / "hub"),
+        "HF_ASSETS_CACHE": str(_SESSION_HOME / "hf_home" / "assets"),
+        "HF_XET_CACHE": str(_SESSION_HOME / "hf_home" / "xet"),
+        "HF_DATASETS_CACHE": str(_SESSION_HOME / "hf_home" / "datasets"),
+        "HF_MODULES_CACHE": str(_SESSION_HOME / "hf_home" / "modules"),
+        "HF_TRANSFER_CACHE": str(_SESSION_HOME / "hf_transfer"),
+        "TORCH_HOME": str(_SESSION_HOME / "torch"),
+    }
+)
+# Variables that would override the ones above, or hand tests a real token.
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
+    os.environ.pop(_name, None)
+
+# The builders live next to this file; put it on sys.path whatever pytest's import mode, so that tests can also
+# `from fixtures_models import build_hub_cache`.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest
+from fixtures_models import (
+    EFFICIENTNET_HUB_ID,
+    MINILM_HUB_ID,
+    build_digits_imagefolder,
+    build_hub_cache,
+    build_tiny_bert,
+    build_tiny_timm,
+    point_hub_at,
+    read_csv_rows,
+    sample_csv,
+    write_csv_rows,
+)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Shared assets
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only `../shared` folder beside the repository (models and data sets); skips the test if absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared"
+    if not path.is_dir():
+        pytest.skip(f"shared assets not found at {path}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tiny models
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, shared_dir) -> Path:
+    """A folder with a random 2-layer BERT (hidden 32, 128 positions) and a 1000-token WordPiece tokenizer trained on
+    the first 2000 Rotten Tomatoes reviews; loads with `AutoTokenizer` / `AutoModelForSequenceClassification`."""
+    texts = [row["text"] for row in read_csv_rows(shared_dir / "data" / "rotten_tomatoes" / "train.csv", limit=2000)]
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_timm_dir(tmp_path_factory) -> Path:
+    """timm's `test_efficientnet` (random, 10 classes, 32x32 input) saved with `save_for_hf`; load it with
+    `timm.create_model("local-dir:" + str(path), pretrained=True, num_classes=N)`."""
+    return build_tiny_timm(tmp_path_factory.mktemp("tiny_timm") / "test_efficientnet", "test_efficientnet")
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> Path:
+    """timm's `test_vit` (random, 10 classes, img_size 32, so 4 patches) saved like `tiny_timm_dir`; its blocks have
+    `attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2` linears for LoRA targets."""
+    return build_tiny_timm(tmp_path_factory.mktemp("tiny_vit") / "test_vit", "test_vit", img_size=32)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Small data sets
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sentiment_csvs(tmp_path_factory, shared_dir) -> dict[str, Path]:
+    """{"train": 400 rows, "test": 200 rows} drawn with a fixed seed from the shared Rotten Tomatoes CSVs
+    (columns text,label; label 1 = positive)."""
+    source, out = shared_dir / "data" / "rotten_tomatoes", tmp_path_factory.mktemp("sentiment")
+    return {
+        "train": sample_csv(source / "train.csv", out / "train.csv", n=400),
+        "test": sample_csv(source / "test.csv", out / "test.csv", n=200),
+    }
+
+
+@pytest.fixture(scope="session")
+def _digits_written(tmp_path_factory) -> tuple[Path, dict[str, list[tuple[Path, str]]]]:
+    root = tmp_path_factory.mktemp("digits")
+    return root, build_digits_imagefolder(root, classes=(0, 1, 2), n_train=20, n_test=10)
+
+
+@pytest.fixture(scope="session")
+def digits_imagefolder(_digits_written) -> Path:
+    """A folder `{train,test}/{zero,one,two}/*.png` of scikit-learn's 8x8 digits (grayscale, 0-255), 20 train and
+    10 test images per class; `datasets.load_dataset("imagefolder", data_dir=path)` labels them by folder name."""
+    return _digits_written[0]
+
+
+@pytest.fixture(scope="session")
+def digits_csv(_digits_written) -> dict[str, Path]:
+    """{"train": Path, "test": Path}: CSVs with columns `image` (absolute path of a PNG of `digits_imagefolder`) and
+    `label` ("zero", "one", "two")."""
+    root, written = _digits_written
+    return {
+        split: write_csv_rows(
+            root / f"{split}.csv",
+            [{"image": str(path), "label": label} for path, label in pairs],
+            fieldnames=["image", "label"],
+        )
+        for split, pairs in written.items()
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Local Hub caches
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_hub_cache(tmp_path, monkeypatch):
+    """A function `add(repo_id, folder, repo_type="model") -> cache_dir` that caches `folder` under `repo_id` in a
+    fresh per-test Hub cache and points huggingface_hub at that cache (offline) for the test."""
+    cache_dir = tmp_path / "hub_cache"
+    cache_dir.mkdir()
+    point_hub_at(monkeypatch, cache_dir)
+
+    def add(repo_id: str, folder: Path, repo_type: str = "model") -> Path:
+        build_hub_cache(cache_dir, repo_id, folder, repo_type=repo_type)
+        return cache_dir
+
+    return add
+
+
+@pytest.fixture(scope="session")
+def shared_hub_cache(tmp_path_factory, shared_dir) -> Path:
+    """A Hub cache folder holding `sentence-transformers/all-MiniLM-L6-v2` and `timm/tf_efficientnet_lite0.in1k`,
+    whose blobs are symlinks to the shared files. Use it through `offline_hub`."""
+    cache_dir = tmp_path_factory.mktemp("shared_hub_cache")
+    build_hub_cache(cache_dir, MINILM_HUB_ID, shared_dir / "models" / "all-MiniLM-L6-v2")
+    build_hub_cache(cache_dir, EFFICIENTNET_HUB_ID, shared_dir / "models" / "tf_efficientnet_lite0")
+    return cache_dir
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, shared_hub_cache) -> Path:
+    """Points huggingface_hub, offline, at `shared_hub_cache` for one test, so that
+    `AutoModel.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")` and
+    `timm.create_model("hf-hub:timm/tf_efficientnet_lite0.in1k", pretrained=True)` load by Hub id."""
+    return point_hub_at(monkeypatch, shared_hub_cache)
