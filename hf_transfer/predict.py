@@ -59,7 +59,6 @@ class Classifier:
     def input_column(self) -> str:
         return self.recipe.data.image_column if self.recipe.modality == "image" else self.recipe.data.text_column
 
-    @torch.no_grad()
     def predict_proba(self, inputs: list, batch_size: int = 32) -> np.ndarray:
         """Class probabilities, one row per input (texts, or image paths / PIL images)."""
         if not inputs:
@@ -67,6 +66,7 @@ class Classifier:
         rows = Dataset.from_dict({self.input_column: list(inputs), LABEL: [0] * len(inputs)})
         return self._probs(self.backbone.prepare(rows, train=False), batch_size)[1]
 
+    @torch.inference_mode()
     def _probs(self, prepared, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         loader = DataLoader(prepared, batch_size=batch_size, collate_fn=self.backbone.collate_fn())
         probs, labels = [], []

@@ -183,3 +183,25 @@ def offline_hub(monkeypatch, shared_hub_cache) -> Path:
     `AutoModel.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")` and
     `timm.create_model("hf-hub:timm/tf_efficientnet_lite0.in1k", pretrained=True)` load by Hub id."""
     return point_hub_at(monkeypatch, shared_hub_cache)
+
+
+@pytest.fixture(scope="session")
+def keyword_csvs(tmp_path_factory) -> dict[str, Path]:
+    """An easy sentiment task (the label follows one keyword among filler words) that a tiny BERT learns in
+    a few epochs: string labels `neg` / `pos`, 240 train and 80 test rows."""
+    import random
+
+    rng = random.Random(0)
+    filler = "the movie film story plot actors was is a an and of it this that with".split()
+    words = {"pos": ["good", "great", "wonderful", "best", "fun"], "neg": ["bad", "dull", "worst", "boring", "awful"]}
+    folder = tmp_path_factory.mktemp("keyword")
+    out = {}
+    for split, n in (("train", 240), ("test", 80)):
+        rows = []
+        for i in range(n):
+            label = "pos" if i % 2 else "neg"
+            text = [rng.choice(filler) for _ in range(rng.randint(4, 14))]
+            text.insert(rng.randrange(len(text)), rng.choice(words[label]))
+            rows.append({"text": " ".join(text), "label": label})
+        out[split] = write_csv_rows(folder / f"{split}.csv", rows, ["text", "label"])
+    return out

@@ -16,11 +16,17 @@ from hf_transfer.recipe import DataConfig, ModelConfig
 
 
 class FeatureHead(nn.Module):
-    """The new head of a linear probe: linear, or a small MLP, on pooled backbone features."""
+    """The new head of a linear probe: linear, or a small MLP, on pooled backbone features.
+
+    Features are standardised with the training set's mean and std (buffers saved with the head), as a
+    scikit-learn probe would with StandardScaler: the learning rate then does not depend on the backbone's scale.
+    """
 
     def __init__(self, in_features: int, num_labels: int, hidden: int | None = None, dropout: float = 0.0):
         super().__init__()
         self.config = {"in_features": in_features, "num_labels": num_labels, "hidden": hidden, "dropout": dropout}
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_std", torch.ones(in_features))
         if hidden:
             self.net = nn.Sequential(
                 nn.Dropout(dropout),
@@ -32,8 +38,12 @@ class FeatureHead(nn.Module):
         else:
             self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_labels))
 
+    def fit_scaler(self, features: torch.Tensor) -> None:
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(features.std(0).clamp(min=1e-6))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+        return self.net((features - self.feature_mean) / self.feature_std)
 
 
 class ProbeClassifier(nn.Module):

@@ -62,6 +62,7 @@ class LinearProbe(Strategy):
         }
         train = features.pop("train")
         head = self._head(train.features.shape[1], len(splits.label_names))
+        head.fit_scaler(train.features)
         return TrainingPlan(
             model=head,
             param_groups=param_groups_with_decay(head, recipe.train.weight_decay),
