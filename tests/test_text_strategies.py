@@ -33,11 +33,25 @@ def assert_reloads_like_the_run(run_dir, keyword_csvs):
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 def test_linear_probe_learns_and_reloads(tmp_path, tiny_bert_dir, keyword_csvs, head):
-    run_dir = run(tmp_path, tiny_bert_dir, keyword_csvs, {"name": "linear_probe", "head": head, "pooling": "mean"},
-                  train={"epochs": 30, "learning_rate": 1e-2, "batch_size": 32})
+    run_dir = run(
+        tmp_path,
+        tiny_bert_dir,
+        keyword_csvs,
+        {"name": "linear_probe", "head": head, "pooling": "mean"},
+        train={"epochs": 30, "learning_rate": 1e-2, "batch_size": 32},
+    )
     files = {p.name for p in run_dir.iterdir()}
-    assert {"head.safetensors", "hf_transfer.json", "recipe.yaml", "metrics.json", "labels.json", "README.md",
-            "confusion_matrix.png", "training_curves.png", "tokenizer.json"} <= files
+    assert {
+        "head.safetensors",
+        "hf_transfer.json",
+        "recipe.yaml",
+        "metrics.json",
+        "labels.json",
+        "README.md",
+        "confusion_matrix.png",
+        "training_curves.png",
+        "tokenizer.json",
+    } <= files
     assert not any(name.endswith(".bin") for name in files)
     metrics = metrics_of(run_dir)
     # a random tiny encoder's mean-pooled features still separate two keyword sets well above chance
@@ -52,18 +66,36 @@ def test_linear_probe_extracts_features_once_and_reuses_the_cache(
 ):
     monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
     caplog.set_level(logging.INFO, logger="hf_transfer")
-    run(tmp_path, tiny_bert_dir, keyword_csvs, {"name": "linear_probe", "head": "linear"}, name="first",
-        train={"epochs": 2})
+    run(
+        tmp_path,
+        tiny_bert_dir,
+        keyword_csvs,
+        {"name": "linear_probe", "head": "linear"},
+        name="first",
+        train={"epochs": 2},
+    )
     first = [r.message for r in caplog.records if "cache hit" in r.message]
     caplog.clear()
-    run(tmp_path, tiny_bert_dir, keyword_csvs, {"name": "linear_probe", "head": "mlp", "hidden_size": 16},
-        name="second", train={"epochs": 2})
+    run(
+        tmp_path,
+        tiny_bert_dir,
+        keyword_csvs,
+        {"name": "linear_probe", "head": "mlp", "hidden_size": 16},
+        name="second",
+        train={"epochs": 2},
+    )
     second = [r.message for r in caplog.records if "cache hit" in r.message]
     assert first == []
     assert len(second) == 3  # train, validation and test features all read back
     caplog.clear()
-    run(tmp_path, tiny_bert_dir, keyword_csvs, {"name": "linear_probe", "pooling": "cls"}, name="third",
-        train={"epochs": 1})
+    run(
+        tmp_path,
+        tiny_bert_dir,
+        keyword_csvs,
+        {"name": "linear_probe", "pooling": "cls"},
+        name="third",
+        train={"epochs": 1},
+    )
     assert not [r for r in caplog.records if "cache hit" in r.message]  # other pooling, other features
 
 
@@ -81,8 +113,13 @@ def test_finetune_unfreezes_only_the_last_blocks_with_layer_decay(tmp_path, tiny
     from hf_transfer.data.splits import load_splits
     from hf_transfer.strategies import build_strategy
 
-    recipe = load_recipe(str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs,
-                                         {"name": "finetune", "unfreeze_last_n": 1, "layer_decay": 0.5})))
+    recipe = load_recipe(
+        str(
+            text_recipe(
+                tmp_path, tiny_bert_dir, keyword_csvs, {"name": "finetune", "unfreeze_last_n": 1, "layer_decay": 0.5}
+            )
+        )
+    )
     backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
     splits = load_splits(recipe.data, *backbone.required_columns(), seed=0)
     plan = build_strategy(recipe.strategy, backbone).plan(splits, recipe, accelerator=None)
@@ -95,8 +132,13 @@ def test_finetune_unfreezes_only_the_last_blocks_with_layer_decay(tmp_path, tiny
 
 
 def test_lora_trains_adapter_and_head_and_reloads(tmp_path, tiny_bert_dir, keyword_csvs):
-    run_dir = run(tmp_path, tiny_bert_dir, keyword_csvs, {"name": "lora", "r": 8, "alpha": 16},
-                  train={"epochs": 20, "learning_rate": 1e-2})
+    run_dir = run(
+        tmp_path,
+        tiny_bert_dir,
+        keyword_csvs,
+        {"name": "lora", "r": 8, "alpha": 16},
+        train={"epochs": 20, "learning_rate": 1e-2},
+    )
     adapter_config = json.loads((run_dir / "adapter_config.json").read_text())
     assert sorted(adapter_config["target_modules"]) == ["query", "value"]
     assert "classifier" in adapter_config["modules_to_save"]

@@ -63,13 +63,28 @@ def _load_local_files(cfg: DataConfig) -> DatasetDict:
         data_files["test"] = cfg.eval_files
     for split, files in data_files.items():
         check_files_exist(files, f"data.{'eval' if split == 'test' else split}_files")
-    all_files = [f for files in data_files.values() for f in files]
-    builder = builder_for(all_files, "data.train_files")
-    kwargs = {"delimiter": "\t"} if all(f.lower().endswith(".tsv") for f in all_files) else {}
+    # One load per split: splits may differ in columns, and the column check then names the file at fault.
+    return DatasetDict(
+        {
+            split: load_files(files, f"data.{'eval' if split == 'test' else split}_files")
+            for split, files in data_files.items()
+        }
+    )
+
+
+def load_files(files: list[str], field: str) -> Dataset:
+    """Local csv/tsv/json/jsonl/parquet files as one Dataset."""
+    builder = builder_for(files, field)
+    kwargs = {"delimiter": "\t"} if all(f.lower().endswith(".tsv") for f in files) else {}
     try:
-        return datasets.load_dataset(builder, data_files=data_files, **kwargs)
-    except Exception as err:
-        raise DataError(f"data files could not be read as {builder}: {str(err).splitlines()[0]}") from None
+        return datasets.load_dataset(builder, data_files={"train": files}, split="train", **kwargs)
+    except Exception as err:  # the parser's own words name the problem
+        cause = err.__cause__ or err
+        if "corresponds to no data" in str(cause):
+            raise DataError(f"{field}: {', '.join(files)} holds no rows; add some or leave the field out.") from None
+        raise DataError(
+            f"{field}: {', '.join(files)} could not be read as {builder} ({str(cause).splitlines()[0]})."
+        ) from None
 
 
 def _load_hub_or_builder(cfg: DataConfig, trust_remote_code: bool = False) -> DatasetDict:
@@ -117,7 +132,7 @@ def load_raw_splits(cfg: DataConfig) -> DatasetDict:
     raw = _load_hub_or_builder(cfg) if cfg.dataset else _load_local_files(cfg)
     for role, split in raw.items():
         if len(split) == 0:
-            raise DataError(f"the {role} split is empty; give it at least one row.")
+            raise DataError(f"the {role} split ({_split_field(role, cfg)}) is empty; give it at least one row.")
     return raw
 
 
