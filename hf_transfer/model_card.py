@@ -45,7 +45,7 @@ def template_path(name: str = DEFAULT_TEMPLATE) -> Path:
 def hub_dataset_id(recipe: Recipe) -> str | None:
     """The dataset's Hub id, or None for local files and builders (a local path in `datasets:` fails a push)."""
     dataset = recipe.data.dataset
-    if not dataset or dataset in DATASET_BUILDERS or Path(dataset).exists():
+    if not dataset or dataset in DATASET_BUILDERS or ":" in dataset or Path(dataset).exists():  # sklearn:digits
         return None
     return dataset
 

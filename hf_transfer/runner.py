@@ -104,7 +104,9 @@ class TransferRun:
         self.backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
         columns, fields = self.backbone.required_columns()
         with self.accelerator.main_process_first():
-            self.splits = load_splits(recipe.data, columns, fields, recipe.train.seed)
+            self.splits = load_splits(
+                recipe.data, columns, fields, recipe.train.seed, check_rows=self.backbone.check_rows
+            )
             self.strategy = build_strategy(recipe.strategy, self.backbone)
             set_seed(recipe.train.seed)
             self.plan = self.strategy.plan(self.splits, recipe, self.accelerator)
@@ -146,6 +148,7 @@ class TransferRun:
             "history": result.history,
             "parameters": params,
             "data": {name: len(split) for name, split in self.splits.items()},
+            **({"skipped_rows": self.backbone.skipped_rows} if self.backbone.skipped_rows else {}),
             "validation_carved_from_train": self.splits.validation_carved,
             "train_seconds": round(self.train_seconds, 2),
         }

@@ -14,10 +14,6 @@ import pytest
 from matplotlib.image import imread
 from sklearn import metrics as sk_metrics
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # the package is not installed; make `import hf_transfer` work under plain pytest
-    sys.path.insert(0, str(REPO_ROOT))
-
 from hf_transfer import metrics
 from hf_transfer.errors import DataError, RecipeError
 from hf_transfer.metrics import (
@@ -31,6 +27,7 @@ from hf_transfer.metrics import (
     save_training_curves_plot,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # y_true and the predictions of the hand-computed 3-class example:

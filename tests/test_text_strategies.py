@@ -1,4 +1,4 @@
-"""Every strategy end to end on a tiny BERT: it learns, the run folder loads back and predicts what the run measured."""
+"""Every strategy end to end on a tiny BERT: it learns, and the run folder loads back and reproduces its metrics."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from torch import nn
 
 from hf_transfer.recipe import DataConfig, ModelConfig
@@ -74,6 +74,8 @@ class Backbone(ABC):
         self.data_cfg = data_cfg or DataConfig(train_files=["-"])
         # Where the tokenizer / image preprocessing is read from: the checkpoint, or a run folder that saved it.
         self.preprocessing_source: str | None = None
+        # Rows `check_rows` dropped, per split (files that are not images, with data.skip_bad_images).
+        self.skipped_rows: dict[str, int] = {}
 
     # --- identity -------------------------------------------------------------------------------------------
     @property
@@ -136,6 +138,11 @@ class Backbone(ABC):
         """Modules of the classifier that are new for the user's labels (trained and saved with adapters)."""
 
     # --- data -----------------------------------------------------------------------------------------------
+    def check_rows(self, raw: DatasetDict) -> DatasetDict:
+        """The raw splits with rows the model cannot read reported (an error naming the row), or dropped and
+        counted in `skipped_rows` where the recipe allows it. Text needs no check; images are decoded once."""
+        return raw
+
     @abstractmethod
     def prepare(self, split: Dataset, train: bool) -> Dataset:
         """`split` turned into model inputs + `labels` (tokenised, or with the image transform attached)."""

@@ -6,6 +6,7 @@ Both modalities come through here; `text.py` and `image.py` add what is particul
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +96,13 @@ def _load_hub_or_builder(cfg: DataConfig, trust_remote_code: bool = False) -> Da
         kwargs["data_dir"] = cfg.data_dir
     if cfg.eval_files or cfg.validation_files:
         raise DataError("data.eval_files and data.validation_files go with data.train_files, not data.dataset.")
+    from hf_transfer.data.images import BUILTIN_DATASETS  # built offline by the package: sklearn:digits
+
     try:
-        loaded = datasets.load_dataset(cfg.dataset, cfg.config, **kwargs)
+        if cfg.dataset in BUILTIN_DATASETS:
+            loaded = BUILTIN_DATASETS.get(cfg.dataset)(cfg.config)
+        else:
+            loaded = datasets.load_dataset(cfg.dataset, cfg.config, **kwargs)
     except FileNotFoundError as err:
         raise DataError(
             f"data.dataset '{cfg.dataset}' was not found locally or on the Hub ({str(err).splitlines()[0]}); "
@@ -270,9 +276,18 @@ def limit(split: Dataset, n: int | None, seed: int) -> Dataset:
     return split.shuffle(seed=seed).select(range(n))
 
 
-def load_splits(cfg: DataConfig, required_columns: list[str], field_of: dict[str, str], seed: int) -> Splits:
-    """The recipe's data as Splits: columns checked, labels encoded, validation carved, sizes limited."""
+def load_splits(
+    cfg: DataConfig,
+    required_columns: list[str],
+    field_of: dict[str, str],
+    seed: int,
+    check_rows: Callable[[DatasetDict], DatasetDict] | None = None,
+) -> Splits:
+    """The recipe's data as Splits: rows checked (`Backbone.check_rows`: images decode), columns checked, labels
+    encoded, validation carved, sizes limited."""
     raw = load_raw_splits(cfg)
+    if check_rows is not None:
+        raw = check_rows(raw)
     require_columns(
         raw, required_columns + [cfg.label_column], cfg, field_of | {cfg.label_column: "data.label_column"}
     )
