@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from hf_transfer import __version__
 from hf_transfer.backbones import build_backbone
 from hf_transfer.data.splits import load_splits
-from hf_transfer.errors import RecipeError
+from hf_transfer.errors import HfTransferError, HubError, RecipeError
 from hf_transfer.metrics import save_confusion_matrix_plot, save_training_curves_plot
 from hf_transfer.model_card import write_model_card
 from hf_transfer.recipe import Recipe
@@ -94,6 +95,15 @@ class TransferRun:
     def setup(self) -> None:
         recipe = self.recipe
         check_can_write(self.run_dir, recipe.output.overwrite, self.resume)
+        if recipe.hub.push:
+            from hf_transfer.hub import check_push_ready
+
+            check_push_ready(recipe)  # no token or an unnamed local base: say so now, not after training
+        # Accelerate keeps one global state per process; several runs in one process (the Python API, cv,
+        # baselines) each bring their own precision and accumulation, so clear what the last run set.
+        # The distributed part (PartialState) stays: `accelerate launch` set it up for this process.
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
         self.accelerator = Accelerator(
             mixed_precision=recipe.train.mixed_precision,
             gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
@@ -191,8 +201,25 @@ class TransferRun:
         self.setup()
         self.train()
         run_dir = self.save()
+        main_process = self.accelerator.is_main_process
         self.cleanup()
+        if self.recipe.hub.push and main_process:
+            self.push(run_dir)
         return run_dir
+
+    def push(self, run_dir: Path) -> None:
+        """`hub.push`: share the published run folder. A failed push leaves it in place and says how to retry."""
+        from hf_transfer.hub import push_run
+
+        hub = self.recipe.hub
+        try:
+            result = push_run(run_dir, hub.repo_id, private=hub.private, revision=hub.revision)
+        except HfTransferError as err:
+            raise HubError(
+                f"{err} The run itself is saved in '{run_dir}'; push it with `hf-transfer push {run_dir}` "
+                "(the recipe's hub settings apply)."
+            ) from None
+        logger.info("pushed to %s", result.commit_url or result.url)
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:

@@ -122,45 +122,56 @@ def class_weights_for(cfg: TrainConfig, labels: list[int] | None, num_labels: in
     return torch.tensor(cfg.class_weights, dtype=torch.float32)
 
 
-class _EpochSeeded(Sampler):
-    """Wraps a sampler whose generator is reseeded with seed + epoch, so an epoch's order does not depend on
-    what ran before it: a resumed run sees the same batches as an uninterrupted one."""
+class EpochSampler(Sampler):
+    """Draws each epoch's order from a generator seeded with seed + epoch, eagerly and privately, so the order
+    depends on nothing that ran before: a resumed run sees the same batches as an uninterrupted one (and
+    Accelerate's generator synchronisation has no shared generator to touch)."""
 
-    def __init__(self, sampler: Sampler, generator: torch.Generator, seed: int):
-        self.sampler, self.generator, self.seed, self.epoch = sampler, generator, seed, 0
+    def __init__(self, make_sampler: Callable[[torch.Generator], Sampler], length: int, seed: int):
+        self.make_sampler, self.length, self.seed, self.epoch = make_sampler, length, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
-        self.generator.manual_seed(self.seed + self.epoch)
-        return iter(self.sampler)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(list(self.make_sampler(generator)))
 
     def __len__(self):
-        return len(self.sampler)
+        return self.length
 
 
-def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> _EpochSeeded:
-    generator = torch.Generator()
+def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> EpochSampler:
     if cfg.sampler == "balanced":
         labels = np.asarray(plan.train_labels)
-        counts = np.bincount(labels)
-        weights = 1.0 / counts[labels]
-        sampler = WeightedRandomSampler(
-            weights.tolist(), num_samples=len(labels), replacement=True, generator=generator
-        )
+        weights = (1.0 / np.bincount(labels)[labels]).tolist()
+
+        def make(g):
+            return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=g)
+
     elif cfg.group_by_length and plan.train_lengths is not None:
-        sampler = LengthGroupedSampler(cfg.batch_size, lengths=plan.train_lengths, generator=generator)
+
+        def make(g):
+            return LengthGroupedSampler(cfg.batch_size, lengths=plan.train_lengths, generator=g)
+
     else:
-        sampler = RandomSampler(plan.train, generator=generator)
-    return _EpochSeeded(sampler, generator, cfg.seed)
+
+        def make(g):
+            return RandomSampler(plan.train, generator=g)
+
+    return EpochSampler(make, len(plan.train), cfg.seed)
 
 
 def build_eval_loader(dataset, lengths, batch_size: int, collate_fn, num_workers: int) -> DataLoader:
     # Evaluation order does not matter (labels travel with the batch): sorting by length pads least.
     order = sorted(range(len(dataset)), key=lambda i: lengths[i]) if lengths else None
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=order, collate_fn=collate_fn, num_workers=num_workers, shuffle=False
+        dataset,
+        batch_size=batch_size,
+        sampler=order,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        generator=torch.Generator(),  # keeps torch's global RNG (dropout) untouched by evaluation
     )
 
 
@@ -264,10 +275,13 @@ class TrainingLoop:
         cfg, accelerator = self.cfg, self.accelerator
         eval_bs = self.recipe.eval.batch_size or cfg.batch_size * 2
         sampler = build_train_sampler(plan, cfg)
+        # Its own generator: creating an iterator draws a seed from it, and a draw from torch's global RNG here
+        # would shift the dropout masks of a resumed run away from those of an uninterrupted one.
         train_loader = DataLoader(
             plan.train,
             batch_size=cfg.batch_size,
             sampler=sampler,
+            generator=torch.Generator().manual_seed(cfg.seed),
             collate_fn=plan.collate_fn,
             num_workers=cfg.num_workers,
             drop_last=False,
@@ -317,7 +331,7 @@ class TrainingLoop:
         show = accelerator.is_local_main_process
         while state["epoch"] < cfg.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
-            sampler.set_epoch(epoch)
+            train_loader.set_epoch(epoch)  # accelerate passes it on to the sampler when the loader is iterated
             model.train()
             loader = train_loader
             skip = state["step_in_epoch"] * cfg.gradient_accumulation_steps

@@ -1,0 +1,166 @@
+"""The one loop: resume after a crash ends where an uninterrupted run ends, NaN stops the run, several processes work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import text_recipe
+
+import hf_transfer
+from hf_transfer.cli import main
+from hf_transfer.errors import TrainingDivergedError
+from hf_transfer.train import Callback
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAtStep(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, step: int, epoch: int) -> None:
+        if step == self.step:
+            raise Crash(f"simulated crash at step {step}")
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "lora"])
+def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, tiny_bert_dir, keyword_csvs, strategy):
+    # 216 train rows / batch 16 = 14 steps an epoch; checkpoints every 5 steps and at each epoch end.
+    train = {"epochs": 3, "learning_rate": 1e-3, "save_every_steps": 5}
+    straight = hf_transfer.run(
+        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, strategy, name="straight", train=train))
+    )
+    recipe = str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, strategy, name="crashed", train=train))
+    with pytest.raises(Crash):
+        hf_transfer.run(recipe, callbacks=[CrashAtStep(23)])  # in epoch 2, 3 steps after the step-20 checkpoint
+    run_dir = tmp_path / "outputs" / "crashed"
+    assert not run_dir.exists()  # a crash leaves no half-written run folder ...
+    assert (tmp_path / "outputs" / "crashed.incomplete" / "checkpoints" / "step-20").is_dir()  # ... but a checkpoint
+    resumed = hf_transfer.run(recipe, resume=True)
+    a, b = _metrics(straight), _metrics(resumed)
+    for split in ("validation", "test"):
+        assert b[split]["accuracy"] == a[split]["accuracy"]
+        assert b[split]["log_loss"] == pytest.approx(a[split]["log_loss"], rel=1e-5)
+    assert [h["eval_loss"] for h in b["history"]] == pytest.approx([h["eval_loss"] for h in a["history"]], rel=1e-5)
+    assert not (tmp_path / "outputs" / "crashed.incomplete").exists()
+
+
+def test_an_interrupted_run_asks_for_resume(tmp_path, tiny_bert_dir, keyword_csvs, capsys):
+    recipe = str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune", train={"epochs": 2}))
+    with pytest.raises(Crash):
+        hf_transfer.run(recipe, callbacks=[CrashAtStep(3)])
+    assert main(["run", recipe]) == 2
+    assert "add --resume" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tiny_bert_dir, keyword_csvs):
+    train = {
+        "epochs": 3,
+        "optimizer": "sgd",
+        "learning_rate": 1e4,
+        "max_grad_norm": None,
+        "momentum": 0.0,
+        "scheduler": "constant",
+        "log_every_steps": 1,
+        "save_every_steps": 1,
+    }
+    recipe = str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune", train=train))
+    with pytest.raises(TrainingDivergedError) as info:
+        hf_transfer.run(recipe)
+    message = str(info.value)
+    assert "the training loss became" in message and "Lower train.learning_rate" in message
+    assert not (tmp_path / "outputs" / "run").exists()
+    checkpoints = list((tmp_path / "outputs" / "run.incomplete" / "checkpoints").iterdir())
+    assert len(checkpoints) == 1 and str(checkpoints[0]) in message
+
+
+def test_early_stopping_and_best_checkpoint(tmp_path, tiny_bert_dir, keyword_csvs):
+    # A learning rate of ~0 cannot improve validation loss after the first epoch: patience 2 stops at epoch 3.
+    train = {"epochs": 8, "learning_rate": 1e-12, "early_stopping_patience": 2}
+    run_dir = hf_transfer.run(
+        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune", train=train, eval={"metric": "log_loss"}))
+    )
+    metrics = _metrics(run_dir)
+    assert metrics["stopped_early"] is True
+    assert len(metrics["history"]) < 8
+    best = min(metrics["history"], key=lambda h: h["eval_loss"])
+    assert metrics["best_epoch"] == best["epoch"]
+
+
+def test_mixed_precision_bf16_runs_on_cpu(tmp_path, tiny_bert_dir, keyword_csvs):
+    run_dir = hf_transfer.run(
+        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "bf16"}))
+    )
+    assert _metrics(run_dir)["test"]["num_samples"] == 80
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path, tiny_bert_dir, keyword_csvs):
+    seen = []
+
+    class Record(Callback):
+        def on_step_end(self, step, epoch):
+            seen.append(step)
+
+    hf_transfer.run(
+        str(
+            text_recipe(
+                tmp_path,
+                tiny_bert_dir,
+                keyword_csvs,
+                "finetune",
+                train={"epochs": 1, "gradient_accumulation_steps": 4},
+            )
+        ),
+        callbacks=[Record()],
+    )
+    assert seen == [1, 2, 3, 4]  # 14 batches, an update every 4 (the last one after 2)
+
+
+@pytest.mark.skipif(
+    shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None,
+    reason="accelerate's launcher is not installed beside this Python",
+)
+def test_same_code_runs_under_accelerate_launch_with_two_processes(tmp_path, tiny_bert_dir, keyword_csvs):
+    recipe = text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune", train={"epochs": 2})
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    done = subprocess.run(
+        [
+            launcher,
+            "launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "hf_transfer.cli",
+            "run",
+            str(recipe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = _metrics(tmp_path / "outputs" / "run")
+    # gather_for_metrics drops the samples padded in to even out the two shards: every row counted once
+    assert metrics["test"]["num_samples"] == 80
+    assert metrics["validation"]["num_samples"] == 24
+    assert sum(sum(row) for row in metrics["test"]["confusion_matrix"]) == 80
+    assert hf_transfer.load(tmp_path / "outputs" / "run").predict(["a good film"])[0]["label"] in ("neg", "pos")
