@@ -1,4 +1,4 @@
-"""`hf-transfer`: run | ls | cp | validate | eval | predict."""
+"""`hf-transfer`: run | ls | cp | validate | eval | predict | push."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def _read_inputs(args, classifier) -> list:
 def cmd_predict(args) -> int:
     from hf_transfer.predict import load
 
-    classifier = load(args.run)
+    classifier = load(args.run, revision=args.revision)
     inputs = _read_inputs(args, classifier)
     predictions = classifier.predict(inputs, batch_size=args.batch_size)
     if args.json:
@@ -117,12 +117,53 @@ def cmd_eval(args) -> int:
     from hf_transfer.metrics import format_metrics_table
     from hf_transfer.predict import load
 
-    classifier = load(args.run)
+    classifier = load(args.run, revision=args.revision)
     metrics = classifier.evaluate(args.data, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics_table(metrics, title=f"{args.run} on {', '.join(args.data)}"))
+    return 0
+
+
+def cmd_push(args) -> int:
+    import yaml
+
+    from hf_transfer.hub import push_run
+    from hf_transfer.run_folder import RECIPE_FILE, read_recipe_dict
+
+    run_dir = Path(args.run)
+    # The recipe's hub section gives the defaults: `hf-transfer push RUN` repeats what `hub.push` would have done.
+    hub = (read_recipe_dict(run_dir).get("hub") or {}) if (run_dir / RECIPE_FILE).is_file() else {}
+    repo_id = args.repo_id or hub.get("repo_id")
+    if not repo_id:
+        raise HfTransferError(
+            "push needs --repo-id (e.g. --repo-id me/my-model); the run's recipe sets no hub.repo_id."
+        )
+    result = push_run(
+        run_dir,
+        repo_id,
+        private=args.private or bool(hub.get("private")),
+        revision=args.revision or hub.get("revision"),
+        commit_message=args.commit_message,
+        dry_run=args.dry_run,
+        base_model=args.base_model,
+    )
+    where = result.repo_id + (f" (branch {result.revision})" if result.revision else "")
+    visibility = "private" if result.private else "public"
+    if result.dry_run:
+        print(f"Dry run, nothing was sent. `hf-transfer push` would commit to {where}, {visibility}:")
+    else:
+        print(f"Pushed to {where}, {visibility}, in one commit: {result.commit_url or result.url}")
+    for name, size in result.files.items():
+        print(f"  {name:<32} {size:>12,} bytes")
+    if result.skipped:
+        print(f"Not pushed: {', '.join(result.skipped)}")
+    if result.dry_run:
+        print("Card metadata:")
+        print(yaml.safe_dump(result.card_metadata, sort_keys=False).rstrip())
+    else:
+        print(f'Load it anywhere: hf-transfer predict {result.repo_id} "some input"')
     return 0
 
 
@@ -163,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Metrics of a trained run on new labelled data.",
         description="Evaluate a trained run on files with the same columns as its training data.",
     )
-    p.add_argument("run", help="Run folder.")
+    p.add_argument("run", help="Run folder, or the Hub repo id it was pushed to (e.g. me/minilm-rt-lora).")
+    p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
     p.add_argument("--data", nargs="+", required=True, help="csv/json/jsonl/parquet files.")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
@@ -174,12 +216,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="Labels and probabilities for new inputs.",
         description="Predict labels for texts (or image paths) given as arguments or in a file.",
     )
-    p.add_argument("run", help="Run folder.")
+    p.add_argument("run", help="Run folder, or the Hub repo id it was pushed to (e.g. me/minilm-rt-lora).")
+    p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
     p.add_argument("inputs", nargs="*", help="Texts or image paths.")
     p.add_argument("--file", help="A .txt file (one input per line) or a csv/jsonl file with the input column.")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "push",
+        help="Share a run folder on the Hub in one commit.",
+        description="Push a run folder to a Hub model repo in one commit: weights, labels, tokenizer or image "
+        "config, recipe, metrics and a model card. The token comes from HF_TOKEN or `hf auth login`.",
+    )
+    p.add_argument("run", help="Run folder.")
+    p.add_argument("--repo-id", help="Target repo, e.g. me/minilm-rt-lora (default: the recipe's hub.repo_id).")
+    p.add_argument("--private", action="store_true", help="Create the repo as private.")
+    p.add_argument("--revision", help="Branch to push to (created if missing; default main).")
+    p.add_argument("--commit-message", help="Message of the commit.")
+    p.add_argument(
+        "--base-model",
+        help="Hub id of the base model, when the run trained from a local folder without model.hub_id.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="List the files and the card metadata; send nothing.")
+    p.set_defaults(func=cmd_push)
     return parser
 
 

@@ -30,6 +30,23 @@ HUB_METRIC = {
     "roc_auc": "roc_auc",
     "balanced_accuracy": "accuracy",
 }
+# What each file of a run folder (and of a pushed repo) is for, in the card's "Files" section.
+FILE_ROLES = {
+    "adapter_model.safetensors": "the adapter weights and the trained classification head (PEFT)",
+    "adapter_config.json": "the PEFT config, naming the base model by its Hub id",
+    "model.safetensors": "the trained weights",
+    "config.json": "the model config (with the label names)",
+    "head.safetensors": "the trained head that reads the frozen base model's features",
+    "labels.json": "`id2label` and `label2id`",
+    "hf_transfer.json": "what hf-transfer needs to load the model: base model id, strategy, labels, versions",
+    "recipe.yaml": "the resolved recipe, every default filled in",
+    "metrics.json": "every metric, per class and per epoch",
+    "tokenizer.json": "the tokenizer",
+    "tokenizer_config.json": "the tokenizer's settings",
+    "special_tokens_map.json": "the tokenizer's special tokens",
+    "vocab.txt": "the tokenizer's vocabulary",
+    "preprocessor_config.json": "the image preprocessing",
+}
 
 
 def template_path(name: str = DEFAULT_TEMPLATE) -> Path:
@@ -47,12 +64,31 @@ def hub_dataset_id(recipe: Recipe) -> str | None:
     dataset = recipe.data.dataset
     if not dataset or dataset in DATASET_BUILDERS or ":" in dataset or Path(dataset).exists():  # sklearn:digits
         return None
-    return dataset
+    return dataset if _is_hub_id(dataset) else None
+
+
+def _is_hub_id(text: str) -> bool:
+    """Whether `text` is spelled like a Hub repo id (a relative path such as `data/train.csv` is not)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text.startswith((".", "/", "~")) or Path(text).suffix.lower() in (".csv", ".json", ".jsonl", ".parquet"):
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _dataset_text(recipe: Recipe, metrics: dict) -> str:
     sizes = metrics.get("data", {})
-    source = f"`{recipe.data.dataset}`" if recipe.data.dataset else "local files"
+    if recipe.data.dataset:
+        source = f"`{recipe.data.dataset}`"
+    else:
+        data = recipe.data
+        names = [Path(f).name for f in data.train_files + data.validation_files + data.eval_files]
+        source = "local files (" + ", ".join(f"`{name}`" for name in names) + ")" if names else "local files"
     if recipe.data.config:
         source += f" (config `{recipe.data.config}`)"
     counts = ", ".join(f"{n:,} {name}" for name, n in sizes.items())
@@ -60,12 +96,14 @@ def _dataset_text(recipe: Recipe, metrics: dict) -> str:
     return f"{source}: {counts}{carved}"
 
 
-def _snippet(metadata: dict, location: str) -> tuple[str, str] | None:
-    """(library, code) that loads the model without hf-transfer, where its library can."""
+def _snippet(metadata: dict, location: str, revision: str | None = None) -> tuple[str, str] | None:
+    """(library, code) that loads the model without hf-transfer, where its library can. The code prints one label
+    (a test runs it against the pushed repo)."""
     strategy = metadata["strategy"]
     backbone = metadata["backbone"]
     base = backbone.get("hub_id") or backbone.get("checkpoint")
     names = metadata["label_names"]
+    at = f', revision="{revision}"' if revision else ""
     if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):
         code = (
             "from peft import PeftModel\n"
@@ -75,8 +113,8 @@ def _snippet(metadata: dict, location: str) -> tuple[str, str] | None:
             f'    "{base}", num_labels=len(labels),\n'
             "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
             ")\n"
-            f'model = PeftModel.from_pretrained(base, "{location}").eval()\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{location}")\n'
+            f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{location}"{at})\n'
             'inputs = tokenizer(["A small gem of a movie."], return_tensors="pt", padding=True)\n'
             "print(labels[model(**inputs).logits.argmax(-1).item()])"
         )
@@ -84,20 +122,21 @@ def _snippet(metadata: dict, location: str) -> tuple[str, str] | None:
     if backbone["library"] == "transformers" and strategy == "finetune":
         code = (
             "from transformers import pipeline\n\n"
-            f'classifier = pipeline("text-classification", model="{location}")\n'
-            'print(classifier("A small gem of a movie."))'
+            f'classifier = pipeline("text-classification", model="{location}"{at})\n'
+            'print(classifier("A small gem of a movie.")[0]["label"])'
         )
         return "transformers", code
     if backbone["library"] == "timm" and strategy == "finetune":
         code = (
             "import timm\nimport torch\nfrom PIL import Image\n\n"
+            f"labels = {json.dumps(names)}\n"
             f'model = timm.create_model("{"hf-hub:" + location if "/" in location else location}", pretrained=True)'
             ".eval()\n"
             "config = timm.data.resolve_model_data_config(model)\n"
             "transform = timm.data.create_transform(**config, is_training=False)\n"
             'image = Image.open("image.jpg").convert("RGB")\n'
             "with torch.no_grad():\n"
-            "    print(model(transform(image).unsqueeze(0)).softmax(-1))"
+            "    print(labels[model(transform(image).unsqueeze(0)).argmax(-1).item()])"
         )
         return "timm", code
     return None
@@ -110,8 +149,9 @@ def build_model_card(
     location: str,
     base_model: str | None = None,
     repo_id: str | None = None,
+    revision: str | None = None,
 ) -> ModelCard:
-    """The card for a run folder (`location` is what users load it by: a folder or a Hub repo id)."""
+    """The card for a run folder (`location` is what users load it by: a folder or a Hub repo id, on `revision`)."""
     strategy = metadata["strategy"]
     backbone = metadata["backbone"]
     base_model = base_model or backbone.get("hub_id")
@@ -136,7 +176,8 @@ def build_model_card(
     ]
     card_data = ModelCardData(
         base_model=base_model,
-        base_model_relation="adapter" if strategy in ("lora", "ia3") else "finetune",
+        # A linear probe's repo, like an adapter's, holds only what is added to the unchanged base model.
+        base_model_relation="finetune" if strategy == "finetune" else "adapter",
         library_name=library,
         pipeline_tag=recipe.task,
         tags=sorted(
@@ -146,6 +187,7 @@ def build_model_card(
                 backbone["library"],
                 recipe.modality,
                 *(["lora"] if strategy == "lora" else []),
+                *(["dora"] if metadata.get("strategy_config", {}).get("use_dora") else []),
                 *(["peft"] if library == "peft" else []),
             }
         ),
@@ -171,7 +213,7 @@ def build_model_card(
                 f"{baseline['ci_low']:+.4f} to {baseline['ci_high']:+.4f})",
             )
         )
-    snippet = _snippet(metadata, location)
+    snippet = _snippet(metadata, location, revision)
     example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
     limitations = []
     if not metrics.get("test"):
@@ -183,10 +225,19 @@ def build_model_card(
         limitations.append(
             "The head expects the base model's features with the recorded pooling; load it with hf-transfer."
         )
-    recipe_dict = (
-        yaml.safe_load((Path(metadata["_run_dir"]) / "recipe.yaml").read_text())
+    if not dataset_id:
+        limitations.append("It was trained on local files that are not published with it.")
+    if base_model:
+        limitations.append(f"The license, biases and limitations of the base model `{base_model}` apply too.")
+    if metadata.get("_run_dir"):
+        recipe_dict = yaml.safe_load((Path(metadata["_run_dir"]) / "recipe.yaml").read_text())
+    else:  # as the runner writes it: with the strategy's name, so that the shown recipe runs
+        recipe_dict = recipe.to_dict()
+        recipe_dict["strategy"] = {"name": strategy, **recipe_dict["strategy"]}
+    files = (
+        sorted(p.name for p in Path(metadata["_run_dir"]).iterdir() if p.name in FILE_ROLES)
         if metadata.get("_run_dir")
-        else recipe.to_dict()
+        else []
     )
     return ModelCard.from_template(
         card_data,
@@ -212,6 +263,8 @@ def build_model_card(
         baseline_rows=baseline_rows,
         per_class=list(report["per_class"].items()),
         location=location,
+        revision=revision,
+        files=[(name, FILE_ROLES[name]) for name in files],
         example_cli=example if recipe.modality == "image" else f'"{example}"',
         example_py=f'"{example}"',
         library_snippet=snippet[1] if snippet else None,

@@ -40,10 +40,13 @@ def resolve_base_checkpoint(backbone: dict) -> str:
 
 
 class Classifier:
-    """A trained run, ready to predict. Build it with `hf_transfer.load(folder)`."""
+    """A trained run, ready to predict. Build it with `hf_transfer.load(folder or Hub repo id)`."""
 
-    def __init__(self, run_dir: str | Path, device: str | None = None):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: str | Path, device: str | None = None, revision: str | None = None):
+        from hf_transfer.hub import run_dir_for
+
+        self.source = str(run_dir)  # what the user gave: a folder, or a Hub repo id (downloaded to the cache)
+        self.run_dir = run_dir_for(run_dir, revision=revision)
         self.metadata = read_metadata(self.run_dir)
         raw = read_recipe_dict(self.run_dir)
         raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"])
@@ -117,9 +120,10 @@ class Classifier:
         return classification_metrics(labels, probs, self.label_names)
 
 
-def load(path: str | Path, device: str | None = None) -> Classifier:
-    """A trained run (its folder) ready to `predict`."""
-    return Classifier(path, device=device)
+def load(path: str | Path, device: str | None = None, revision: str | None = None) -> Classifier:
+    """A trained run ready to `predict`: its folder, or the Hub repo it was pushed to (`me/minilm-rt-lora`, at
+    `revision` if given; the base model is fetched by its recorded Hub id)."""
+    return Classifier(path, device=device, revision=revision)
 
 
 __all__ = ["Classifier", "load"]

@@ -1,4 +1,4 @@
-"""The one loop: resume after a crash ends where an uninterrupted run ends, NaN stops the run, several processes work."""
+"""The one loop: resume ends where an uninterrupted run ends, NaN stops the run, several processes work."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ import torch
 from datasets import Dataset, DatasetDict
 from datasets import Image as ImageFeature
 from timm.data import create_transform, resolve_data_config
-from timm.models import load_model_config_from_path, parse_model_name, resolve_model_input_args
+from timm.models import parse_model_name, resolve_model_input_args
+from timm.models._hub import load_model_config_from_path
 from timm.models._manipulate import group_parameters
 from timm.models._pretrained import filter_pretrained_cfg
 from timm.models._registry import split_model_name_tag
@@ -432,7 +433,9 @@ class TimmImageBackbone(Backbone):
         source = self.source
         pretrained_cfg = filter_pretrained_cfg(dict(self._pretrained_cfg()), remove_source=True, remove_null=True)
         pretrained_cfg.update(self.data_config)
+        pretrained_cfg.pop("architecture", None)
         labels = list(getattr(self, "label_names", None) or [])
+        pretrained_cfg["num_classes"] = len(labels)
         config = {
             "architecture": source["model_name"],
             "num_classes": len(labels),  # 0: the run's timm part is a feature extractor (a linear probe)
