@@ -23,8 +23,11 @@ from hf_transfer.train import logits_of
 logger = logging.getLogger(__name__)
 
 
-def resolve_base_checkpoint(backbone: dict) -> str:
-    """Where to load the base model from: the recorded local folder if it is still there, else the Hub id."""
+def resolve_base_checkpoint(backbone: dict, run_dir: Path) -> str:
+    """Where to load the base model from: weights bundled in the run (a source stage's), the recorded local folder
+    if it is still there, else the Hub id."""
+    if backbone.get("bundled"):
+        return str(Path(run_dir) / backbone["bundled"])
     local = backbone.get("checkpoint_path")
     if local and Path(local.removeprefix("local-dir:")).exists():
         return local
@@ -49,7 +52,7 @@ class Classifier:
         self.run_dir = run_dir_for(run_dir, revision=revision)
         self.metadata = read_metadata(self.run_dir)
         raw = read_recipe_dict(self.run_dir)
-        raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"])
+        raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"], self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
         self.label_names: list[str] = list(self.metadata["label_names"])
         self.backbone = build_backbone(self.recipe.model, self.recipe.data, self.recipe.modality)

@@ -172,6 +172,21 @@ class HubConfig:
 
 
 @dataclass
+class SourceConfig:
+    """A source task learnt first; its parameters are carried over to the target task with the head replaced.
+
+    Args:
+    data: the source dataset (same keys as the recipe's `data`).
+    strategy: how the source task trains (finetune or lora; the backbone must change for transfer to happen).
+    train: the source stage's loop settings.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Source dataset."})
+    strategy: Any = field(default="finetune", metadata={"help": "Source training strategy (finetune or lora)."})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Source stage's loop settings."})
+
+
+@dataclass
 class Recipe:
     name: str = "recipe"
     description: str = ""
@@ -183,6 +198,8 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    source: SourceConfig | None = None
+    baseline: list[Literal["scratch", "head_only"]] = field(default_factory=list)
 
     @property
     def modality(self) -> str:
@@ -193,7 +210,14 @@ class Recipe:
         return Path(self.output.dir or Path("outputs") / self.name)
 
     def to_dict(self) -> dict:
-        return to_dict(self)
+        """The recipe as YAML holds it, every default filled in (strategies by name): loading it repeats the run."""
+        from hf_transfer.strategies import strategy_name
+
+        data = to_dict(self)
+        data["strategy"] = {"name": strategy_name(self.strategy), **data["strategy"]}
+        if self.source is not None:
+            data["source"]["strategy"] = {"name": strategy_name(self.source.strategy), **data["source"]["strategy"]}
+        return data
 
 
 SECTIONS = {
@@ -206,20 +230,22 @@ SECTIONS = {
 }
 
 
-def strategy_config_from(value: Any):
+def strategy_config_from(value: Any, where: str = "strategy"):
     """The strategy section: `lora` or `{name: lora, r: 8}` -> the registered strategy's config dataclass."""
     from hf_transfer.strategies import STRATEGIES
 
     if value is None:
-        raise RecipeError(f"strategy is missing; choose one of {', '.join(STRATEGIES.names())}.")
+        raise RecipeError(f"{where} is missing; choose one of {', '.join(STRATEGIES.names())}.")
+    if dataclasses.is_dataclass(value):
+        return value
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, dict) or "name" not in value:
-        raise RecipeError("strategy must be a name (e.g. `strategy: lora`) or a mapping with a `name` key.")
+        raise RecipeError(f"{where} must be a name (e.g. `{where}: lora`) or a mapping with a `name` key.")
     options = dict(value)
     name = options.pop("name")
-    strategy_cls = STRATEGIES.get(name, field="strategy.name")
-    return build_dataclass(strategy_cls.config_class, options, "strategy")
+    strategy_cls = STRATEGIES.get(name, field=f"{where}.name")
+    return build_dataclass(strategy_cls.config_class, options, where)
 
 
 def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
@@ -233,12 +259,20 @@ def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
             raise RecipeError(
                 f"unknown recipe key '{key}'{closest(key, known)}; valid sections are {', '.join(known)}."
             )
+    from hf_transfer.strategies import strategy_name
     from hf_transfer.train import OPTIMIZERS, SCHEDULERS  # registries filled at import
 
     recipe = build_dataclass(
         Recipe, {k: v for k, v in raw.items() if k not in ("strategy",)} | {"name": raw.get("name", name)}, ""
     )
     recipe.strategy = strategy_config_from(raw.get("strategy"))
+    if recipe.source is not None:
+        recipe.source.strategy = strategy_config_from(recipe.source.strategy, "source.strategy")
+        if strategy_name(recipe.source.strategy) in ("linear_probe",):
+            raise RecipeError(
+                "source.strategy linear_probe leaves the backbone unchanged, so nothing transfers; "
+                "use finetune or lora."
+            )
     OPTIMIZERS.get(recipe.train.optimizer, field="train.optimizer")
     SCHEDULERS.get(recipe.train.scheduler, field="train.scheduler")
     from hf_transfer.metrics import METRIC_NAMES

@@ -6,7 +6,7 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,10 +15,15 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from hf_transfer import __version__
-from hf_transfer.backbones import build_backbone
-from hf_transfer.data.splits import load_splits
+from hf_transfer.backbones import Backbone, build_backbone
+from hf_transfer.data.splits import Splits, load_splits
 from hf_transfer.errors import HfTransferError, HubError, RecipeError
-from hf_transfer.metrics import save_confusion_matrix_plot, save_training_curves_plot
+from hf_transfer.metrics import (
+    BOOTSTRAP_METRICS,
+    bootstrap_metric_difference,
+    save_confusion_matrix_plot,
+    save_training_curves_plot,
+)
 from hf_transfer.model_card import write_model_card
 from hf_transfer.recipe import Recipe
 from hf_transfer.run_folder import (
@@ -34,8 +39,11 @@ from hf_transfer.run_folder import (
     write_yaml,
 )
 from hf_transfer.strategies import build_strategy
-from hf_transfer.strategies.base import count_parameters
-from hf_transfer.train import Callback, LoopResult, TrainingLoop
+from hf_transfer.strategies.base import Strategy, count_parameters
+from hf_transfer.strategies.finetune import FinetuneConfig
+from hf_transfer.strategies.linear_probe import LinearProbeConfig
+from hf_transfer.train import Callback, LoopResult, TrainingLoop, TrainingPlan
+from hf_transfer.transfer import forgetting_metrics, merged
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +83,43 @@ def absolute_checkpoint(checkpoint: str) -> str | None:
     return None
 
 
-def resolved_recipe_dict(recipe: Recipe, strategy_name: str) -> dict:
-    """The recipe as it ran, every default filled in: `hf-transfer run` on this file repeats the run."""
-    data = recipe.to_dict()
-    data["strategy"] = {"name": strategy_name, **data["strategy"]}
-    return data
+SOURCE_MODEL_DIR = "source_model"  # inside the run folder when the target strategy keeps using the source's weights
+
+
+@dataclass
+class Stage:
+    """One pass of the loop: a (derived) recipe, what it was trained with, and what came out."""
+
+    name: str
+    recipe: Recipe
+    backbone: Backbone
+    strategy: Strategy
+    splits: Splits
+    plan: TrainingPlan
+    result: LoopResult
+    seconds: float
+
+    def trained_model(self, accelerator: Accelerator):
+        return accelerator.unwrap_model(self.plan.model)
+
+
+def source_recipe(recipe: Recipe) -> Recipe:
+    source = recipe.source
+    return replace(recipe, data=source.data, strategy=source.strategy, train=source.train, source=None, baseline=[])
+
+
+def baseline_recipe(recipe: Recipe, name: str) -> Recipe:
+    """The no-transfer comparison: `scratch` is the same network from random weights, fine-tuned with the same
+    budget; `head_only` trains only a new head on the frozen starting backbone."""
+    if name == "scratch":
+        return replace(
+            recipe, model=replace(recipe.model, pretrained=False), strategy=FinetuneConfig(), source=None, baseline=[]
+        )
+    return replace(recipe, strategy=LinearProbeConfig(), source=None, baseline=[])
 
 
 class TransferRun:
-    """One run of a recipe. `run()` returns the published run folder."""
+    """One run of a recipe: [source stage ->] target stage [-> baselines], then one published run folder."""
 
     def __init__(self, recipe: Recipe, resume: bool = False, callbacks: list[Callback] | None = None):
         self.recipe = recipe
@@ -110,44 +146,126 @@ class TransferRun:
         )
         if recipe.train.mixed_precision == "fp16" and self.accelerator.device.type == "cpu":
             raise RecipeError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU.")
+        # Fail on a bad target before spending time on the source stage.
+        self.target_backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
+
+    def run_stage(self, name: str, recipe: Recipe, backbone: Backbone | None = None) -> Stage:
+        """Load data, plan the strategy and run the loop for one stage (checkpoints in work/<name>/)."""
+        accelerator = self.accelerator
+        accelerator.gradient_accumulation_steps = recipe.train.gradient_accumulation_steps
         set_seed(recipe.train.seed)
-        self.backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
-        columns, fields = self.backbone.required_columns()
-        with self.accelerator.main_process_first():
-            self.splits = load_splits(
-                recipe.data, columns, fields, recipe.train.seed, check_rows=self.backbone.check_rows
-            )
-            self.strategy = build_strategy(recipe.strategy, self.backbone)
+        backbone = backbone or build_backbone(recipe.model, recipe.data, recipe.modality)
+        columns, fields = backbone.required_columns()
+        with accelerator.main_process_first():
+            splits = load_splits(recipe.data, columns, fields, recipe.train.seed, check_rows=backbone.check_rows)
+            strategy = build_strategy(recipe.strategy, backbone)
             set_seed(recipe.train.seed)
-            self.plan = self.strategy.plan(self.splits, recipe, self.accelerator)
-
-    def train(self) -> LoopResult:
-        if self.accelerator.is_main_process:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.accelerator.wait_for_everyone()
-        loop = TrainingLoop(self.recipe, self.accelerator, self.work_dir, self.splits.label_names, self.callbacks)
+            plan = strategy.plan(splits, recipe, accelerator)
+        stage_dir = self.work_dir / name
+        if accelerator.is_main_process:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
+        if len(self.stage_names) > 1:
+            logger.info("stage %s: %s on %s", name, strategy.name, backbone.checkpoint)
+        loop = TrainingLoop(recipe, accelerator, stage_dir, splits.label_names, self.callbacks)
         start = time.perf_counter()
-        self.result = loop.run(self.plan, resume=self.resume)
-        self.train_seconds = time.perf_counter() - start
-        return self.result
+        result = loop.run(plan, resume=self.resume)
+        return Stage(name, recipe, backbone, strategy, splits, plan, result, time.perf_counter() - start)
 
+    @property
+    def stage_names(self) -> list[str]:
+        return (
+            (["source"] if self.recipe.source else []) + ["target"] + [f"baseline-{b}" for b in self.recipe.baseline]
+        )
+
+    def train(self) -> Stage:
+        recipe = self.recipe
+        self.source: Stage | None = None
+        target_recipe, target_backbone = recipe, self.target_backbone
+        if recipe.source is not None:
+            self.source = self.run_stage("source", source_recipe(recipe))
+            folder = self.work_dir / SOURCE_MODEL_DIR
+            if self.accelerator.is_main_process:
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                self.source.backbone.save_classifier(merged(self.source.trained_model(self.accelerator)), folder)
+                self.source.backbone.save_preprocessing(folder)
+            self.accelerator.wait_for_everyone()
+            # The target starts from the source's weights, its head replaced for the target's labels.
+            target_model = replace(
+                recipe.model,
+                checkpoint=self.source.backbone.checkpoint_for_folder(folder),
+                pretrained=True,
+                hub_id=recipe.model.hub_id or self.target_backbone.base_model_id,
+            )
+            target_recipe = replace(recipe, model=target_model)
+            target_backbone = None
+        self.target = self.run_stage("target", target_recipe, target_backbone)
+        self.baselines = {
+            name: self.run_stage(f"baseline-{name}", baseline_recipe(target_recipe, name)) for name in recipe.baseline
+        }
+        return self.target
+
+    # --- what the run measured ------------------------------------------------------------------------------
+    def transfer_report(self, split: str) -> dict | None:
+        """The target metric with and without transfer, and the paired-bootstrap CI of the gain."""
+        if not self.baselines:
+            return None
+        metric = self.recipe.eval.metric if self.recipe.eval.metric in BOOTSTRAP_METRICS else "accuracy"
+        target = self.target.result.predictions[split]
+        labels, ours = target["labels"], target["probs"].argmax(1)
+        report = {"metric": metric, "split": split, "baselines": {}}
+        for name, stage in self.baselines.items():
+            theirs = stage.result.predictions[split]
+            if not (theirs["labels"] == labels).all():  # both are sorted the same way; a mismatch is a bug
+                raise RuntimeError("baseline and target were evaluated on different rows")
+            gain = bootstrap_metric_difference(
+                labels, ours, theirs["probs"].argmax(1), metric=metric, seed=self.recipe.train.seed
+            )
+            report["baselines"][name] = gain["b"]
+            report.setdefault("gains", {})[name] = gain
+        first = next(iter(report["gains"].values()))  # the first baseline is the headline comparison
+        report |= {k: first[k] for k in ("a", "difference", "ci_low", "ci_high", "confidence")}
+        report["baseline"] = next(iter(report["gains"]))
+        return report
+
+    def source_report(self) -> dict | None:
+        """The source task's validation metrics before and after the target stage (what was forgotten)."""
+        if self.source is None:
+            return None
+        before = self.source.result.final["validation"]
+        after = forgetting_metrics(self.source, self.target, self.accelerator)
+        keys = ("accuracy", "f1_macro")
+        return {
+            "before": {k: before[k] for k in keys},
+            "after": {k: after[k] for k in keys} if after else None,
+            "forgotten": {k: before[k] - after[k] for k in keys} if after else None,
+        }
+
+    # --- the run folder -------------------------------------------------------------------------------------
     def save(self) -> Path:
         """Assemble the run folder in the work dir, then publish it in one rename."""
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
+        source = self.source_report()  # every process takes part: it evaluates
         if not accelerator.is_main_process:
             return self.run_dir
-        recipe, result = self.recipe, self.result
+        recipe, stage = self.recipe, self.target
+        result = stage.result
         staging = self.work_dir / "final"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        trained = accelerator.unwrap_model(self.plan.model)
-        model = self.strategy.inference_model(trained)
-        weight_files = self.strategy.save(trained, staging)
-        self.backbone.save_preprocessing(staging)
-        names = self.splits.label_names
+        trained = stage.trained_model(accelerator)
+        weight_files = stage.strategy.save(trained, staging)
+        stage.backbone.save_preprocessing(staging)
+        description = self.target_backbone.describe()
+        description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
+        if self.source is not None and stage.strategy.name != "finetune":
+            # The adapter / head sits on the source-trained weights: they travel with the run.
+            shutil.copytree(self.work_dir / SOURCE_MODEL_DIR, staging / SOURCE_MODEL_DIR)
+            description |= {"bundled": SOURCE_MODEL_DIR, "checkpoint_path": None}
+        names = stage.splits.label_names
         report_split = "test" if "test" in result.final else "validation"
-        params = count_parameters(model)
         metrics = {
             "report_split": report_split,
             "validation": result.final["validation"],
@@ -156,20 +274,27 @@ class TransferRun:
             "best_metric": {"name": recipe.eval.metric, "value": result.best_value},
             "stopped_early": result.stopped_early,
             "history": result.history,
-            "parameters": params,
-            "data": {name: len(split) for name, split in self.splits.items()},
-            **({"skipped_rows": self.backbone.skipped_rows} if self.backbone.skipped_rows else {}),
-            "validation_carved_from_train": self.splits.validation_carved,
-            "train_seconds": round(self.train_seconds, 2),
+            "parameters": count_parameters(stage.strategy.inference_model(trained)),
+            "data": {name: len(split) for name, split in stage.splits.items()},
+            **({"skipped_rows": stage.backbone.skipped_rows} if stage.backbone.skipped_rows else {}),
+            "validation_carved_from_train": stage.splits.validation_carved,
+            "train_seconds": round(stage.seconds, 2),
         }
-        description = self.backbone.describe()
-        description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
+        transfer = self.transfer_report(report_split)
+        if transfer:
+            metrics["transfer"] = transfer
+            metrics["baselines"] = {name: b.result.final[report_split] for name, b in self.baselines.items()}
+        if source:
+            metrics["source"] = source | {
+                "label_names": self.source.splits.label_names,
+                "train_seconds": round(self.source.seconds, 2),
+            }
         metadata = {
             "format": FORMAT_VERSION,
             "task": recipe.task,
-            "strategy": self.strategy.name,
+            "strategy": stage.strategy.name,
             "strategy_config": recipe.to_dict()["strategy"],
-            "strategy_metadata": self.strategy.metadata(),
+            "strategy_metadata": stage.strategy.metadata(),
             "backbone": description,
             "label_names": names,
             "weights": weight_files,
@@ -180,7 +305,7 @@ class TransferRun:
             staging / LABELS_FILE,
             {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
         )
-        write_yaml(staging / RECIPE_FILE, resolved_recipe_dict(recipe, self.strategy.name))
+        write_yaml(staging / RECIPE_FILE, recipe.to_dict())
         write_json(staging / METRICS_FILE, metrics)
         save_confusion_matrix_plot(
             result.final[report_split]["confusion_matrix"], names, staging / "confusion_matrix.png"

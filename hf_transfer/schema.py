@@ -40,6 +40,9 @@ def coerce(value: Any, tp, where: str):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # `X | None`: X's own message is the most precise
+            return coerce(value, options[0], where)
         for arg in args:
             if arg is type(None):
                 continue

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler, default_collate
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -162,14 +162,39 @@ def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> EpochSampler:
     return EpochSampler(make, len(plan.train), cfg.seed)
 
 
+ROW_INDEX = "row_index"  # travels with evaluation batches so predictions come back in dataset order
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return i, self.dataset[i]
+
+
+def _collate_with_index(collate_fn: Callable | None) -> Callable:
+    collate_fn = collate_fn or default_collate
+
+    def collate(items):
+        batch = collate_fn([row for _, row in items])
+        batch[ROW_INDEX] = torch.tensor([i for i, _ in items])
+        return batch
+
+    return collate
+
+
 def build_eval_loader(dataset, lengths, batch_size: int, collate_fn, num_workers: int) -> DataLoader:
-    # Evaluation order does not matter (labels travel with the batch): sorting by length pads least.
+    # Sorting by length pads least; each batch carries its row indices, so the order of results is restored.
     order = sorted(range(len(dataset)), key=lambda i: lengths[i]) if lengths else None
     return DataLoader(
-        dataset,
+        _Indexed(dataset),
         batch_size=batch_size,
         sampler=order,
-        collate_fn=collate_fn,
+        collate_fn=_collate_with_index(collate_fn),
         num_workers=num_workers,
         generator=torch.Generator(),  # keeps torch's global RNG (dropout) untouched by evaluation
     )
@@ -177,19 +202,22 @@ def build_eval_loader(dataset, lengths, batch_size: int, collate_fn, num_workers
 
 @torch.no_grad()
 def evaluate(model, loader, accelerator: Accelerator, label_names: list[str], desc: str = "Evaluating") -> tuple:
-    """(metrics, labels, probs) over the whole loader, gathered across processes."""
+    """(metrics, labels, probs) over the whole loader, gathered across processes, in the dataset's row order."""
     model.eval()
-    all_logits, all_labels = [], []
+    all_logits, all_labels, all_rows = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
         labels = batch.pop("labels")
+        rows = batch.pop(ROW_INDEX)
         logits = logits_of(model(**batch)).float()
-        logits, labels = accelerator.gather_for_metrics((logits, labels))
+        logits, labels, rows = accelerator.gather_for_metrics((logits, labels, rows))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
-    logits = torch.cat(all_logits)
-    labels = torch.cat(all_labels)
+        all_rows.append(rows.cpu())
+    order = torch.cat(all_rows).argsort()
+    logits = torch.cat(all_logits)[order]
+    labels = torch.cat(all_labels)[order].numpy()
     probs = torch.softmax(logits, dim=-1).numpy()
-    return classification_metrics(labels.numpy(), probs, label_names), labels.numpy(), probs
+    return classification_metrics(labels, probs, label_names), labels, probs
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

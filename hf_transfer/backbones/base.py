@@ -125,6 +125,10 @@ class Backbone(ABC):
     def default_ia3_targets(self, model: nn.Module) -> dict[str, list[str]]:
         """{"target_modules": [...], "feedforward_modules": [...]} for IA3 when the recipe names none."""
 
+    def checkpoint_for_folder(self, folder: Path) -> str:
+        """How `model.checkpoint` names a folder written by `save_classifier` (e.g. timm's `local-dir:` prefix)."""
+        return str(folder)
+
     @abstractmethod
     def save_classifier(self, model: nn.Module, out_dir: Path) -> list[str]:
         """Write a fine-tuned classifier in its library's own format (safetensors); returns the files written."""

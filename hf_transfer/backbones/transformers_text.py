@@ -108,7 +108,10 @@ class TransformersTextBackbone(Backbone):
                 return AutoModelForSequenceClassification.from_config(
                     config, trust_remote_code=self.model_cfg.trust_remote_code
                 )
-            return AutoModelForSequenceClassification.from_pretrained(self.checkpoint, use_safetensors=True, **kwargs)
+            # A classification checkpoint (e.g. a source stage's) gets its head replaced for these labels.
+            return AutoModelForSequenceClassification.from_pretrained(
+                self.checkpoint, use_safetensors=True, ignore_mismatched_sizes=True, **kwargs
+            )
         except (OSError, ValueError) as err:
             raise _load_error(self.checkpoint, err) from None
 

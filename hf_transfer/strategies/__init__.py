@@ -16,6 +16,14 @@ def _register_builtin() -> None:
         STRATEGIES.register(cls.name)(cls)
 
 
+def strategy_name(config) -> str:
+    """The registered name of the strategy that takes `config`."""
+    for name in STRATEGIES.names():
+        if isinstance(config, STRATEGIES.get(name).config_class):
+            return name
+    raise TypeError(f"no strategy takes {type(config).__name__}")
+
+
 def build_strategy(config, backbone):
     """The strategy whose config class `config` is an instance of."""
     for name in STRATEGIES.names():
