@@ -18,11 +18,18 @@ def run(recipe, overrides=(), resume: bool = False, callbacks=None):
     return run_recipe(recipe, resume=resume, callbacks=callbacks)
 
 
-def load(path, device: str | None = None):
-    """A trained run (folder) ready to `.predict(inputs)`."""
+def load(path, device: str | None = None, revision: str | None = None):
+    """A trained run (a folder, or a Hub repo id pushed with `hf-transfer push`) ready to `.predict(inputs)`."""
     from hf_transfer.predict import load as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device, revision=revision)
 
 
-__all__ = ["HfTransferError", "__version__", "load", "run"]
+def push(run_dir, repo_id: str, private: bool = False, **kwargs):
+    """Push a run folder to the Hub in one commit (see `hf_transfer.hub.push_run`)."""
+    from hf_transfer.hub import push_run
+
+    return push_run(run_dir, repo_id, private=private, **kwargs)
+
+
+__all__ = ["HfTransferError", "__version__", "load", "push", "run"]

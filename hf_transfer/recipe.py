@@ -75,6 +75,9 @@ class DataConfig:
         default=0.1, metadata={"help": "Share of train carved (stratified) for validation when none is given."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many train rows."})
+    train_samples_per_class: int | None = field(
+        default=None, metadata={"help": "Keep at most this many train rows per class (few-shot)."}
+    )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use at most this many validation and test rows."}
     )
@@ -92,7 +95,7 @@ class DataConfig:
             self.validation_split = self.eval_split = None
         if not 0.0 < self.validation_fraction < 0.9:
             raise RecipeError("data.validation_fraction must be between 0 and 0.9.")
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "train_samples_per_class"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RecipeError(f"data.{name} must be at least 1.")
@@ -128,8 +131,12 @@ class TrainConfig:
     class_weights: Literal["auto"] | list[float] | None = field(
         default=None, metadata={"help": "Weighted loss: auto (inverse class frequency) or one weight per class."}
     )
-    sampler: Literal["random", "balanced"] = field(
-        default="random", metadata={"help": "balanced draws classes equally often."}
+    sampler: Literal["random", "balanced", "undersample"] = field(
+        default="random",
+        metadata={
+            "help": "balanced draws classes equally often (with replacement); undersample takes every row of the "
+            "smallest class and as many of each other class, drawn afresh each epoch."
+        },
     )
     log_every_steps: int = field(default=20, metadata={"help": "Update the progress bar's loss every N steps."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})

@@ -41,7 +41,7 @@ def trained_run(tmp_path_factory, tiny_bert_dir, keyword_csvs):
 
 
 def test_help_everywhere():
-    for command in ([], ["run"], ["ls"], ["cp"], ["validate"], ["eval"], ["predict"]):
+    for command in ([], ["run"], ["ls"], ["cp"], ["validate"], ["eval"], ["predict"], ["push"]):
         with pytest.raises(SystemExit) as info:
             main([*command, "--help"])
         assert info.value.code == 0

@@ -64,5 +64,7 @@ def test_source_stage_then_target_with_scratch_baseline(tmp_path, tiny_bert_dir,
     # the run folder loads back on its own (a LoRA target carries the source-trained weights with it)
     if target_strategy == "lora":
         assert (run_dir / "source_model" / "model.safetensors").is_file()
+        pushed = hf_transfer.push(run_dir, "tester/transfer", dry_run=True, base_model="tester/tiny-bert")
+        assert "source_model/model.safetensors" in pushed.files  # and they travel to the Hub too
     again = hf_transfer.load(run_dir).evaluate([str(keyword_csvs["test"])])
     assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from hf_transfer.errors import DataError
@@ -276,6 +277,16 @@ def limit(split: Dataset, n: int | None, seed: int) -> Dataset:
     return split.shuffle(seed=seed).select(range(n))
 
 
+def per_class(split: Dataset, n: int | None, seed: int) -> Dataset:
+    """At most `n` rows of each class, drawn at random (a few-shot training set)."""
+    if n is None:
+        return split
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(split[LABEL])
+    keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)])
+    return split.select(np.sort(keep).tolist())
+
+
 def load_splits(
     cfg: DataConfig,
     required_columns: list[str],
@@ -300,7 +311,7 @@ def load_splits(
         train, validation = carve_validation(train, cfg.validation_fraction, seed)
     else:
         validation = raw["validation"]
-    train = limit(train, cfg.max_train_samples, seed)
+    train = limit(per_class(train, cfg.train_samples_per_class, seed), cfg.max_train_samples, seed)
     validation = limit(validation, cfg.max_eval_samples, seed)
     test = limit(raw["test"], cfg.max_eval_samples, seed) if "test" in raw else None
     logger.info(
