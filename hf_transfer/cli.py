@@ -1,4 +1,4 @@
-"""`hf-transfer`: run | ls | cp | validate | eval | predict | push."""
+"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | rank."""
 
 from __future__ import annotations
 
@@ -35,8 +35,31 @@ def cmd_run(args) -> int:
         metrics = json.loads(metrics_path.read_text())
         split = metrics["report_split"]
         print(format_metrics_table(metrics[split], title=f"{recipe.name} — {split} split"))
+        for line in transfer_lines(metrics):
+            print(line)
         print(f"\nRun folder: {run_dir}")
     return 0
+
+
+def transfer_lines(metrics: dict) -> list[str]:
+    """The no-transfer comparison and the source task's retention, one line each, for the end of a run."""
+    lines = []
+    transfer = metrics.get("transfer")
+    if transfer:
+        for name, gain in transfer["gains"].items():
+            lines.append(
+                f"transfer: {gain['metric']} {gain['a']:.4f} vs {gain['b']:.4f} "
+                f"{'from scratch' if name == 'scratch' else 'with the head only'}, gain {gain['difference']:+.4f} "
+                f"({int(gain['confidence'] * 100)}% CI {gain['ci_low']:+.4f} to {gain['ci_high']:+.4f})"
+            )
+    source = metrics.get("source")
+    if source:
+        after = source["after"]
+        kept = (
+            f", {after['accuracy']:.4f} after the target stage" if after else " (frozen backbone: nothing forgotten)"
+        )
+        lines.append(f"source task: accuracy {source['before']['accuracy']:.4f} before{kept}")
+    return lines
 
 
 def cmd_ls(args) -> int:
@@ -167,6 +190,45 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_cv(args) -> int:
+    from hf_transfer.cross_validation import CV_METRICS_FILE, cross_validate, format_cv_table
+    from hf_transfer.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    report = cross_validate(recipe, folds=args.folds, output_dir=args.output, resume=args.resume)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_cv_table(report))
+        print(f"\nReport: {Path(report['output_dir']) / CV_METRICS_FILE}")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    from hf_transfer.rank import format_rank_table, rank_checkpoints, rank_inputs
+
+    inputs = rank_inputs(
+        recipe=args.recipe,
+        data=args.data,
+        task=args.task,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        image_column=args.image_column,
+        pooling=args.pooling,
+    )
+    report = rank_checkpoints(
+        args.checkpoints,
+        inputs,
+        max_samples=args.max_samples,
+        folds=args.folds,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        by=args.by,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_rank_table(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-transfer",
@@ -241,6 +303,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="List the files and the card metadata; send nothing.")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser(
+        "cv",
+        help="Cross-validate a recipe: mean ± std of every metric over K stratified folds.",
+        description="Cut the recipe's train data into K stratified folds and run its strategy once per fold, that "
+        "fold held out for validation; report the mean and std of every metric. A linear probe extracts features "
+        "once for all folds.",
+    )
+    p.add_argument("recipe", help="Shipped recipe name (see `hf-transfer ls`) or path to a YAML file.")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=1 model.checkpoint=PATH")
+    p.add_argument("--folds", type=int, default=5, help="Number of stratified folds (default 5).")
+    p.add_argument("--output", help="Folder for cv_metrics.json (default: outputs/<recipe>-cv).")
+    p.add_argument("--resume", action="store_true", help="Continue an interrupted cross-validation.")
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser(
+        "rank",
+        help="Score candidate checkpoints on a sample of your data before training.",
+        description="Extract each checkpoint's features of the same sample of labelled data and score them: "
+        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost.",
+    )
+    p.add_argument("--checkpoints", nargs="+", required=True, help="Local folders or Hub ids (timm names for images).")
+    p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
+    p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
+    p.add_argument("--task", choices=["text-classification", "image-classification"], help="Default: text.")
+    p.add_argument("--text-column", help="Column holding the text (default text).")
+    p.add_argument("--label-column", help="Column holding the labels (default label).")
+    p.add_argument("--image-column", help="Column holding images or image paths (default image).")
+    p.add_argument("--max-samples", type=int, default=1000, help="Score on at most this many rows (default 1000).")
+    p.add_argument("--pooling", choices=["mean", "cls"], help="Feature pooling (default mean, or the recipe's).")
+    p.add_argument("--folds", type=int, default=5, help="Folds of the kNN and linear-probe accuracy (default 5).")
+    p.add_argument("--by", default="logme", choices=["logme", "linear_accuracy", "knn_accuracy"], help="Rank by.")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the sample and the folds.")
+    p.add_argument("--batch-size", type=int, default=64, help="Batch size of the feature pass.")
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    p.set_defaults(func=cmd_rank)
     return parser
 
 

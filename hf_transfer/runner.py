@@ -149,15 +149,19 @@ class TransferRun:
         # Fail on a bad target before spending time on the source stage.
         self.target_backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
 
-    def run_stage(self, name: str, recipe: Recipe, backbone: Backbone | None = None) -> Stage:
-        """Load data, plan the strategy and run the loop for one stage (checkpoints in work/<name>/)."""
+    def run_stage(
+        self, name: str, recipe: Recipe, backbone: Backbone | None = None, splits: Splits | None = None
+    ) -> Stage:
+        """Load data (unless `splits` are given: a cross-validation fold), plan the strategy and run the loop for
+        one stage (checkpoints in work/<name>/)."""
         accelerator = self.accelerator
         accelerator.gradient_accumulation_steps = recipe.train.gradient_accumulation_steps
         set_seed(recipe.train.seed)
         backbone = backbone or build_backbone(recipe.model, recipe.data, recipe.modality)
         columns, fields = backbone.required_columns()
         with accelerator.main_process_first():
-            splits = load_splits(recipe.data, columns, fields, recipe.train.seed, check_rows=backbone.check_rows)
+            if splits is None:
+                splits = load_splits(recipe.data, columns, fields, recipe.train.seed, check_rows=backbone.check_rows)
             strategy = build_strategy(recipe.strategy, backbone)
             set_seed(recipe.train.seed)
             plan = strategy.plan(splits, recipe, accelerator)
@@ -278,7 +282,8 @@ class TransferRun:
             "data": {name: len(split) for name, split in stage.splits.items()},
             **({"skipped_rows": stage.backbone.skipped_rows} if stage.backbone.skipped_rows else {}),
             "validation_carved_from_train": stage.splits.validation_carved,
-            "train_seconds": round(stage.seconds, 2),
+            "train_seconds": round(result.train_seconds, 2),  # training steps only
+            "stage_seconds": round(stage.seconds, 2),  # with evaluation every epoch and the final evaluation
         }
         transfer = self.transfer_report(report_split)
         if transfer:

@@ -12,7 +12,8 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class LoopResult:
     stopped_early: bool
     global_step: int
     predictions: dict[str, dict] = field(default_factory=dict)  # split -> {"labels", "probs"} (numpy)
+    train_seconds: float = 0.0  # time in training steps only (no evaluation, loading or extraction)
 
 
 class Callback:
@@ -127,7 +129,7 @@ class EpochSampler(Sampler):
     depends on nothing that ran before: a resumed run sees the same batches as an uninterrupted one (and
     Accelerate's generator synchronisation has no shared generator to touch)."""
 
-    def __init__(self, make_sampler: Callable[[torch.Generator], Sampler], length: int, seed: int):
+    def __init__(self, make_sampler: Callable[[torch.Generator], Iterable[int]], length: int, seed: int):
         self.make_sampler, self.length, self.seed, self.epoch = make_sampler, length, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -142,12 +144,25 @@ class EpochSampler(Sampler):
 
 
 def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> EpochSampler:
+    length = len(plan.train)
     if cfg.sampler == "balanced":
         labels = np.asarray(plan.train_labels)
         weights = (1.0 / np.bincount(labels)[labels]).tolist()
 
         def make(g):
             return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=g)
+
+    elif cfg.sampler == "undersample":
+        # Each epoch: every row of the smallest class, and as many rows of each larger class, drawn afresh (without
+        # replacement): over the epochs the larger classes show many of their rows, not one fixed cut of them.
+        labels = np.asarray(plan.train_labels)
+        rows_of = [torch.from_numpy(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+        per_class = min(len(rows) for rows in rows_of)
+        length = per_class * len(rows_of)
+
+        def make(g):
+            drawn = torch.cat([rows[torch.randperm(len(rows), generator=g)[:per_class]] for rows in rows_of])
+            return drawn[torch.randperm(len(drawn), generator=g)].tolist()
 
     elif cfg.group_by_length and plan.train_lengths is not None:
 
@@ -159,7 +174,7 @@ def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> EpochSampler:
         def make(g):
             return RandomSampler(plan.train, generator=g)
 
-    return EpochSampler(make, len(plan.train), cfg.seed)
+    return EpochSampler(make, length, cfg.seed)
 
 
 ROW_INDEX = "row_index"  # travels with evaluation batches so predictions come back in dataset order
@@ -370,6 +385,7 @@ class TrainingLoop:
             window = torch.zeros((), device=accelerator.device)
             n_batches = 0
             window_batches = 0
+            epoch_start = time.perf_counter()
             for batch in loader:
                 with accelerator.accumulate(model):
                     labels = batch.pop("labels")
@@ -405,6 +421,7 @@ class TrainingLoop:
                         cb.on_step_end(step, epoch)
             bar.close()
             train_loss = (loss_sum / max(n_batches, 1)).item()
+            state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - epoch_start
             self._check_finite(train_loss, state["global_step"], epoch)
 
             metrics, _, _ = evaluate(
@@ -461,6 +478,7 @@ class TrainingLoop:
             stopped_early=state["stopped_early"],
             global_step=state["global_step"],
             predictions=predictions,
+            train_seconds=state.get("train_seconds", 0.0),
         )
 
     def _check_finite(self, value: float, step: int, epoch: int) -> None:
