@@ -82,6 +82,10 @@ class DataConfig:
         default=None, metadata={"help": "Use at most this many validation and test rows."}
     )
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Resize images to this square size instead of the model's pretrained input size."},
+    )
     skip_bad_images: bool = field(
         default=False, metadata={"help": "Skip (and count) files that are not images instead of failing."}
     )
@@ -99,6 +103,8 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RecipeError(f"data.{name} must be at least 1.")
+        if self.image_size is not None and self.image_size < 8:
+            raise RecipeError("data.image_size must be at least 8 pixels.")
         if self.max_length < 2:
             raise RecipeError("data.max_length must be at least 2.")
 

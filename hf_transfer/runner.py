@@ -203,10 +203,15 @@ class TransferRun:
                 hub_id=recipe.model.hub_id or self.target_backbone.base_model_id,
             )
             target_recipe = replace(recipe, model=target_model)
-            target_backbone = None
+            target_backbone = build_backbone(target_model, recipe.data, recipe.modality)
+            target_backbone.new_head = True
         self.target = self.run_stage("target", target_recipe, target_backbone)
         self.baselines = {
-            name: self.run_stage(f"baseline-{name}", baseline_recipe(target_recipe, name)) for name in recipe.baseline
+            # scratch: the recipe's own architecture from random weights; head_only: on the target's start
+            name: self.run_stage(
+                f"baseline-{name}", baseline_recipe(recipe if name == "scratch" else target_recipe, name)
+            )
+            for name in recipe.baseline
         }
         return self.target
 

@@ -109,11 +109,14 @@ class TransformersTextBackbone(Backbone):
                     config, trust_remote_code=self.model_cfg.trust_remote_code
                 )
             # A classification checkpoint (e.g. a source stage's) gets its head replaced for these labels.
-            return AutoModelForSequenceClassification.from_pretrained(
+            model = AutoModelForSequenceClassification.from_pretrained(
                 self.checkpoint, use_safetensors=True, ignore_mismatched_sizes=True, **kwargs
             )
         except (OSError, ValueError) as err:
             raise _load_error(self.checkpoint, err) from None
+        if self.new_head:
+            self.reset_head(model)
+        return model
 
     def build_feature_extractor(self, pooling: str) -> nn.Module:
         try:
