@@ -46,7 +46,8 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, tiny_bert
         hf_transfer.run(recipe, callbacks=[CrashAtStep(23)])  # in epoch 2, 3 steps after the step-20 checkpoint
     run_dir = tmp_path / "outputs" / "crashed"
     assert not run_dir.exists()  # a crash leaves no half-written run folder ...
-    assert (tmp_path / "outputs" / "crashed.incomplete" / "checkpoints" / "step-20").is_dir()  # ... but a checkpoint
+    checkpoint = tmp_path / "outputs" / "crashed.incomplete" / "target" / "checkpoints" / "step-20"
+    assert checkpoint.is_dir()  # ... but a checkpoint to resume from
     resumed = hf_transfer.run(recipe, resume=True)
     a, b = _metrics(straight), _metrics(resumed)
     for split in ("validation", "test"):
@@ -81,7 +82,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tin
     message = str(info.value)
     assert "the training loss became" in message and "Lower train.learning_rate" in message
     assert not (tmp_path / "outputs" / "run").exists()
-    checkpoints = list((tmp_path / "outputs" / "run.incomplete" / "checkpoints").iterdir())
+    checkpoints = list((tmp_path / "outputs" / "run.incomplete" / "target" / "checkpoints").iterdir())
     assert len(checkpoints) == 1 and str(checkpoints[0]) in message
 
 

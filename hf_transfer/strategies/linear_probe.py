@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from hf_transfer.backbones import FeatureHead, ProbeClassifier
 from hf_transfer.errors import RecipeError
-from hf_transfer.features import extract_features
+from hf_transfer.features import FeatureDataset, extract_features
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.train import TrainingPlan, param_groups_with_decay
 
+logger = logging.getLogger(__name__)
+
 HEAD_FILE = "head.safetensors"
+SMOTE_NEIGHBORS = 5  # imbalanced-learn's default; fewer when the smallest class has fewer other rows
 
 
 @dataclass
@@ -23,6 +31,8 @@ class LinearProbeConfig:
     pooling: how token/patch features become one vector: `mean` (sentence-transformers checkpoints such as
         MiniLM have no trained pooler and want it) or `cls` (the first token; for timm, the model's own pooling).
     head: `linear`, or `mlp` (one hidden layer of `hidden_size`).
+    smote: add synthetic train rows to the smaller classes (SMOTE, from imbalanced-learn) until every class has as
+        many as the largest; only the train features are resampled, never validation or test.
     """
 
     pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "mean or cls pooling of features."})
@@ -30,6 +40,7 @@ class LinearProbeConfig:
     hidden_size: int = field(default=256, metadata={"help": "Hidden units of the mlp head."})
     dropout: float = field(default=0.0, metadata={"help": "Dropout before the head's layers."})
     extract_batch_size: int = field(default=64, metadata={"help": "Batch size of the one feature-extraction pass."})
+    smote: bool = field(default=False, metadata={"help": "Oversample the smaller classes' train features with SMOTE."})
 
     def __post_init__(self):
         if not 0.0 <= self.dropout < 1.0:
@@ -46,23 +57,27 @@ class LinearProbe(Strategy):
         hidden = self.config.hidden_size if self.config.head == "mlp" else None
         return FeatureHead(in_features, num_labels, hidden=hidden, dropout=self.config.dropout)
 
+    @cached_property
+    def extractor(self) -> nn.Module:
+        return self.backbone.build_feature_extractor(self.config.pooling)
+
+    def split_features(self, split, accelerator, name: str) -> FeatureDataset:
+        """The features of `split`: one backbone pass, none when they are cached, and none when `split` already is
+        features (cross-validation hands each fold its rows of features extracted once for all folds)."""
+        if isinstance(split, FeatureDataset):
+            return split
+        config = self.config
+        return extract_features(
+            self.extractor, split, self.backbone, accelerator, config.pooling, config.extract_batch_size, name
+        )
+
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        self.extractor = self.backbone.build_feature_extractor(self.config.pooling)
-        features = {
-            name: extract_features(
-                self.extractor,
-                split,
-                self.backbone,
-                accelerator,
-                self.config.pooling,
-                self.config.extract_batch_size,
-                name,
-            )
-            for name, split in splits.items()
-        }
+        features = {name: self.split_features(split, accelerator, name) for name, split in splits.items()}
         train = features.pop("train")
         head = self._head(train.features.shape[1], len(splits.label_names))
-        head.fit_scaler(train.features)
+        head.fit_scaler(train.features)  # on real rows only, as an imbalanced-learn pipeline scales before SMOTE
+        if self.config.smote:
+            train = smote_oversampled(train, head, recipe.train.seed, splits.label_names)
         return TrainingPlan(
             model=head,
             param_groups=param_groups_with_decay(head, recipe.train.weight_decay),
@@ -93,3 +108,38 @@ class LinearProbe(Strategy):
         head = self._head(first.shape[1], len(label_names))
         head.load_state_dict(state)
         return ProbeClassifier(extractor, head).eval()
+
+
+def smote_oversampled(train: FeatureDataset, head: FeatureHead, seed: int, label_names: list[str]) -> FeatureDataset:
+    """The train features plus SMOTE's synthetic rows, every class brought up to the largest class's count.
+
+    Neighbours are found in the head's standardised space (what the head sees); a synthetic row lies on the segment
+    between a row and one of its neighbours, so mapping it back to raw features is exact. With a class of n < 6 rows,
+    k_neighbors drops to n - 1; a class of one row cannot be interpolated.
+    """
+    from imblearn.over_sampling import SMOTE
+
+    labels = train.labels.numpy()
+    counts = np.bincount(labels, minlength=len(label_names))
+    present = np.flatnonzero(counts)
+    smallest = int(present[counts[present].argmin()])
+    if counts[smallest] < 2:
+        raise RecipeError(
+            f"strategy.smote needs at least 2 train rows in every class and '{label_names[smallest]}' has 1; "
+            "add rows of it, or use train.sampler=balanced or train.class_weights=auto instead."
+        )
+    k = min(SMOTE_NEIGHBORS, int(counts[smallest]) - 1)
+    scaled = ((train.features - head.feature_mean) / head.feature_std).double().numpy()
+    resampled, resampled_labels = SMOTE(k_neighbors=k, random_state=seed).fit_resample(scaled, labels)
+    n = len(labels)  # imbalanced-learn returns the original rows first, in order, then the synthetic ones
+    synthetic = torch.from_numpy(resampled[n:]).float() * head.feature_std + head.feature_mean
+    added = np.bincount(resampled_labels[n:], minlength=len(label_names))
+    logger.info(
+        "SMOTE (k_neighbors=%d): %s synthetic train rows",
+        k,
+        ", ".join(f"{label_names[c]} +{added[c]}" for c in np.flatnonzero(added)) or "no",
+    )
+    return FeatureDataset(
+        torch.cat([train.features, synthetic]),
+        torch.cat([train.labels, torch.from_numpy(resampled_labels[n:]).long()]),
+    )
