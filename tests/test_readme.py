@@ -70,10 +70,30 @@ def check_eval(done, cwd):
     assert accuracy > 0.7  # MiniLM + LoRA on 1,800 reviews for one epoch: well above the 58% majority class
 
 
+def check_digits_probe(done, cwd):
+    metrics = json.loads((cwd / "outputs" / "efficientnet-lite0-linear-probe-digits" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.9  # ImageNet features separate handwritten digits (chance: 0.1)
+
+
+def check_cv(done, cwd):
+    cv = json.loads((cwd / "outputs" / "minilm-linear-probe-rotten-tomatoes-cv" / "cv_metrics.json").read_text())
+    assert len(cv["folds"]) == 5
+
+
+def check_rank(done, cwd):
+    assert "all-MiniLM-L6-v2" in done.stdout and "logme" in done.stdout.lower()
+
+
 CHECKS = {
     "hf-transfer run quickstart/digits-source-to-target": check_quickstart,
     'hf-transfer predict outputs/minilm-lora-rotten-tomatoes "A small gem of a movie." --json': check_predict,
     "hf-transfer eval outputs/minilm-lora-rotten-tomatoes --data ../shared/data/rotten_tomatoes/test.csv": check_eval,
+    "hf-transfer run images/efficientnet-lite0-linear-probe-digits "
+    "model.checkpoint=local-dir:../shared/models/tf_efficientnet_lite0": check_digits_probe,
+    "hf-transfer cv sentiment/minilm-linear-probe-rotten-tomatoes model.checkpoint=../shared/models/all-MiniLM-L6-v2 "
+    "data.train_files=../shared/data/rotten_tomatoes/train.csv data.max_train_samples=1000 --folds 5": check_cv,
+    "hf-transfer rank --checkpoints ../shared/models/all-MiniLM-L6-v2 --data ../shared/data/rotten_tomatoes/train.csv "
+    "--max-samples 1000": check_rank,
 }
 
 
