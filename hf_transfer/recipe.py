@@ -86,6 +86,13 @@ class DataConfig:
         default=None,
         metadata={"help": "Resize images to this square size instead of the model's pretrained input size."},
     )
+    augment: Literal["model", "light", "none"] = field(
+        default="model",
+        metadata={
+            "help": "Image training augmentation: model (timm's: random crops from 8% of the image, flips, colour "
+            "jitter), light (crops of 70-100%, no flip or jitter: digits, text, small centred images) or none."
+        },
+    )
     skip_bad_images: bool = field(
         default=False, metadata={"help": "Skip (and count) files that are not images instead of failing."}
     )

@@ -67,7 +67,9 @@ def check_predict(done, cwd):
 def check_eval(done, cwd):
     assert "accuracy" in done.stdout
     accuracy = float(re.search(r"^accuracy\s+([0-9.]+)", done.stdout, flags=re.M).group(1))
-    assert accuracy > 0.7  # MiniLM + LoRA on 1,800 reviews for one epoch: well above the 58% majority class
+    # One epoch of LoRA on 1,800 reviews is a taste, not the full run: it must beat always answering the majority
+    # class (58% of the test split is positive), as the full run does by far (see benchmarks/RESULTS.md).
+    assert accuracy > 0.6
 
 
 def check_digits_probe(done, cwd):

@@ -136,8 +136,8 @@ def test_lora_trains_adapter_and_head_and_reloads(tmp_path, tiny_bert_dir, keywo
         tmp_path,
         tiny_bert_dir,
         keyword_csvs,
-        {"name": "lora", "r": 8, "alpha": 16},
-        train={"epochs": 20, "learning_rate": 1e-2},
+        {"name": "lora", "r": 16, "alpha": 32},
+        train={"epochs": 30, "learning_rate": 1e-2},
     )
     adapter_config = json.loads((run_dir / "adapter_config.json").read_text())
     assert sorted(adapter_config["target_modules"]) == ["query", "value"]
