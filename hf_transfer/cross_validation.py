@@ -61,6 +61,18 @@ def check_folds(folds: int) -> None:
         raise RecipeError(f"--folds is {folds}; cross-validation needs at least 2 folds (5 or 10 are usual).")
 
 
+def require_rows_per_class(labels, label_names: list[str], folds: int, rows: str, fix: str) -> None:
+    """Every present class needs at least `folds` rows for stratified folds; `fix` may name `{n}`, the most folds
+    the smallest class allows."""
+    counts = np.bincount(np.asarray(labels), minlength=len(label_names))
+    for c in np.flatnonzero(counts):
+        if counts[c] < folds:
+            raise DataError(
+                f"class '{label_names[c]}' has {counts[c]} {rows}, fewer than --folds {folds}; "
+                f"{fix.format(n=max(counts[c], 2))}."
+            )
+
+
 def stratified_folds(labels, folds: int, seed: int, label_names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, validation rows) of each of `folds` stratified folds (scikit-learn's StratifiedKFold, shuffled
     with `seed`)."""
@@ -68,13 +80,7 @@ def stratified_folds(labels, folds: int, seed: int, label_names: list[str]) -> l
 
     check_folds(folds)
     labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=len(label_names))
-    for c in np.flatnonzero(counts):
-        if counts[c] < folds:
-            raise DataError(
-                f"class '{label_names[c]}' has {counts[c]} train rows, fewer than --folds {folds}; lower --folds to "
-                f"{max(counts[c], 2)} or add rows of that class."
-            )
+    require_rows_per_class(labels, label_names, folds, "train rows", "lower --folds to {n} or add rows of that class")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
 

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.cross_validation import load_train_split
+from hf_transfer.cross_validation import load_train_split, require_rows_per_class
 from hf_transfer.data.splits import check_files_exist
 from hf_transfer.errors import DataError, HfTransferError, ModelError
 from hf_transfer.features import cache_root, extract_features, feature_cache_key
@@ -156,13 +156,9 @@ def rank_checkpoints(
     except (DataError, ModelError) as err:
         raise _in_flag_terms(err, inputs) from None
     labels = np.asarray(sample["labels"])
-    counts = np.bincount(labels, minlength=len(label_names))
-    for c in np.flatnonzero(counts):
-        if counts[c] < folds:
-            raise DataError(
-                f"class '{label_names[c]}' has {counts[c]} rows in the sample of {len(sample)}, fewer than --folds "
-                f"{folds}; raise --max-samples or lower --folds."
-            )
+    require_rows_per_class(
+        labels, label_names, folds, f"rows in the sample of {len(sample)}", "raise --max-samples or lower --folds"
+    )
     logger.info("rank: %d candidates on %d rows, %d classes", len(backbones), len(sample), len(label_names))
 
     accelerator = fresh_accelerator()
