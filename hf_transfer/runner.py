@@ -359,7 +359,3 @@ class TransferRun:
 
 def run_recipe(recipe: Recipe, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:
     return TransferRun(recipe, resume=resume, callbacks=callbacks).run()
-
-
-def with_output(recipe: Recipe, output_dir: str | Path) -> Recipe:
-    return replace(recipe, output=replace(recipe.output, dir=str(output_dir)))

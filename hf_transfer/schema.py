@@ -135,8 +135,3 @@ def to_dict(obj) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
-
-
-def help_of(cls) -> dict[str, str]:
-    """Each field's help text, for `hf-transfer validate --explain` and the docs."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
