@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 
 from hf_transfer.backbones import build_backbone
-from hf_transfer.data.splits import LABEL, encode_labels_like, load_raw_splits
+from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
+from hf_transfer.data.text import drop_empty_texts
 from hf_transfer.errors import DataError, ModelError
 from hf_transfer.metrics import classification_metrics
 from hf_transfer.recipe import recipe_from_dict
@@ -98,29 +98,32 @@ class Classifier:
         return out
 
     def evaluate(self, files: list[str], batch_size: int = 32) -> dict:
-        """Metrics on new labelled files with the run's columns (labels must be among the run's labels)."""
-        data = replace(
-            self.recipe.data,
-            dataset=None,
-            config=None,
-            data_dir=None,
-            train_files=list(files),
-            validation_files=[],
-            eval_files=[],
-            max_train_samples=None,
-        )
-        raw = load_raw_splits(data)["train"]
+        """Metrics on new labelled files with the run's columns (labels must be among the run's labels, read as the
+        run read its own: see `coding_of_run`). Rows with an empty text are dropped and counted in `skipped_rows`."""
+        field = "--data"  # the files come from `hf-transfer eval --data`, not from the recipe's fields
+        check_files_exist(files, field)
+        raw = load_files(list(files), field, if_empty="give files with labelled rows")
+        if len(raw) == 0:
+            raise DataError(f"{field}: {', '.join(files)} holds no rows; give files with labelled rows.")
+        where = f"{field} ({', '.join(files)})"
         columns, fields = self.backbone.required_columns()
-        for column in columns + [data.label_column]:
+        label_column = self.recipe.data.label_column
+        for column in columns + [label_column]:
             if column not in raw.column_names:
-                field = fields.get(column, "data.label_column")
+                name = fields.get(column, "data.label_column")
                 raise DataError(
-                    f"column '{column}' ({field}) is missing from {', '.join(files)}; "
+                    f"column '{column}' ({name} of the run) is missing from {where}; "
                     f"its columns are {', '.join(raw.column_names)}."
                 )
-        encoded = encode_labels_like(raw, data.label_column, self.label_names, ", ".join(files))
+        skipped = {}
+        if self.recipe.modality == "text":
+            checked, skipped = drop_empty_texts(DatasetDict({field: raw}), columns, lambda _: where)
+            raw = checked[field]
+        coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
+        encoded = encode_labels_like(raw, label_column, coding, where)
         labels, probs = self._probs(self.backbone.prepare(encoded, train=False), batch_size)
-        return classification_metrics(labels, probs, self.label_names)
+        metrics = classification_metrics(labels, probs, self.label_names)
+        return metrics | ({"skipped_rows": skipped[field]} if skipped else {})
 
 
 def load(path: str | Path, device: str | None = None, revision: str | None = None) -> Classifier:

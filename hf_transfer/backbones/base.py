@@ -156,7 +156,7 @@ class Backbone(ABC):
     # --- data -----------------------------------------------------------------------------------------------
     def check_rows(self, raw: DatasetDict) -> DatasetDict:
         """The raw splits with rows the model cannot read reported (an error naming the row), or dropped and
-        counted in `skipped_rows` where the recipe allows it. Text needs no check; images are decoded once."""
+        counted in `skipped_rows` (empty texts always, images that do not decode with data.skip_bad_images)."""
         return raw
 
     @abstractmethod

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -19,7 +19,8 @@ from transformers import (
 )
 
 from hf_transfer.backbones.base import Backbone
-from hf_transfer.data.splits import LABEL
+from hf_transfer.data.splits import LABEL, describe_split
+from hf_transfer.data.text import drop_empty_texts
 from hf_transfer.errors import ModelError, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,12 @@ class TransformersTextBackbone(Backbone):
             columns.append(self.data_cfg.text_pair_column)
             fields[self.data_cfg.text_pair_column] = "data.text_pair_column"
         return columns, fields
+
+    def check_rows(self, raw: DatasetDict) -> DatasetDict:
+        """The raw splits without their empty-text rows, counted in `skipped_rows` (see `drop_empty_texts`)."""
+        columns, _ = self.required_columns()
+        checked, self.skipped_rows = drop_empty_texts(raw, columns, lambda role: describe_split(role, self.data_cfg))
+        return checked
 
     def prepare(self, split: Dataset, train: bool) -> Dataset:
         tokenizer = self.tokenizer

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -74,8 +75,8 @@ def _load_local_files(cfg: DataConfig) -> DatasetDict:
     )
 
 
-def load_files(files: list[str], field: str) -> Dataset:
-    """Local csv/tsv/json/jsonl/parquet files as one Dataset."""
+def load_files(files: list[str], field: str, if_empty: str = "add some or leave the field out") -> Dataset:
+    """Local csv/tsv/json/jsonl/parquet files as one Dataset; `if_empty` says what to do when they hold no rows."""
     builder = builder_for(files, field)
     kwargs = {"delimiter": "\t"} if all(f.lower().endswith(".tsv") for f in files) else {}
     try:
@@ -83,7 +84,7 @@ def load_files(files: list[str], field: str) -> Dataset:
     except Exception as err:  # the parser's own words name the problem
         cause = err.__cause__ or err
         if "corresponds to no data" in str(cause):
-            raise DataError(f"{field}: {', '.join(files)} holds no rows; add some or leave the field out.") from None
+            raise DataError(f"{field}: {', '.join(files)} holds no rows; {if_empty}.") from None
         raise DataError(
             f"{field}: {', '.join(files)} could not be read as {builder} ({str(cause).splitlines()[0]})."
         ) from None
@@ -161,112 +162,194 @@ def require_columns(raw: DatasetDict, columns: list[str], cfg: DataConfig, field
                 )
 
 
-def encode_labels(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]]:
-    """Labels as integer ids in a `labels` column, and the label names in id order.
+def describe_split(role: str, cfg: DataConfig) -> str:
+    """'the test split (data.eval_files: a.csv)': where a row is, for messages."""
+    if cfg.dataset:
+        return f"the {role} split ({_split_field(role, cfg)})"
+    field = {"train": "data.train_files", "validation": "data.validation_files", "test": "data.eval_files"}[role]
+    return f"the {role} split ({field}: {_split_field(role, cfg)})"
 
-    A ClassLabel feature keeps its names; string labels are sorted; integers must be 0..K-1 and take names from
-    `data.label_names` (or their own digits). A label in validation/test that train never saw is an error.
+
+MISSING = object()  # a label cell that holds nothing: None, NaN or a blank string
+
+
+def label_value(value):
+    """A raw label as an int or a string, MISSING, or None where it is neither (a float with a fraction, a bool,
+    a list). Integral floats are ints: a CSV integer column with one blank cell is read as floats."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return MISSING
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return MISSING
+        return int(value) if float(value).is_integer() else None
+    return value if isinstance(value, str) else None
+
+
+def _is_integer_literal(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class LabelCoding:
+    """How raw label values become class ids, the same way in every split (and when a trained run evaluates).
+
+    `names` are the class names in id order. A raw value is matched by name (`keys`: a ClassLabel's own names, else
+    `names`); where `indexed` (data.label_names given, or a ClassLabel) an integer is also an id into `names`.
+    Without `indexed`, integer labels are values like any other: {1, 2} are the classes "1" and "2", never an id.
     """
+
+    names: list[str]
+    keys: list[str]
+    indexed: bool
+
+    def id_of(self, value) -> int | None:
+        """The class id of a `label_value`, or None if no class has it."""
+        if isinstance(value, int) and self.indexed:
+            return value if 0 <= value < len(self.names) else None
+        text = str(value)
+        if text in self._index:
+            return self._index[text]
+        if self.indexed and _is_integer_literal(text) and 0 <= int(text) < len(self.names):
+            return int(text)  # an id written as text (a quoted JSON number, a CSV column with a stray word)
+        return None
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {key: i for i, key in enumerate(self.keys)}
+
+    def encode(self, split: Dataset, column: str, where: str, unknown: str | None = None) -> list[int]:
+        """The class id of every row of `split`; a row without a label, or with a label no class has, is an error
+        naming the row and `where` (the split and its files); `unknown` says what is wrong with such a label."""
+        feature = split.features.get(column)
+        values = split[column]
+        if isinstance(feature, ClassLabel):
+            # -1 is datasets' "no label" (the unlabelled test splits of GLUE and others)
+            values = [feature.names[v] if v is not None and v >= 0 else None for v in values]
+        ids = []
+        for row, raw in enumerate(values):
+            value = label_value(raw)
+            if value is MISSING:
+                raise DataError(f"row {row} of {where} has no label in column '{column}'; fill it in or drop the row.")
+            class_id = None if value is None else self.id_of(value)
+            if class_id is None:
+                raise DataError(
+                    f"row {row} of {where} has label {raw!r}, "
+                    + (unknown or f"which train never saw; known labels are {', '.join(self.names)}.")
+                )
+            ids.append(class_id)
+        return ids
+
+
+def coding_from_train(train: Dataset, cfg: DataConfig, where: str) -> LabelCoding:
+    """The classes as train defines them: a ClassLabel keeps its names; with data.label_names integers are ids into
+    it; otherwise the classes are the distinct values that occur, in numeric order for integers, else text order,
+    each named by its own value."""
     column = cfg.label_column
-    train = raw["train"]
     feature = train.features.get(column)
     if isinstance(feature, ClassLabel):
         names = list(feature.names)
-        if cfg.label_names:
-            if len(cfg.label_names) != len(names):
-                raise DataError(
-                    f"data.label_names has {len(cfg.label_names)} names but the dataset has {len(names)} classes."
-                )
-            names = list(cfg.label_names)
-        seen = set(train[column])
-        to_id = None
-    else:
-        values = train[column]
-        if any(v is None for v in values):
-            row = next(i for i, v in enumerate(values) if v is None)
-            raise DataError(f"row {row} of {_split_field('train', cfg)} has no label in column '{column}'.")
-        if all(isinstance(v, bool) for v in values) or not all(isinstance(v, (int, str)) for v in values):
-            bad = next(v for v in values if isinstance(v, bool) or not isinstance(v, (int, str)))
-            raise DataError(f"column '{column}' holds {bad!r}; labels must be strings or integers.")
-        if all(isinstance(v, int) for v in values):
-            ids = sorted(set(values))
-            k = max(ids) + 1
-            if min(ids) < 0:
-                raise DataError(f"column '{column}' holds a negative label {min(ids)}; use 0..K-1 or strings.")
-            names = list(cfg.label_names) if cfg.label_names else [str(i) for i in range(k)]
-            if len(names) < k:
-                raise DataError(f"data.label_names has {len(names)} names but train has labels up to {k - 1}.")
-            seen = set(ids)
-            to_id = None
-        else:
-            str_values = [str(v) for v in values]
-            names = list(cfg.label_names) if cfg.label_names else sorted(set(str_values))
-            unknown = sorted(set(str_values) - set(names))
-            if unknown:
-                raise DataError(f"label '{unknown[0]}' in train is not among data.label_names ({', '.join(names)}).")
-            seen = {names.index(v) for v in set(str_values)}
-            to_id = {name: i for i, name in enumerate(names)}
-    if len(seen) < 2:
-        raise DataError(f"train has a single class ({names[next(iter(seen))]}); a classifier needs at least two.")
-
-    encoded = {}
-    for role, split in raw.items():
-        values = split[column]
-        if to_id is None:
-            ids = [int(v) if v is not None else -1 for v in values]
-            bad_rows = [i for i, v in enumerate(ids) if not 0 <= v < len(names)]
-        else:
-            ids = [to_id.get(str(v), -1) for v in values]
-            bad_rows = [i for i, v in enumerate(ids) if v < 0]
-        if not bad_rows and role != "train":
-            unseen = sorted(set(ids) - seen)
-            bad_rows = [ids.index(unseen[0])] if unseen else []
-        if bad_rows:
-            row = bad_rows[0]
+        if cfg.label_names and len(cfg.label_names) != len(names):
             raise DataError(
-                f"row {row} of {_split_field(role, cfg)} has label {values[row]!r}, which train never saw; "
-                f"known labels are {', '.join(names)}."
+                f"data.label_names has {len(cfg.label_names)} names but the dataset has {len(names)} classes "
+                f"({', '.join(names)}); give one name per class, in that order, or leave data.label_names out."
             )
-        if LABEL in split.column_names and column != LABEL:
+        return LabelCoding(names=list(cfg.label_names or names), keys=names, indexed=True)
+    if cfg.label_names:
+        if len(set(cfg.label_names)) != len(cfg.label_names):
+            names = ", ".join(cfg.label_names)
+            raise DataError(f"data.label_names repeats a name ({names}); give each class its own.")
+        return LabelCoding(names=list(cfg.label_names), keys=list(cfg.label_names), indexed=True)
+    values = []
+    for row, raw in enumerate(train[column]):
+        value = label_value(raw)
+        if value is MISSING:
+            raise DataError(f"row {row} of {where} has no label in column '{column}'; fill it in or drop the row.")
+        if value is None:
+            raise DataError(
+                f"row {row} of {where} has label {raw!r} in column '{column}'; labels must be strings or integers."
+            )
+        values.append(value)
+    distinct = set(values)
+    if all(isinstance(v, int) for v in distinct):
+        names = [str(v) for v in sorted(distinct)]
+    else:
+        # 1 and "1" in one column (JSON) are the same class; numeric strings sort as numbers, "2" before "10"
+        texts = {str(v) for v in distinct}
+        numeric = all(_is_integer_literal(t) for t in texts)
+        names = sorted(texts, key=lambda t: (int(t), t)) if numeric else sorted(texts)
+    return LabelCoding(names=names, keys=names, indexed=False)
+
+
+def encode_labels(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]]:
+    """Labels as class ids in a `labels` column of every split, all coded by train's classes (`coding_from_train`),
+    and the class names in id order. A label in validation/test that train never saw is an error naming the row."""
+    column = cfg.label_column
+    coding = coding_from_train(raw["train"], cfg, describe_split("train", cfg))
+    encoded, seen = {}, set()
+    for role, split in raw.items():
+        where = describe_split(role, cfg)
+        unknown = None
+        if role == "train" and coding.indexed:
+            unknown = (
+                f"which is not one of the {len(coding.names)} class names ({', '.join(coding.names)}) nor an id "
+                f"0..{len(coding.names) - 1} into them; fix the row or data.label_names."
+            )
+        ids = coding.encode(split, column, where, unknown)
+        if role == "train":
+            seen = set(ids)
+            if len(seen) < 2:
+                raise DataError(f"train has a single class ({coding.names[ids[0]]}); a classifier needs at least two.")
+        else:
+            unseen = next((row for row, i in enumerate(ids) if i not in seen), None)
+            if unseen is not None:
+                raise DataError(
+                    f"row {unseen} of {where} has label {split[column][unseen]!r}, which train never saw; "
+                    f"known labels are {', '.join(coding.names[i] for i in sorted(seen))}."
+                )
+        if LABEL in split.column_names:
             split = split.remove_columns(LABEL)
-        split = split.add_column(LABEL, ids) if column != LABEL else split.cast_column(LABEL, datasets.Value("int64"))
-        if column != LABEL:
+        split = split.add_column(LABEL, ids, feature=datasets.Value("int64"))
+        if column != LABEL and column in split.column_names:
             split = split.remove_columns(column)
         encoded[role] = split
-    return DatasetDict(encoded), names
+    return DatasetDict(encoded), coding.names
 
 
-def encode_labels_like(split: Dataset, column: str, label_names: list[str], where: str) -> Dataset:
-    """`split` with a `labels` column of ids of a trained run's `label_names` (a name, or an integer id)."""
-    feature = split.features.get(column)
-    values = split[column]
-    if isinstance(feature, ClassLabel):
-        values = [feature.names[v] for v in values]
-    index = {name: i for i, name in enumerate(label_names)}
-    ids = []
-    for row, value in enumerate(values):
-        if str(value) in index:
-            ids.append(index[str(value)])
-        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(label_names):
-            ids.append(value)
-        else:
-            raise DataError(
-                f"row {row} of {where} has label {value!r}, which the run never saw; "
-                f"known labels are {', '.join(label_names)}."
-            )
+def coding_of_run(label_names: list[str], label_names_given: bool) -> LabelCoding:
+    """How a trained run reads labels of new data: by name; integers are ids only where the run's names were not
+    integer values themselves (data.label_names, a ClassLabel, string classes), so that a run trained on {1, 2}
+    never reads 0 as its class "1"."""
+    indexed = label_names_given or not all(_is_integer_literal(n) for n in label_names)
+    return LabelCoding(names=list(label_names), keys=list(label_names), indexed=indexed)
+
+
+def encode_labels_like(split: Dataset, column: str, coding: LabelCoding, where: str) -> Dataset:
+    """`split` with a `labels` column of a trained run's class ids (see `coding_of_run`)."""
+    ids = coding.encode(split, column, where)
     if LABEL in split.column_names:
         split = split.remove_columns(LABEL)
-    return split.add_column(LABEL, ids)
+    return split.add_column(LABEL, ids, feature=datasets.Value("int64"))
 
 
-def carve_validation(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """A stratified validation split from train (plain random when a class is too small to stratify)."""
+def carve_validation(train: Dataset, fraction: float, seed: int, label_names: list[str]) -> tuple[Dataset, Dataset]:
+    """A stratified validation split from train (plain random when a class is too small to stratify).
+
+    Stratifying needs a ClassLabel column; casting to one with the classes' own names keeps every id as it is
+    (`class_encode_column` would re-code them by their text order: "10" before "2").
+    """
+    classes = train.cast_column(LABEL, ClassLabel(names=list(label_names)))
     try:
-        parts = train.class_encode_column(LABEL).train_test_split(
-            test_size=fraction, seed=seed, stratify_by_column=LABEL
-        )
+        parts = classes.train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABEL)
     except ValueError:
-        parts = train.train_test_split(test_size=fraction, seed=seed)
+        parts = classes.train_test_split(test_size=fraction, seed=seed)
     cast = datasets.Value("int64")
     return parts["train"].cast_column(LABEL, cast), parts["test"].cast_column(LABEL, cast)
 
@@ -308,7 +391,7 @@ def load_splits(
     if carved:
         if len(train) < 4:
             raise DataError(f"train has {len(train)} rows, too few to carve a validation split; add rows.")
-        train, validation = carve_validation(train, cfg.validation_fraction, seed)
+        train, validation = carve_validation(train, cfg.validation_fraction, seed, names)
     else:
         validation = raw["validation"]
     train = limit(per_class(train, cfg.train_samples_per_class, seed), cfg.max_train_samples, seed)
