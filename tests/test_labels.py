@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
+from helpers import text_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hf_transfer
+from hf_transfer.cli import main
 from hf_transfer.data.splits import load_splits
 from hf_transfer.errors import DataError
 from hf_transfer.recipe import DataConfig
@@ -204,3 +208,140 @@ def test_integer_labels_parsed_as_floats_keep_integer_names(tmp_path):
     (tmp_path / "test.csv").write_text("text,label\nx,1.0\ny,2.0\n")
     splits = load(DataConfig(train_files=[str(tmp_path / "train.csv")], eval_files=[str(tmp_path / "test.csv")]))
     assert splits.label_names == ["1", "2"] and splits.test["labels"] == [0, 1]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# End to end: a linear probe on the tiny BERT memorises easy rows and gives each one its own label back
+# --------------------------------------------------------------------------------------------------------------------
+
+# Words common in the Rotten Tomatoes reviews the tiny tokenizer was trained on, so each is one token or two.
+CLASS_WORDS = "good bad funny love life story music war family action world time drama comedy man night".split()
+PROBE = {"name": "linear_probe", "head": "linear", "pooling": "mean"}
+
+
+def keyword_rows(labels: list, per_class: int = 8) -> list[dict]:
+    """Rows a random encoder's mean-pooled features separate: each class's text is its own word, repeated."""
+    return [
+        {"text": " ".join([CLASS_WORDS[i]] * (3 + j % 3)), "label": value}
+        for i, value in enumerate(labels)
+        for j in range(per_class)
+    ]
+
+
+def probe_run(folder: Path, tiny_bert_dir: Path, train_rows: list[dict], suffix: str = ".csv") -> Path:
+    """A linear probe trained on `train_rows` only (validation carved from them, no test split); its run folder."""
+    train = write_rows(folder / f"train{suffix}", train_rows)
+    recipe = text_recipe(
+        folder,
+        tiny_bert_dir,
+        {"train": train, "test": train},
+        PROBE,
+        data={"eval_files": []},
+        train={"epochs": 20, "learning_rate": 1e-1, "batch_size": 32},
+    )
+    assert main(["run", str(recipe)]) == 0
+    return folder / "outputs" / "run"
+
+
+def assert_predicts_each_row_back(run_dir: Path, rows: list[dict]) -> None:
+    predicted = [p["label"] for p in hf_transfer.load(run_dir).predict([row["text"] for row in rows])]
+    assert predicted == [str(row["label"]) for row in rows]
+
+
+@pytest.fixture(scope="module")
+def twelve_class_run(tmp_path_factory, tiny_bert_dir):
+    """Issue 8's end-to-end repro: 12 classes labelled 1..12, no validation split given."""
+    folder = tmp_path_factory.mktemp("twelve")
+    rows = keyword_rows(list(range(1, 13)))
+    return probe_run(folder, tiny_bert_dir, rows), folder / "train.csv", rows
+
+
+def test_twelve_classes_labelled_one_to_twelve_score_well_on_their_own_train_rows(twelve_class_run, capsys):
+    run_dir, train_csv, rows = twelve_class_run
+    metadata = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert metadata["label_names"] == [str(i) for i in range(1, 13)]  # no invented class "0"
+    assert main(["eval", str(run_dir), "--data", str(train_csv), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["accuracy"] == 1.0 and metrics["num_samples"] == len(rows)
+    assert_predicts_each_row_back(run_dir, rows)
+
+
+def test_labels_one_and_two_train_a_two_class_model_named_one_and_two(tmp_path, tiny_bert_dir):
+    rows = keyword_rows([1, 2], per_class=12)
+    run_dir = probe_run(tmp_path, tiny_bert_dir, rows)
+    metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    assert list(metrics["per_class"]) == ["1", "2"]
+    matrix = metrics["confusion_matrix"]
+    assert len(matrix) == 2 and sum(map(sum, matrix)) == metrics["num_samples"]
+    assert all(matrix[i][i] > 0 for i in range(2))  # true rows sit under their own names, not under "0"
+    assert_predicts_each_row_back(run_dir, rows)
+
+
+memorised_labels = st.one_of(
+    st.lists(st.integers(-2, 30), min_size=2, max_size=len(CLASS_WORDS), unique=True),
+    st.lists(word, min_size=2, max_size=len(CLASS_WORDS), unique=True),
+    st.lists(st.integers(0, 30).map(str), min_size=11, max_size=len(CLASS_WORDS), unique=True),
+)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(labels=memorised_labels)
+def test_a_memorising_model_predicts_each_train_row_its_own_label(tmp_path_factory, tiny_bert_dir, labels):
+    rows = keyword_rows(labels, per_class=6)
+    run_dir = probe_run(tmp_path_factory.mktemp("memorise"), tiny_bert_dir, rows, suffix=".jsonl")
+    assert sorted(json.loads((run_dir / "hf_transfer.json").read_text())["label_names"]) == sorted(map(str, labels))
+    assert_predicts_each_row_back(run_dir, rows)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# eval on new files, and rows with no text
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_eval_reads_integers_as_the_run_read_them(twelve_class_run, tmp_path):
+    """Label 0 was never a class of a run trained on 1..12: it is named, not read as the id of class "1"."""
+    run_dir, _, rows = twelve_class_run
+    data = write_rows(tmp_path / "new.csv", [{"text": rows[0]["text"], "label": 1}, {"text": "x", "label": 0}])
+    with pytest.raises(DataError, match=r"row 1 of --data \(.*new.csv\) has label 0, which train never saw"):
+        hf_transfer.load(run_dir).evaluate([str(data)])
+
+
+def test_eval_on_a_header_only_file_names_the_data_option(twelve_class_run, tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    assert main(["eval", str(twelve_class_run[0]), "--data", str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --data:") and "holds no rows" in err and "data.train_files" not in err
+
+
+def test_eval_drops_and_counts_rows_without_text(twelve_class_run, tmp_path):
+    run_dir, _, rows = twelve_class_run
+    (tmp_path / "new.csv").write_text(f'text,label\n{rows[0]["text"]},1\n,2\n"  ",3\n')
+    metrics = hf_transfer.load(run_dir).evaluate([str(tmp_path / "new.csv")])
+    assert metrics["num_samples"] == 1 and metrics["skipped_rows"] == 2
+
+
+def test_empty_text_rows_are_dropped_counted_and_logged_not_trained_on(tmp_path, tiny_bert_dir, caplog):
+    rows = keyword_rows(["neg", "pos"], per_class=10)
+    rows[3]["text"] = ""  # a blank CSV cell
+    rows[15]["text"] = "   "
+    train = write_rows(tmp_path / "train.csv", rows)
+    test = write_rows(
+        tmp_path / "test.csv", keyword_rows(["neg", "pos"], per_class=3) + [{"text": "", "label": "neg"}]
+    )
+    recipe = text_recipe(tmp_path, tiny_bert_dir, {"train": train, "test": test}, PROBE, train={"epochs": 1})
+    with caplog.at_level(logging.WARNING, logger="hf_transfer"):
+        assert main(["run", str(recipe)]) == 0
+    metrics = json.loads((tmp_path / "outputs" / "run" / "metrics.json").read_text())
+    assert metrics["skipped_rows"] == {"train": 2, "test": 1}
+    assert metrics["data"]["train"] + metrics["data"]["validation"] == 18 and metrics["test"]["num_samples"] == 6
+    assert any("dropped 2 of 20 rows with an empty text (first: row 3)" in r.message for r in caplog.records)
+
+
+def test_a_split_with_no_text_at_all_is_an_error(tmp_path, tiny_bert_dir, capsys):
+    train = write_rows(tmp_path / "train.csv", keyword_rows(["neg", "pos"]))
+    test = write_rows(tmp_path / "test.csv", [{"text": "", "label": "neg"}, {"text": "", "label": "pos"}])
+    recipe = text_recipe(tmp_path, tiny_bert_dir, {"train": train, "test": test}, PROBE, train={"epochs": 1})
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "every row of the test split (data.eval_files:" in err and "empty text" in err
