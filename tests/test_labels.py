@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.cli import main
-from hf_transfer.data.splits import load_splits
+from hf_transfer.data.splits import coding_of_run, load_splits
 from hf_transfer.errors import DataError
 from hf_transfer.recipe import DataConfig
 
@@ -345,3 +345,18 @@ def test_a_split_with_no_text_at_all_is_an_error(tmp_path, tiny_bert_dir, capsys
     assert main(["run", str(recipe)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "every row of the test split (data.eval_files:" in err and "empty text" in err
+
+
+@pytest.mark.parametrize(
+    ("names", "given", "values", "expected"),
+    [
+        (["negative", "positive"], True, [1, 0], [1, 0]),  # data.label_names: integers are ids into them
+        (["negative", "positive"], True, ["positive", "0"], [1, 0]),  # by name, or an id written as text
+        (["neg", "pos"], False, ["pos", "neg"], [1, 0]),
+        (["1", "2", "10"], False, [10, 2, 1], [2, 1, 0]),  # integer classes are matched by value, not by id
+        (["1", "2", "10"], False, ["10", "2"], [2, 1]),
+    ],
+)
+def test_a_trained_run_reads_new_labels_as_it_read_its_own(names, given, values, expected):
+    coding = coding_of_run(names, label_names_given=given)
+    assert coding.encode(Dataset.from_dict({"label": values}), "label", "--data (new.csv)") == expected
