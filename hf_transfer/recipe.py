@@ -72,19 +72,28 @@ class DataConfig:
         default=None, metadata={"help": "Names for integer labels 0..K-1, in order."}
     )
     validation_fraction: float = field(
-        default=0.1, metadata={"help": "Share of train carved (stratified) for validation when none is given."}
+        default=0.1,
+        metadata={
+            "range": "(0, 0.9)",
+            "help": "Share of train carved (stratified) for validation when none is given.",
+        },
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many train rows."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"range": "[1, inf)", "help": "Use at most this many train rows."}
+    )
     train_samples_per_class: int | None = field(
-        default=None, metadata={"help": "Keep at most this many train rows per class (few-shot)."}
+        default=None, metadata={"range": "[1, inf)", "help": "Keep at most this many train rows per class (few-shot)."}
     )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use at most this many validation and test rows."}
+        default=None, metadata={"range": "[1, inf)", "help": "Use at most this many validation and test rows."}
     )
-    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    max_length: int = field(default=128, metadata={"range": "[2, inf)", "help": "Truncate texts to this many tokens."})
     image_size: int | None = field(
         default=None,
-        metadata={"help": "Resize images to this square size instead of the model's pretrained input size."},
+        metadata={
+            "range": "[8, inf)",
+            "help": "Resize images to this square size instead of the model's pretrained input size.",
+        },
     )
     augment: Literal["model", "light", "none"] = field(
         default="model",
@@ -104,45 +113,48 @@ class DataConfig:
             # Local files given on top of a shipped recipe's Hub dataset: the files win (and the record says so).
             self.dataset, self.config, self.data_dir = None, None, None
             self.validation_split = self.eval_split = None
-        if not 0.0 < self.validation_fraction < 0.9:
-            raise RecipeError("data.validation_fraction must be between 0 and 0.9.")
-        for name in ("max_train_samples", "max_eval_samples", "train_samples_per_class"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise RecipeError(f"data.{name} must be at least 1.")
-        if self.image_size is not None and self.image_size < 8:
-            raise RecipeError("data.image_size must be at least 8 pixels.")
-        if self.max_length < 2:
-            raise RecipeError("data.max_length must be at least 2.")
 
 
 @dataclass
 class TrainConfig:
     """The one training loop's settings, shared by every strategy."""
 
-    epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
-    batch_size: int = field(default=32, metadata={"help": "Examples per step on each process."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
-    weight_decay: float = field(default=0.01, metadata={"help": "Decoupled weight decay (not on biases/norms)."})
+    epochs: int = field(default=3, metadata={"range": "[1, inf)", "help": "Passes over the training data."})
+    batch_size: int = field(default=32, metadata={"range": "[1, inf)", "help": "Examples per step on each process."})
+    learning_rate: float = field(default=5e-5, metadata={"range": "(0, 10]", "help": "Peak learning rate."})
+    weight_decay: float = field(
+        default=0.01, metadata={"range": "[0, 1]", "help": "Decoupled weight decay (not on biases/norms)."}
+    )
     optimizer: str = field(default="adamw", metadata={"help": "Registered optimizer: adamw or sgd."})
-    momentum: float = field(default=0.9, metadata={"help": "Momentum for sgd."})
+    momentum: float = field(default=0.9, metadata={"range": "[0, 1)", "help": "Momentum for sgd."})
     scheduler: str = field(default="linear", metadata={"help": "Registered schedule: linear, cosine or constant."})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "Share of steps spent warming up."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps to accumulate before an update."})
-    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Clip gradients to this norm (null: off)."})
+    warmup_ratio: float = field(default=0.0, metadata={"range": "[0, 1)", "help": "Share of steps spent warming up."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"range": "[1, inf)", "help": "Steps to accumulate before an update."}
+    )
+    max_grad_norm: float | None = field(
+        default=1.0, metadata={"range": "(0, inf)", "help": "Clip gradients to this norm (null: off)."}
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "no, bf16 or fp16."})
-    seed: int = field(default=42, metadata={"help": "Seed for data order, initialisation and dropout."})
+    seed: int = field(
+        default=42, metadata={"range": "[0, 4294967295]", "help": "Seed for data order, initialisation and dropout."}
+    )
     early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
+        default=None, metadata={"range": "[1, inf)", "help": "Stop after this many evaluations without improvement."}
     )
     save_every_steps: int | None = field(
-        default=None, metadata={"help": "Also checkpoint every N optimizer steps (always at each epoch end)."}
+        default=None,
+        metadata={"range": "[1, inf)", "help": "Also checkpoint every N optimizer steps (always at each epoch end)."},
     )
     group_by_length: bool = field(
         default=True, metadata={"help": "Batch texts of similar length together to pad less (text only)."}
     )
     class_weights: Literal["auto"] | list[float] | None = field(
-        default=None, metadata={"help": "Weighted loss: auto (inverse class frequency) or one weight per class."}
+        default=None,
+        metadata={
+            "range": "(0, inf)",
+            "help": "Weighted loss: auto (inverse class frequency) or one weight per class.",
+        },
     )
     sampler: Literal["random", "balanced", "undersample"] = field(
         default="random",
@@ -151,25 +163,18 @@ class TrainConfig:
             "smallest class and as many of each other class, drawn afresh each epoch."
         },
     )
-    log_every_steps: int = field(default=20, metadata={"help": "Update the progress bar's loss every N steps."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "log_every_steps"):
-            if getattr(self, name) < 1:
-                raise RecipeError(f"train.{name} must be at least 1.")
-        if self.learning_rate <= 0:
-            raise RecipeError("train.learning_rate must be positive.")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise RecipeError("train.warmup_ratio must be in [0, 1).")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise RecipeError("train.early_stopping_patience must be at least 1 (or null to turn it off).")
+    log_every_steps: int = field(
+        default=20, metadata={"range": "[1, inf)", "help": "Update the progress bar's loss every N steps."}
+    )
+    num_workers: int = field(default=0, metadata={"range": "[0, inf)", "help": "DataLoader worker processes."})
 
 
 @dataclass
 class EvalConfig:
     metric: str = field(default="f1_macro", metadata={"help": "Validation metric that picks the best checkpoint."})
-    batch_size: int | None = field(default=None, metadata={"help": "Evaluation batch size (default 2x train)."})
+    batch_size: int | None = field(
+        default=None, metadata={"range": "[1, inf)", "help": "Evaluation batch size (default 2x train)."}
+    )
 
 
 @dataclass
@@ -377,14 +382,24 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def read_recipe_yaml(path: Path) -> dict:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise RecipeError(
+            f"recipe '{path}' is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save it as UTF-8."
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise RecipeError(f"recipe '{path}'{where} is not valid YAML: {getattr(err, 'problem', err)}.") from None
     except OSError as err:
         raise RecipeError(f"recipe '{path}' cannot be read: {err.strerror}.") from None
-    return raw or {}
+    if raw is None:
+        raise RecipeError(
+            f"recipe '{path}' is empty; start from a shipped one with `hf-transfer cp NAME {path}` "
+            "(`hf-transfer ls` lists them)."
+        )
+    return raw
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

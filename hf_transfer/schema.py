@@ -1,12 +1,16 @@
 """Turn plain YAML dicts into typed dataclasses, naming the field of every mistake.
 
 Dataclasses are the schema (as in PEFT's configs): each field's type annotation says what the YAML may hold,
-`field(metadata={"help": ...})` says what it means, and `__post_init__` does the cross-field checks.
+`field(metadata={"help": ...})` says what it means, `field(metadata={"range": "[1, inf)"})` bounds every numeric
+field (checked here, generically, so no field can be forgotten; NaN and infinity never pass), and `__post_init__`
+does the cross-field checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -29,6 +33,70 @@ def _type_name(tp) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """An interval of valid values, written as in mathematics: `[1, inf)`, `(0, 1]`, `[0, 0.9)`."""
+
+    low: float | None
+    high: float | None
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Range:
+        match = re.fullmatch(r"\s*([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])\s*", text)
+        if not match:
+            raise ValueError(f"range {text!r} must look like [1, inf) or (0, 1]")
+        left, low, high, right = match.groups()
+        return cls(_bound(low), _bound(high), left == "(", right == ")")
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.high is None:
+            return f"greater than {low}" if self.low_open else f"at least {low}"
+        if self.low is None:
+            return f"less than {high}" if self.high_open else f"at most {high}"
+        if self.low_open == self.high_open:
+            return f"between {low} and {high}" + (", exclusive" if self.low_open else "")
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _bound(text: str) -> float | None:
+    return None if text.lstrip("+-") == "inf" else float(text)
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and value.is_integer() else str(value)
+
+
+def numeric_range(f: dataclasses.Field) -> Range | None:
+    """The field's declared range (`metadata["range"]`), or None when it declares none."""
+    text = f.metadata.get("range")
+    return Range.parse(text) if text else None
+
+
+def check_range(value: Any, f: dataclasses.Field, where: str) -> None:
+    """Refuse a number outside the field's range (a list's every number), and NaN or infinity anywhere."""
+    rng = numeric_range(f)
+    for number in value if isinstance(value, list) else [value]:
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            continue
+        if rng is None:
+            if not math.isfinite(number):
+                raise RecipeError(f"{where} must be a finite number, not {number!r}.")
+            continue
+        if not rng.contains(number):
+            null = " (or null)" if f.default is None else ""
+            raise RecipeError(f"{where} must be {rng.describe()}{null}, not {number!r}.")
 
 
 def coerce(value: Any, tp, where: str):
@@ -118,6 +186,7 @@ def build_dataclass(cls, data: Any, where: str):
                 f"unknown recipe key '{name}'{closest(key, fields)}; valid keys here are {', '.join(fields)}."
             )
         kwargs[key] = coerce(value, hints[key], name)
+        check_range(kwargs[key], fields[key], name)
     try:
         return cls(**kwargs)
     except RecipeError as err:

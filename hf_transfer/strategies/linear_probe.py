@@ -37,16 +37,12 @@ class LinearProbeConfig:
 
     pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "mean or cls pooling of features."})
     head: Literal["linear", "mlp"] = field(default="linear", metadata={"help": "linear or mlp head."})
-    hidden_size: int = field(default=256, metadata={"help": "Hidden units of the mlp head."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout before the head's layers."})
-    extract_batch_size: int = field(default=64, metadata={"help": "Batch size of the one feature-extraction pass."})
+    hidden_size: int = field(default=256, metadata={"range": "[1, inf)", "help": "Hidden units of the mlp head."})
+    dropout: float = field(default=0.0, metadata={"range": "[0, 1)", "help": "Dropout before the head's layers."})
+    extract_batch_size: int = field(
+        default=64, metadata={"range": "[1, inf)", "help": "Batch size of the one feature-extraction pass."}
+    )
     smote: bool = field(default=False, metadata={"help": "Oversample the smaller classes' train features with SMOTE."})
-
-    def __post_init__(self):
-        if not 0.0 <= self.dropout < 1.0:
-            raise RecipeError("strategy.dropout must be in [0, 1).")
-        if self.hidden_size < 1:
-            raise RecipeError("strategy.hidden_size must be at least 1.")
 
 
 class LinearProbe(Strategy):

@@ -22,17 +22,11 @@ class LoraStrategyConfig:
     use_dora: weight-decomposed LoRA (DoRA).
     """
 
-    r: int = field(default=8, metadata={"help": "LoRA rank."})
-    alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    r: int = field(default=8, metadata={"range": "[1, inf)", "help": "LoRA rank."})
+    alpha: int = field(default=16, metadata={"range": "[1, inf)", "help": "LoRA alpha (scaling = alpha / r)."})
+    dropout: float = field(default=0.1, metadata={"range": "[0, 1)", "help": "Dropout on the LoRA path."})
     target_modules: list[str] | None = field(default=None, metadata={"help": "Modules to adapt (default per arch)."})
     use_dora: bool = field(default=False, metadata={"help": "Use DoRA instead of plain LoRA."})
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise RecipeError("strategy.r must be at least 1.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise RecipeError("strategy.dropout must be in [0, 1).")
 
 
 @dataclass
