@@ -33,8 +33,10 @@ from hf_transfer.run_folder import (
     METRICS_FILE,
     RECIPE_FILE,
     check_can_write,
+    check_resume_recipe,
     incomplete_dir,
     publish,
+    save_work_recipe,
     write_json,
     write_yaml,
 )
@@ -131,6 +133,9 @@ class TransferRun:
     def setup(self) -> None:
         recipe = self.recipe
         check_can_write(self.run_dir, recipe.output.overwrite, self.resume)
+        if self.resume and self.work_dir.exists():
+            # Checkpoints of another recipe either fail to load (shapes) or, worse, load and train on silently.
+            check_resume_recipe(self.work_dir, recipe.to_dict())
         if recipe.hub.push:
             from hf_transfer.hub import check_push_ready
 
@@ -167,6 +172,7 @@ class TransferRun:
             plan = strategy.plan(splits, recipe, accelerator)
         stage_dir = self.work_dir / name
         if accelerator.is_main_process:
+            save_work_recipe(self.work_dir, self.recipe.to_dict())  # what --resume compares against
             stage_dir.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
         if len(self.stage_names) > 1:
