@@ -88,10 +88,34 @@ def cmd_cp(args) -> int:
     return 0
 
 
+def _check_local_paths(recipe) -> None:
+    """The local files and folders a recipe names exist (what `run` would find missing only once it loads them)."""
+    from hf_transfer.backbones import check_local_checkpoint
+    from hf_transfer.errors import DataError
+
+    check_local_checkpoint(recipe.model.checkpoint)
+    sections = [("data", recipe.data)] + ([("source.data", recipe.source.data)] if recipe.source else [])
+    for where, data in sections:
+        for key in ("train_files", "validation_files", "eval_files"):
+            for name in getattr(data, key):
+                if not Path(name).is_file():
+                    raise DataError(
+                        f"{where}.{key}: file '{name}' does not exist; check the path (relative to where you run)."
+                    )
+        if data.data_dir and not Path(data.data_dir).is_dir():
+            raise DataError(f"{where}.data_dir: folder '{data.data_dir}' does not exist.")
+
+
+def _check_at_least_one(value: int, flag: str) -> None:
+    if value < 1:
+        raise HfTransferError(f"{flag} must be at least 1, not {value}.")
+
+
 def cmd_validate(args) -> int:
     from hf_transfer.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    _check_local_paths(recipe)
     strategy = type(recipe.strategy).__name__.removesuffix("Config")
     print(f"{args.recipe}: valid ({recipe.task}, {recipe.model.checkpoint}, strategy {strategy}).")
     return 0
@@ -124,6 +148,7 @@ def _read_inputs(args, classifier) -> list:
 def cmd_predict(args) -> int:
     from hf_transfer.predict import load
 
+    _check_at_least_one(args.batch_size, "--batch-size")
     classifier = load(args.run, revision=args.revision)
     inputs = _read_inputs(args, classifier)
     predictions = classifier.predict(inputs, batch_size=args.batch_size)
@@ -140,6 +165,7 @@ def cmd_eval(args) -> int:
     from hf_transfer.metrics import format_metrics_table
     from hf_transfer.predict import load
 
+    _check_at_least_one(args.batch_size, "--batch-size")
     classifier = load(args.run, revision=args.revision)
     metrics = classifier.evaluate(args.data, batch_size=args.batch_size)
     if args.json:
@@ -207,6 +233,8 @@ def cmd_cv(args) -> int:
 def cmd_rank(args) -> int:
     from hf_transfer.rank import format_rank_table, rank_checkpoints, rank_inputs
 
+    _check_at_least_one(args.batch_size, "--batch-size")
+    _check_at_least_one(args.max_samples, "--max-samples")
     inputs = rank_inputs(
         recipe=args.recipe,
         data=args.data,
@@ -290,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "push",
         help="Share a run folder on the Hub in one commit.",
         description="Push a run folder to a Hub model repo in one commit: weights, labels, tokenizer or image "
-        "config, recipe, metrics and a model card. The token comes from HF_TOKEN or `hf auth login`.",
+        "config, recipe, metrics and a model card. The token comes from HF_TOKEN or a stored login.",
     )
     p.add_argument("run", help="Run folder.")
     p.add_argument("--repo-id", help="Target repo, e.g. me/minilm-rt-lora (default: the recipe's hub.repo_id).")

@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -72,7 +73,28 @@ MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 30.0
 
-NO_TOKEN = "no Hugging Face token: run `hf auth login` or set HF_TOKEN"
+# The `hf` command arrived in huggingface_hub 0.34 (`huggingface-cli` left in 1.0); the declared floor is older, so a
+# message names the command of the version installed.
+HF_CLI_SINCE = "0.34"
+# What a Hugging Face access token looks like (hf_ and 34 letters), whoever's it is.
+HF_TOKEN_PATTERN = re.compile(rb"\bhf_[A-Za-z]{34}\b")
+
+
+def hub_cli(command: str) -> str:
+    """The shell command for `login` or `download` in the installed huggingface_hub's CLI."""
+    import huggingface_hub
+    from packaging.version import Version
+
+    if Version(huggingface_hub.__version__) >= Version(HF_CLI_SINCE):
+        return {"login": "hf auth login"}.get(command, f"hf {command}")
+    return f"huggingface-cli {command}"
+
+
+def no_token_message() -> str:
+    return f"no Hugging Face token: run `{hub_cli('login')}` or set HF_TOKEN"
+
+
+NO_TOKEN = no_token_message()
 
 
 @dataclass
@@ -128,7 +150,7 @@ def _require_token(token: str | None) -> str:
 
     token = token or get_token()
     if not token:
-        raise HubError(NO_TOKEN + ".")
+        raise HubError(no_token_message() + ".")
     return token
 
 
@@ -226,8 +248,8 @@ def _hub_error(err: BaseException, action: str, repo_id: str, token: str | None,
         status = _status(err)
         if status == 401:
             text = (
-                f"the Hub did not accept your token while {action} (401 Unauthorized): run `hf auth login` again or "
-                "set HF_TOKEN to a valid token with write access."
+                f"the Hub did not accept your token while {action} (401 Unauthorized): run `{hub_cli('login')}` "
+                "again or set HF_TOKEN to a valid token with write access."
             )
         elif status == 403:
             namespace = repo_id.split("/")[0]
@@ -465,11 +487,13 @@ def _check_nothing_private(staging: Path, token: str | None, roots: set[str]) ->
         needles.append((token.encode(), "your Hugging Face token"))
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         data = _scanned_bytes(path)
-        for needle, what in needles:
-            if needle in data:
-                raise HubError(
-                    f"refusing to push: {path.name} holds {what}; remove it from the run folder and push again."
-                )
+        found = next((what for needle, what in needles if needle in data), None)
+        if found is None and HF_TOKEN_PATTERN.search(data):
+            found = "a Hugging Face token"
+        if found:
+            raise HubError(
+                f"refusing to push: {path.name} holds {found}; remove it from the run folder and push again."
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -490,7 +514,8 @@ def push_run(
     """Push a run folder to `repo_id` in one commit, creating the repo (public, or private) if it is missing.
 
     The token comes from `token`, else HF_TOKEN or the stored login; it is never logged or written. With `dry_run`
-    nothing is sent and no token is needed: the result lists the files and the card metadata. `base_model` names the
+    nothing is sent and no token is needed (the files are scanned for one as for a push): the result lists the files
+    and the card metadata. `base_model` names the
     base model's Hub id when the run trained from a local folder without `model.hub_id`.
     """
     run_dir = Path(run_dir)
@@ -504,7 +529,13 @@ def push_run(
         logger.warning(
             "the base model %s has no Hub id; the card names no base_model", metadata["backbone"]["checkpoint"]
         )
-    if not dry_run:
+    if dry_run:
+        # No token is needed to look, but the one a real push would use is scanned for all the same, so that a dry
+        # run refuses exactly what the push would.
+        from huggingface_hub import get_token
+
+        token = token or get_token()
+    else:
         token = _require_token(token)
     recipe_dict = yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
     revision = revision or None
@@ -612,7 +643,7 @@ def download_run(repo_id: str, revision: str | None = None, token: str | None = 
     except RepositoryNotFoundError:
         raise HubError(
             f"'{repo_id}' is neither a run folder on disk nor a model repo on the Hub that you can read; check the "
-            "path or the repo id (for a private repo, run `hf auth login` or set HF_TOKEN)."
+            f"path or the repo id (for a private repo, run `{hub_cli('login')}` or set HF_TOKEN)."
         ) from None
     except RevisionNotFoundError:
         raise HubError(f"{repo_id} has no revision '{revision}'; check the branch, tag or commit.") from None
@@ -640,8 +671,8 @@ def download_run(repo_id: str, revision: str | None = None, token: str | None = 
     if ((recipe or {}).get("model") or {}).get("trust_remote_code"):
         # A repo must not decide on its own to run code on this machine: that takes a folder the user chose.
         raise ModelError(
-            f"the recipe of '{repo_id}' sets model.trust_remote_code, which would run code from the Hub here; "
-            f"review the repo (`hf download {repo_id} --local-dir DIR`) and load that folder if you trust it."
+            f"the recipe of '{repo_id}' sets model.trust_remote_code, which would run code from the Hub here; review "
+            f"the repo (`{hub_cli('download')} {repo_id} --local-dir DIR`) and load that folder if you trust it."
         )
     return folder
 

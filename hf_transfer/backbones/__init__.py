@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hf_transfer.backbones.base import Backbone, FeatureHead, ProbeClassifier
-from hf_transfer.errors import RecipeError
+from hf_transfer.errors import ModelError, RecipeError
 from hf_transfer.recipe import DataConfig, ModelConfig
 from hf_transfer.registry import Registry
 
@@ -30,7 +32,38 @@ def backbone_key(library: str, modality: str) -> str:
     return f"{library}:{modality}"
 
 
+def _reads_as_path(text: str) -> bool:
+    """Whether a checkpoint name can only be a path: no Hub id starts with . / ~, holds a backslash or two slashes."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return "/" in text
+    return False
+
+
+def check_local_checkpoint(checkpoint: str) -> None:
+    """Fail, naming the path, when `model.checkpoint` can only mean a local folder and there is none (rather than
+    letting the Hub client reject it as a malformed repo id, after the data has loaded)."""
+    if checkpoint.startswith("hf-hub:"):
+        return
+    text = checkpoint.removeprefix("local-dir:")
+    path = Path(text).expanduser()
+    if path.exists():
+        return  # a file where a folder belongs is the backbone's to explain
+    if checkpoint.startswith("local-dir:") or _reads_as_path(text):
+        raise ModelError(
+            f"model.checkpoint '{checkpoint}' is not a folder: '{path.absolute()}' does not exist; give the path of "
+            "a checkpoint folder, or a Hub id (namespace/name)."
+        )
+
+
 def build_backbone(model_cfg: ModelConfig, data_cfg: DataConfig | None, modality: str) -> Backbone:
+    check_local_checkpoint(model_cfg.checkpoint)
     key = backbone_key(model_cfg.library, modality)
     if key not in BACKBONES:
         library, _ = key.split(":")
@@ -38,4 +71,4 @@ def build_backbone(model_cfg: ModelConfig, data_cfg: DataConfig | None, modality
     return BACKBONES.get(key)(model_cfg, data_cfg)
 
 
-__all__ = ["BACKBONES", "Backbone", "FeatureHead", "ProbeClassifier", "build_backbone"]
+__all__ = ["BACKBONES", "Backbone", "FeatureHead", "ProbeClassifier", "build_backbone", "check_local_checkpoint"]
