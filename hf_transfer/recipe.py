@@ -121,9 +121,9 @@ class TrainConfig:
 
     epochs: int = field(default=3, metadata={"range": "[1, inf)", "help": "Passes over the training data."})
     batch_size: int = field(default=32, metadata={"range": "[1, inf)", "help": "Examples per step on each process."})
-    learning_rate: float = field(default=5e-5, metadata={"range": "(0, 10]", "help": "Peak learning rate."})
+    learning_rate: float = field(default=5e-5, metadata={"range": "(0, inf)", "help": "Peak learning rate."})
     weight_decay: float = field(
-        default=0.01, metadata={"range": "[0, 1]", "help": "Decoupled weight decay (not on biases/norms)."}
+        default=0.01, metadata={"range": "[0, inf)", "help": "Decoupled weight decay (not on biases/norms)."}
     )
     optimizer: str = field(default="adamw", metadata={"help": "Registered optimizer: adamw or sgd."})
     momentum: float = field(default=0.9, metadata={"range": "[0, 1)", "help": "Momentum for sgd."})

@@ -12,7 +12,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.errors import HfTransferError, ModelError, RecipeError
+
+logger = logging.getLogger(__name__)
 
 METADATA_FILE = "hf_transfer.json"
 RECIPE_FILE = "recipe.yaml"
@@ -32,6 +36,9 @@ OWNED_MARKERS = (METADATA_FILE, CV_METRICS_FILE)
 # Recipe keys that cannot change what training computes, so --resume accepts them edited: names, where the run
 # folder goes and whether it may replace one, the Hub settings (used after training), how often the progress bar
 # updates and how many processes load data (the batches are the same).
+# What a run puts in its work folder: one folder per stage (source, target, baseline-*, cv's fold-*), the folder being
+# published, the source model, and the recipe.
+_WORK_ENTRY = re.compile(r"source|target|baseline-[a-z_]+|fold-\d+|final|source_model|recipe\.yaml(\.tmp)?")
 RESUME_EXEMPT = ("name", "description", "output", "hub", "train.log_every_steps", "train.num_workers")
 
 
@@ -123,6 +130,11 @@ def recipe_differences(saved: dict, current: dict) -> list[str]:
 def check_resume_recipe(work: Path, recipe_dict: dict) -> None:
     """Refuse to resume the interrupted run in `work` with a recipe that would train differently."""
     path = work / RECIPE_FILE
+    if not path.is_file() and all(_WORK_ENTRY.fullmatch(entry.name) for entry in work.iterdir()):
+        # Stage folders and nothing else: a run interrupted before it recorded its recipe (or by an older
+        # hf-transfer). Nothing to compare against; it resumes as before, and records the recipe from now on.
+        logger.warning("%s holds no %s; resuming without checking the recipe against it", work, RECIPE_FILE)
+        return
     if not path.is_file():
         raise HfTransferError(
             f"'{work}' holds no {RECIPE_FILE}, so it is no interrupted run that hf-transfer can resume; move it away "

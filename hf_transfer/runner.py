@@ -15,7 +15,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from hf_transfer import __version__
-from hf_transfer.backbones import Backbone, build_backbone
+from hf_transfer.backbones import Backbone, build_backbone, check_local_checkpoint
 from hf_transfer.data.splits import Splits, load_splits
 from hf_transfer.errors import HfTransferError, HubError, RecipeError
 from hf_transfer.metrics import (
@@ -151,7 +151,8 @@ class TransferRun:
         )
         if recipe.train.mixed_precision == "fp16" and self.accelerator.device.type == "cpu":
             raise RecipeError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU.")
-        # Fail on a bad target before spending time on the source stage.
+        # Fail on a bad target before spending time on the source stage (a missing folder before loading any data).
+        check_local_checkpoint(recipe.model.checkpoint)
         self.target_backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
 
     def run_stage(

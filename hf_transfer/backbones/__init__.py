@@ -63,7 +63,6 @@ def check_local_checkpoint(checkpoint: str) -> None:
 
 
 def build_backbone(model_cfg: ModelConfig, data_cfg: DataConfig | None, modality: str) -> Backbone:
-    check_local_checkpoint(model_cfg.checkpoint)
     key = backbone_key(model_cfg.library, modality)
     if key not in BACKBONES:
         library, _ = key.split(":")
