@@ -84,7 +84,7 @@ def numeric_range(f: dataclasses.Field) -> Range | None:
     return Range.parse(text) if text else None
 
 
-def check_range(value: Any, f: dataclasses.Field, where: str) -> None:
+def check_range(value: Any, f: dataclasses.Field, where: str, nullable: bool = False) -> None:
     """Refuse a number outside the field's range (a list's every number), and NaN or infinity anywhere."""
     rng = numeric_range(f)
     for number in value if isinstance(value, list) else [value]:
@@ -95,7 +95,7 @@ def check_range(value: Any, f: dataclasses.Field, where: str) -> None:
                 raise RecipeError(f"{where} must be a finite number, not {number!r}.")
             continue
         if not rng.contains(number):
-            null = " (or null)" if f.default is None else ""
+            null = " (or null)" if nullable else ""
             raise RecipeError(f"{where} must be {rng.describe()}{null}, not {number!r}.")
 
 
@@ -186,7 +186,7 @@ def build_dataclass(cls, data: Any, where: str):
                 f"unknown recipe key '{name}'{closest(key, fields)}; valid keys here are {', '.join(fields)}."
             )
         kwargs[key] = coerce(value, hints[key], name)
-        check_range(kwargs[key], fields[key], name)
+        check_range(kwargs[key], fields[key], name, nullable=type(None) in typing.get_args(hints[key]))
     try:
         return cls(**kwargs)
     except RecipeError as err:
