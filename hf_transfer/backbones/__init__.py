@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from importlib import metadata
 from pathlib import Path
 
 from hf_transfer.backbones.base import Backbone, FeatureHead, ProbeClassifier
@@ -12,15 +14,37 @@ from hf_transfer.registry import Registry
 BACKBONES: Registry[type[Backbone]] = Registry("backbone library")
 
 
+def dependency_problem(package: str, error: ImportError) -> str:
+    """One sentence for an import that failed: the package, the version found and the version hf-transfer needs."""
+    try:
+        found = f"{package} {metadata.version(package)} is installed"
+    except metadata.PackageNotFoundError:
+        found = f"{package} is not installed"
+    needed = package
+    try:
+        for req in metadata.requires("hf-transfer-kit") or []:
+            name = re.match(r"[A-Za-z0-9._-]+", req).group(0)
+            if name.lower().replace("_", "-") == package.lower().replace("_", "-") and "extra ==" not in req:
+                needed = req.split(";")[0].replace(" ", "")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        pass
+    return f"hf-transfer needs {needed} but {found} ({error}); run: pip install '{needed}'."
+
+
 def _register_builtin() -> None:
     from hf_transfer.backbones.transformers_text import TransformersTextBackbone
 
     BACKBONES.register("transformers:text")(TransformersTextBackbone)
+    BACKBONES.register("timm:image")(_import_timm_backbone())
+
+
+def _import_timm_backbone() -> type[Backbone]:
+    # timm is a required dependency: an old or broken timm must say so, not pass for "no image support".
     try:
         from hf_transfer.backbones.timm_image import TimmImageBackbone
-    except ImportError:  # the image side is optional until timm is installed
-        return
-    BACKBONES.register("timm:image")(TimmImageBackbone)
+    except ImportError as e:
+        raise ImportError(dependency_problem("timm", e)) from e
+    return TimmImageBackbone
 
 
 _register_builtin()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# CI, second job: install the lowest versions pyproject.toml declares and run a fast subset of the tests on them,
+# so a declared floor can never drift below what the code needs. torch/torchvision stay the machine's build (the
+# multi-GB wheel pip already cached for the first job); every other dependency is pinned to its `>=` bound.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${LOWEST_VENV:-.venv-lowest}
+start=$SECONDS
+
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet torch torchvision
+python3 .ci/lowest_constraints.py > "$venv/lowest-constraints.txt"
+"$venv/bin/python" -m pip install --quiet -e ".[test]" -c "$venv/lowest-constraints.txt"
+"$venv/bin/python" -m pip check
+"$venv/bin/python" .ci/lowest_constraints.py --check
+echo "lowest versions installed in $((SECONDS - start)) s"
+
+# Text (probe, finetune, LoRA), images (timm probe, finetune, LoRA, transforms), the recipe schema and a push with
+# retries and a load back by repo id. Not test_push_lora_run_in_one_commit_then_load_it_back_by_repo_id: its
+# ModelCard.validate() posts to huggingface.co itself on older huggingface_hub (a test-side check, not our code).
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
+    tests/test_recipe.py \
+    tests/test_text_strategies.py::test_linear_probe_learns_and_reloads \
+    tests/test_text_strategies.py::test_finetune_learns_and_reloads \
+    tests/test_text_strategies.py::test_lora_trains_adapter_and_head_and_reloads \
+    tests/test_images.py::test_timm_backbone_is_registered \
+    tests/test_images.py::test_lora_on_vit_targets_attention_and_mlp_and_saves_the_head \
+    tests/test_images.py::test_finetune_last_block_freezes_the_stem_and_saves_timm_format \
+    tests/test_images.py::test_transforms_are_the_models_own_with_the_augmentation_the_recipe_asks_for \
+    tests/test_images.py::test_layer_groups_follow_timms_grouping \
+    tests/test_hub_push.py::test_card_usage_snippets_run_against_the_pushed_repo \
+    tests/test_hub_push.py::test_transient_failures_are_retried_with_backoff \
+    tests/test_hub_push.py::test_a_wrong_token_says_to_log_in_again \
+    tests/test_hub_push.py::test_push_image_run_and_load_it_back
+echo "lowest-versions job took $((SECONDS - start)) s"
