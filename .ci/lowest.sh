@@ -21,6 +21,7 @@ echo "lowest versions installed in $((SECONDS - start)) s"
 # ModelCard.validate() posts to huggingface.co itself on older huggingface_hub (a test-side check, not our code).
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
     tests/test_recipe.py \
+    tests/test_dependencies.py \
     tests/test_text_strategies.py::test_linear_probe_learns_and_reloads \
     tests/test_text_strategies.py::test_finetune_learns_and_reloads \
     tests/test_text_strategies.py::test_lora_trains_adapter_and_head_and_reloads \

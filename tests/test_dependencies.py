@@ -48,3 +48,8 @@ def test_every_dependency_has_one_floor_and_the_lowest_job_pins_it():
     assert declared["timm"] == "1.0.31"  # resolve_model_input_args and save_for_hf(data_config=...) need it
     assert declared["transformers"].startswith("5.")  # 4.x is not tested by CI, so not declared
     assert {"numpy", "torch", "torchvision", "scikit-learn"} <= set(declared)
+
+
+def test_ci_runs_the_lowest_versions_job_on_the_dependency_tests():
+    assert "bash .ci/lowest.sh" in (ROOT / ".ci" / "run").read_text()
+    assert "tests/test_dependencies.py" in (ROOT / ".ci" / "lowest.sh").read_text()
