@@ -47,6 +47,8 @@ def test_every_dependency_has_one_floor_and_the_lowest_job_pins_it():
     declared = lowest_constraints.floors(ROOT / "pyproject.toml")
     assert declared["timm"] == "1.0.31"  # resolve_model_input_args and save_for_hf(data_config=...) need it
     assert declared["transformers"].startswith("5.")  # 4.x is not tested by CI, so not declared
+    # The card's `PeftModel.from_pretrained(base, REPO_ID)`: older peft passes `use_auth_token`, gone from hub 1.
+    assert tuple(int(x) for x in declared["peft"].split(".")[:2]) >= (0, 18)
     assert {"numpy", "torch", "torchvision", "scikit-learn"} <= set(declared)
 
 
