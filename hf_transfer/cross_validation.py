@@ -28,8 +28,7 @@ from hf_transfer.metrics import METRIC_NAMES, mean_std_over_folds
 from hf_transfer.recipe import DataConfig, Recipe
 from hf_transfer.run_folder import RECIPE_FILE, write_json, write_yaml
 from hf_transfer.runner import TransferRun
-from hf_transfer.strategies import build_strategy, strategy_name
-from hf_transfer.strategies.linear_probe import LinearProbeConfig
+from hf_transfer.strategies import LinearProbeConfig, build_strategy, strategy_name
 
 logger = logging.getLogger(__name__)
 

@@ -38,10 +38,8 @@ from hf_transfer.run_folder import (
     write_json,
     write_yaml,
 )
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies import FinetuneConfig, LinearProbeConfig, build_strategy
 from hf_transfer.strategies.base import Strategy, count_parameters
-from hf_transfer.strategies.finetune import FinetuneConfig
-from hf_transfer.strategies.linear_probe import LinearProbeConfig
 from hf_transfer.train import Callback, LoopResult, TrainingLoop, TrainingPlan
 from hf_transfer.transfer import forgetting_metrics, merged
 

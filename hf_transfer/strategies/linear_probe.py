@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -17,36 +15,13 @@ from hf_transfer.backbones import FeatureHead, ProbeClassifier
 from hf_transfer.errors import RecipeError
 from hf_transfer.features import FeatureDataset, extract_features
 from hf_transfer.strategies.base import Strategy
+from hf_transfer.strategies.linear_probe_config import LinearProbeConfig
 from hf_transfer.train import TrainingPlan, param_groups_with_decay
 
 logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
 SMOTE_NEIGHBORS = 5  # imbalanced-learn's default; fewer when the smallest class has fewer other rows
-
-
-@dataclass
-class LinearProbeConfig:
-    """Args:
-    pooling: how token/patch features become one vector: `mean` (sentence-transformers checkpoints such as
-        MiniLM have no trained pooler and want it) or `cls` (the first token; for timm, the model's own pooling).
-    head: `linear`, or `mlp` (one hidden layer of `hidden_size`).
-    smote: add synthetic train rows to the smaller classes (SMOTE, from imbalanced-learn) until every class has as
-        many as the largest; only the train features are resampled, never validation or test.
-    """
-
-    pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "mean or cls pooling of features."})
-    head: Literal["linear", "mlp"] = field(default="linear", metadata={"help": "linear or mlp head."})
-    hidden_size: int = field(default=256, metadata={"help": "Hidden units of the mlp head."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout before the head's layers."})
-    extract_batch_size: int = field(default=64, metadata={"help": "Batch size of the one feature-extraction pass."})
-    smote: bool = field(default=False, metadata={"help": "Oversample the smaller classes' train features with SMOTE."})
-
-    def __post_init__(self):
-        if not 0.0 <= self.dropout < 1.0:
-            raise RecipeError("strategy.dropout must be in [0, 1).")
-        if self.hidden_size < 1:
-            raise RecipeError("strategy.hidden_size must be at least 1.")
 
 
 class LinearProbe(Strategy):
