@@ -111,8 +111,8 @@ class DataConfig:
     )
 
     def __post_init__(self):
-        if not self.dataset and not self.train_files:
-            raise RecipeError("data: give either data.dataset (a Hub id or builder) or data.train_files.")
+        # A DataConfig without a source is valid on its own (a backbone reads only its columns and preprocessing);
+        # a recipe's `data` must name one, which Recipe and SourceConfig check.
         if self.dataset and self.train_files:
             # Local files given on top of a shipped recipe's Hub dataset: the files win (and the record says so).
             self.dataset, self.config, self.data_dir = None, None, None
@@ -127,6 +127,11 @@ class DataConfig:
             raise RecipeError("data.image_size must be at least 8 pixels.")
         if self.max_length < 2:
             raise RecipeError("data.max_length must be at least 2.")
+
+
+def require_data_source(data: DataConfig, where: str) -> None:
+    if not data.dataset and not data.train_files:
+        raise RecipeError(f"{where}: give either {where}.dataset (a Hub id or builder) or {where}.train_files.")
 
 
 @dataclass
@@ -222,6 +227,9 @@ class SourceConfig:
     strategy: Any = field(default="finetune", metadata={"help": "Source training strategy (finetune or lora)."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Source stage's loop settings."})
 
+    def __post_init__(self):
+        require_data_source(self.data, "source.data")
+
 
 @dataclass
 class Recipe:
@@ -237,6 +245,9 @@ class Recipe:
     hub: HubConfig = field(default_factory=HubConfig)
     source: SourceConfig | None = None
     baseline: list[Literal["scratch", "head_only"]] = field(default_factory=list)
+
+    def __post_init__(self):
+        require_data_source(self.data, "data")
 
     @property
     def modality(self) -> str:
