@@ -207,7 +207,7 @@ def test_image_size_replaces_the_pretrained_input_size_and_is_saved(tmp_path, di
 
 def test_transforms_are_the_models_own_with_the_augmentation_the_recipe_asks_for(tiny_timm_dir):
     def transforms(augment: str, train: bool) -> str:
-        data = DataConfig(train_files=["-"], augment=augment)
+        data = DataConfig(augment=augment)
         return repr(build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), data, "image").transform(train))
 
     evaluation = transforms("model", train=False)
