@@ -118,7 +118,7 @@ def test_mistakes_name_the_field(overrides, message):
 def test_missing_sections_and_unknown_shipped_names():
     with pytest.raises(RecipeError, match="data: give either data.dataset"):
         recipe_from_dict({"model": {"checkpoint": "x"}, "strategy": "lora"})
-    with pytest.raises(RecipeError, match="source.data: give either source.data.dataset or source.data.train_files"):
+    with pytest.raises(RecipeError, match=r"source.data: give either source.data.dataset .* or source.data.train_"):
         recipe_from_dict(minimal(source={"data": {"text_column": "t"}}))
     with pytest.raises(RecipeError, match="strategy is missing"):
         recipe_from_dict({"model": {"checkpoint": "x"}, "data": {"train_files": ["a.csv"]}})
