@@ -14,12 +14,17 @@ from hf_transfer.errors import HfTransferError
 logger = logging.getLogger("hf_transfer")
 
 
-def _setup_logging(verbose: bool) -> None:
+# Commands that only read recipes: they must answer without importing torch or transformers.
+LIGHT_COMMANDS = frozenset({"ls", "cp", "validate"})
+
+
+def _setup_logging(verbose: bool, command: str) -> None:
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     logging.getLogger("hf_transfer").setLevel(logging.DEBUG if verbose else logging.INFO)
-    import transformers
+    if command not in LIGHT_COMMANDS:
+        import transformers
 
-    transformers.logging.set_verbosity_error()
+        transformers.logging.set_verbosity_error()
 
 
 def cmd_run(args) -> int:
@@ -90,7 +95,7 @@ def cmd_cp(args) -> int:
 
 def _check_local_paths(recipe) -> None:
     """The local files and folders a recipe names exist (what `run` would find missing only once it loads them)."""
-    from hf_transfer.backbones import check_local_checkpoint
+    from hf_transfer.checkpoint_paths import check_local_checkpoint
     from hf_transfer.errors import DataError
 
     check_local_checkpoint(recipe.model.checkpoint)
@@ -113,10 +118,11 @@ def _check_at_least_one(value: int, flag: str) -> None:
 
 def cmd_validate(args) -> int:
     from hf_transfer.recipe import load_recipe
+    from hf_transfer.strategies import strategy_name
 
     recipe = load_recipe(args.recipe, args.overrides)
     _check_local_paths(recipe)
-    strategy = type(recipe.strategy).__name__.removesuffix("Config")
+    strategy = strategy_name(recipe.strategy)
     print(f"{args.recipe}: valid ({recipe.task}, {recipe.model.checkpoint}, strategy {strategy}).")
     return 0
 
@@ -374,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.command)
     try:
         return args.func(args)
     except HfTransferError as err:

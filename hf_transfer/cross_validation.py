@@ -18,18 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
 
-from hf_transfer.backbones import Backbone
-from hf_transfer.data.splits import LABEL, Splits, load_splits
-from hf_transfer.errors import DataError, RecipeError
+from hf_transfer.data.splits import LABEL, Splits
+from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
+from hf_transfer.errors import RecipeError
 from hf_transfer.features import FeatureDataset
 from hf_transfer.metrics import METRIC_NAMES, mean_std_over_folds
-from hf_transfer.recipe import DataConfig, Recipe
+from hf_transfer.recipe import Recipe
 from hf_transfer.run_folder import RECIPE_FILE, write_json, write_yaml
 from hf_transfer.runner import TransferRun
-from hf_transfer.strategies import build_strategy, strategy_name
-from hf_transfer.strategies.linear_probe import LinearProbeConfig
+from hf_transfer.strategies import LinearProbeConfig, build_strategy, strategy_name
 
 logger = logging.getLogger(__name__)
 
@@ -43,34 +41,9 @@ def cv_output_dir(recipe: Recipe) -> Path:
     return run_dir.with_name(run_dir.name + "-cv")
 
 
-def load_train_split(data: DataConfig, backbone: Backbone, seed: int) -> tuple[Dataset, list[str]]:
-    """The recipe's train rows with integer labels and the label names, every row kept for the caller's own held-out
-    parts (no validation carved); data.train_samples_per_class and data.max_train_samples still apply."""
-    # Naming the train data as the validation source too makes load_splits carve nothing; that copy goes unused.
-    if data.dataset:
-        data = replace(data, validation_split=data.train_split, eval_split=None)
-    else:
-        data = replace(data, validation_files=list(data.train_files), eval_files=[])
-    columns, fields = backbone.required_columns()
-    splits = load_splits(data, columns, fields, seed, check_rows=backbone.check_rows)
-    return splits.train, splits.label_names
-
-
 def check_folds(folds: int) -> None:
     if folds < 2:
         raise RecipeError(f"--folds is {folds}; cross-validation needs at least 2 folds (5 or 10 are usual).")
-
-
-def require_rows_per_class(labels, label_names: list[str], folds: int, rows: str, fix: str) -> None:
-    """Every present class needs at least `folds` rows for stratified folds; `fix` may name `{n}`, the most folds
-    the smallest class allows."""
-    counts = np.bincount(np.asarray(labels), minlength=len(label_names))
-    for c in np.flatnonzero(counts):
-        if counts[c] < folds:
-            raise DataError(
-                f"class '{label_names[c]}' has {counts[c]} {rows}, fewer than --folds {folds}; "
-                f"{fix.format(n=max(counts[c], 2))}."
-            )
 
 
 def stratified_folds(labels, folds: int, seed: int, label_names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -20,20 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hf_transfer.errors import DataError, RecipeError
+from hf_transfer.recipe import METRIC_NAMES
 from hf_transfer.registry import closest
 
 logger = logging.getLogger(__name__)
-
-METRIC_NAMES: tuple[str, ...] = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "roc_auc",
-    "log_loss",
-)
-"""Scalar keys of `classification_metrics` that a recipe may name as the metric for the best checkpoint."""
 
 BOOTSTRAP_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "f1_macro")
 """Metrics `bootstrap_metric_difference` can resample."""

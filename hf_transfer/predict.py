@@ -55,8 +55,9 @@ class Classifier:
         raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"], self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
         self.label_names: list[str] = list(self.metadata["label_names"])
-        self.backbone = build_backbone(self.recipe.model, self.recipe.data, self.recipe.modality)
-        self.backbone.preprocessing_source = str(self.run_dir)  # the tokenizer / image config saved with the run
+        self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
+            self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)
+        )
         strategy = build_strategy(self.recipe.strategy, self.backbone)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = strategy.load(self.run_dir, self.label_names).to(self.device).eval()

@@ -18,13 +18,13 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.cross_validation import load_train_split, require_rows_per_class
 from hf_transfer.data.splits import check_files_exist
+from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
 from hf_transfer.errors import DataError, HfTransferError, ModelError
 from hf_transfer.features import cache_root, extract_features, feature_cache_key
 from hf_transfer.recipe import TASKS, DataConfig, ModelConfig, load_recipe
+from hf_transfer.strategies import LinearProbeConfig
 from hf_transfer.strategies.base import count_parameters
-from hf_transfer.strategies.linear_probe import LinearProbeConfig
 from hf_transfer.transferability import knn_accuracy, linear_probe_accuracy, logme
 
 logger = logging.getLogger(__name__)

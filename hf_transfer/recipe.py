@@ -11,15 +11,28 @@ import dataclasses
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
 from hf_transfer.errors import RecipeError
 from hf_transfer.registry import closest
 from hf_transfer.schema import build_dataclass, to_dict
+from hf_transfer.strategies import STRATEGY_CONFIGS, strategy_name
 
 TASKS = ("text-classification", "image-classification")
+
+# Closed sets of names, checked here from the schema alone; `hf_transfer.train` maps the optimizer and scheduler
+# names to implementations where the loop builds them (a test keeps both in step).
+OptimizerName = Literal["adamw", "sgd"]
+SchedulerName = Literal["linear", "cosine", "constant"]
+MetricName = Literal[
+    "accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss"
+]
+OPTIMIZER_NAMES: tuple[str, ...] = get_args(OptimizerName)
+SCHEDULER_NAMES: tuple[str, ...] = get_args(SchedulerName)
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+"""Scalar keys of `classification_metrics` that a recipe may name as the metric for the best checkpoint."""
 
 
 @dataclass
@@ -107,12 +120,17 @@ class DataConfig:
     )
 
     def __post_init__(self):
-        if not self.dataset and not self.train_files:
-            raise RecipeError("data: give either data.dataset (a Hub id or builder) or data.train_files.")
+        # A DataConfig without a source is valid on its own (a backbone reads only its columns and preprocessing);
+        # a recipe's `data` must name one, which Recipe and SourceConfig check.
         if self.dataset and self.train_files:
             # Local files given on top of a shipped recipe's Hub dataset: the files win (and the record says so).
             self.dataset, self.config, self.data_dir = None, None, None
             self.validation_split = self.eval_split = None
+
+
+def require_data_source(data: DataConfig, where: str) -> None:
+    if not data.dataset and not data.train_files:
+        raise RecipeError(f"{where}: give either {where}.dataset (a Hub id or builder) or {where}.train_files.")
 
 
 @dataclass
@@ -125,9 +143,11 @@ class TrainConfig:
     weight_decay: float = field(
         default=0.01, metadata={"range": "[0, inf)", "help": "Decoupled weight decay (not on biases/norms)."}
     )
-    optimizer: str = field(default="adamw", metadata={"help": "Registered optimizer: adamw or sgd."})
+    optimizer: OptimizerName = field(default="adamw", metadata={"help": "Registered optimizer: adamw or sgd."})
     momentum: float = field(default=0.9, metadata={"range": "[0, 1)", "help": "Momentum for sgd."})
-    scheduler: str = field(default="linear", metadata={"help": "Registered schedule: linear, cosine or constant."})
+    scheduler: SchedulerName = field(
+        default="linear", metadata={"help": "Registered schedule: linear, cosine or constant."}
+    )
     warmup_ratio: float = field(default=0.0, metadata={"range": "[0, 1)", "help": "Share of steps spent warming up."})
     gradient_accumulation_steps: int = field(
         default=1, metadata={"range": "[1, inf)", "help": "Steps to accumulate before an update."}
@@ -171,7 +191,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    metric: str = field(default="f1_macro", metadata={"help": "Validation metric that picks the best checkpoint."})
+    metric: MetricName = field(
+        default="f1_macro", metadata={"help": "Validation metric that picks the best checkpoint."}
+    )
     batch_size: int | None = field(
         default=None, metadata={"range": "[1, inf)", "help": "Evaluation batch size (default 2x train)."}
     )
@@ -210,6 +232,9 @@ class SourceConfig:
     strategy: Any = field(default="finetune", metadata={"help": "Source training strategy (finetune or lora)."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Source stage's loop settings."})
 
+    def __post_init__(self):
+        require_data_source(self.data, "source.data")
+
 
 @dataclass
 class Recipe:
@@ -226,6 +251,9 @@ class Recipe:
     source: SourceConfig | None = None
     baseline: list[Literal["scratch", "head_only"]] = field(default_factory=list)
 
+    def __post_init__(self):
+        require_data_source(self.data, "data")
+
     @property
     def modality(self) -> str:
         return "image" if self.task == "image-classification" else "text"
@@ -236,8 +264,6 @@ class Recipe:
 
     def to_dict(self) -> dict:
         """The recipe as YAML holds it, every default filled in (strategies by name): loading it repeats the run."""
-        from hf_transfer.strategies import strategy_name
-
         data = to_dict(self)
         data["strategy"] = {"name": strategy_name(self.strategy), **data["strategy"]}
         if self.source is not None:
@@ -257,10 +283,8 @@ SECTIONS = {
 
 def strategy_config_from(value: Any, where: str = "strategy"):
     """The strategy section: `lora` or `{name: lora, r: 8}` -> the registered strategy's config dataclass."""
-    from hf_transfer.strategies import STRATEGIES
-
     if value is None:
-        raise RecipeError(f"{where} is missing; choose one of {', '.join(STRATEGIES.names())}.")
+        raise RecipeError(f"{where} is missing; choose one of {', '.join(STRATEGY_CONFIGS.names())}.")
     if dataclasses.is_dataclass(value):
         return value
     if isinstance(value, str):
@@ -269,8 +293,7 @@ def strategy_config_from(value: Any, where: str = "strategy"):
         raise RecipeError(f"{where} must be a name (e.g. `{where}: lora`) or a mapping with a `name` key.")
     options = dict(value)
     name = options.pop("name")
-    strategy_cls = STRATEGIES.get(name, field=f"{where}.name")
-    return build_dataclass(strategy_cls.config_class, options, where)
+    return build_dataclass(STRATEGY_CONFIGS.get(name, field=f"{where}.name"), options, where)
 
 
 def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
@@ -284,9 +307,6 @@ def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
             raise RecipeError(
                 f"unknown recipe key '{key}'{closest(key, known)}; valid sections are {', '.join(known)}."
             )
-    from hf_transfer.strategies import strategy_name
-    from hf_transfer.train import OPTIMIZERS, SCHEDULERS  # registries filled at import
-
     recipe = build_dataclass(
         Recipe, {k: v for k, v in raw.items() if k not in ("strategy",)} | {"name": raw.get("name", name)}, ""
     )
@@ -298,15 +318,6 @@ def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
                 "source.strategy linear_probe leaves the backbone unchanged, so nothing transfers; "
                 "use finetune or lora."
             )
-    OPTIMIZERS.get(recipe.train.optimizer, field="train.optimizer")
-    SCHEDULERS.get(recipe.train.scheduler, field="train.scheduler")
-    from hf_transfer.metrics import METRIC_NAMES
-
-    if recipe.eval.metric not in METRIC_NAMES:
-        raise RecipeError(
-            f"eval.metric '{recipe.eval.metric}' is not a metric{closest(recipe.eval.metric, METRIC_NAMES)}; "
-            f"choose one of {', '.join(METRIC_NAMES)}."
-        )
     return recipe
 
 

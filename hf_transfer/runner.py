@@ -15,7 +15,8 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from hf_transfer import __version__
-from hf_transfer.backbones import Backbone, build_backbone, check_local_checkpoint
+from hf_transfer.backbones import Backbone, build_backbone
+from hf_transfer.checkpoint_paths import check_local_checkpoint
 from hf_transfer.data.splits import Splits, load_splits
 from hf_transfer.errors import HfTransferError, HubError, RecipeError
 from hf_transfer.metrics import (
@@ -40,10 +41,8 @@ from hf_transfer.run_folder import (
     write_json,
     write_yaml,
 )
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies import FinetuneConfig, LinearProbeConfig, build_strategy
 from hf_transfer.strategies.base import Strategy, count_parameters
-from hf_transfer.strategies.finetune import FinetuneConfig
-from hf_transfer.strategies.linear_probe import LinearProbeConfig
 from hf_transfer.train import Callback, LoopResult, TrainingLoop, TrainingPlan
 from hf_transfer.transfer import forgetting_metrics, merged
 
@@ -200,7 +199,7 @@ class TransferRun:
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir(parents=True)
                 self.source.backbone.save_classifier(merged(self.source.trained_model(self.accelerator)), folder)
-                self.source.backbone.save_preprocessing(folder)
+                self.source.backbone.save_preprocessing(folder, self.source.splits.label_names)
             self.accelerator.wait_for_everyone()
             # The target starts from the source's weights, its head replaced for the target's labels.
             target_model = replace(
@@ -210,8 +209,7 @@ class TransferRun:
                 hub_id=recipe.model.hub_id or self.target_backbone.base_model_id,
             )
             target_recipe = replace(recipe, model=target_model)
-            target_backbone = build_backbone(target_model, recipe.data, recipe.modality)
-            target_backbone.new_head = True
+            target_backbone = build_backbone(target_model, recipe.data, recipe.modality, new_head=True)
         self.target = self.run_stage("target", target_recipe, target_backbone)
         self.baselines = {
             # scratch: the recipe's own architecture from random weights; head_only: on the target's start
@@ -273,7 +271,8 @@ class TransferRun:
         staging.mkdir(parents=True)
         trained = stage.trained_model(accelerator)
         weight_files = stage.strategy.save(trained, staging)
-        stage.backbone.save_preprocessing(staging)
+        classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
+        stage.backbone.save_preprocessing(staging, classes)
         description = self.target_backbone.describe()
         description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
         if self.source is not None and stage.strategy.name != "finetune":

@@ -47,6 +47,26 @@ def test_help_everywhere():
         assert info.value.code == 0
 
 
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["ls"], ["validate", "sentiment/minilm-lora-rotten-tomatoes"], ["validate", "--help"]]
+)
+def test_recipe_commands_answer_without_loading_torch(argv):
+    # A fresh process, as a user's shell starts one: `--help`, `ls` and `validate` only read YAML.
+    code = (
+        "import sys\n"
+        "from hf_transfer.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "assert code == 0, code\n"
+        "loaded = [m for m in ('torch', 'transformers', 'peft', 'timm', 'datasets', 'sklearn') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def test_ls_lists_shipped_recipes_with_descriptions(capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out

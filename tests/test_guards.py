@@ -23,7 +23,7 @@ from hf_transfer.cli import main
 from hf_transfer.errors import HfTransferError, HubError, RecipeError
 from hf_transfer.recipe import Recipe, SourceConfig, load_recipe, recipe_from_dict
 from hf_transfer.run_folder import METADATA_FILE, check_can_write
-from hf_transfer.strategies import STRATEGIES
+from hf_transfer.strategies import STRATEGY_CONFIGS
 from hf_transfer.train import Callback
 
 
@@ -103,7 +103,7 @@ def test_output_dir_that_is_the_current_folder_or_above_is_one_sentence(
 
 
 def _schema_classes() -> list[type]:
-    seen, todo = [], [Recipe, SourceConfig, *(STRATEGIES.get(n).config_class for n in STRATEGIES.names())]
+    seen, todo = [], [Recipe, SourceConfig, *(STRATEGY_CONFIGS.get(n) for n in STRATEGY_CONFIGS.names())]
     while todo:
         cls = todo.pop()
         if cls in seen:
@@ -204,7 +204,7 @@ def test_nan_and_inf_are_refused_for_every_numeric_field(data):
         raw[section] = dict(raw.get(section) or {}) | {f.name: value}
         where = f"{section}.{f.name}"
     else:
-        name = next(n for n in STRATEGIES.names() if STRATEGIES.get(n).config_class is cls)
+        name = next(n for n in STRATEGY_CONFIGS.names() if STRATEGY_CONFIGS.get(n) is cls)
         raw["strategy"] = {"name": name, f.name: value}
         where = f"strategy.{f.name}"
     with pytest.raises(RecipeError) as info:
@@ -293,7 +293,7 @@ def test_a_missing_local_checkpoint_is_reported_as_a_path_before_the_data(
 
 
 def test_a_hub_id_is_not_mistaken_for_a_missing_path():
-    from hf_transfer.backbones import check_local_checkpoint
+    from hf_transfer.checkpoint_paths import check_local_checkpoint
 
     check_local_checkpoint("sentence-transformers/all-MiniLM-L6-v2")
     check_local_checkpoint("resnet18.a1_in1k")

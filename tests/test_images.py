@@ -207,7 +207,7 @@ def test_image_size_replaces_the_pretrained_input_size_and_is_saved(tmp_path, di
 
 def test_transforms_are_the_models_own_with_the_augmentation_the_recipe_asks_for(tiny_timm_dir):
     def transforms(augment: str, train: bool) -> str:
-        data = DataConfig(train_files=["-"], augment=augment)
+        data = DataConfig(augment=augment)
         return repr(build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), data, "image").transform(train))
 
     evaluation = transforms("model", train=False)
@@ -334,7 +334,7 @@ def test_a_folder_with_one_class_is_an_error(tmp_path, tiny_timm_dir, digits_ima
 
 
 def test_prepare_names_a_bad_file_at_predict_time(tiny_timm_dir, tmp_path):
-    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(train_files=["-"]), "image")
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(), "image")
     (tmp_path / "notes.jpg").write_text("hello")
     rows = Dataset.from_dict({"image": [str(tmp_path / "notes.jpg")], "labels": [0]})
     with pytest.raises(DataError, match="notes.jpg.*not an image"):
@@ -384,3 +384,41 @@ def test_loading_a_run_with_mismatched_classes_is_an_error(tmp_path, tiny_timm_d
     (run_dir / "hf_transfer.json").write_text(json.dumps(metadata))
     with pytest.raises(HfTransferError, match="holds a model for 3 classes, not 4"):
         hf_transfer.load(run_dir)
+
+
+def test_a_backbone_built_on_a_run_folder_reads_its_preprocessing_and_classes(tmp_path, tiny_timm_dir):
+    # What `hf_transfer.load` does: the run folder is given when the backbone is built, not set on it afterwards.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    trained = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(image_size=48), "image")
+    trained.save_preprocessing(run_dir, ["cat", "dog"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["num_classes"] == 2 and config["label_names"] == ["cat", "dog"]
+
+    loaded = build_backbone(
+        ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image", preprocessing_source=str(run_dir)
+    )
+    assert loaded.data_config["input_size"] == (3, 48, 48)  # the run's, not the checkpoint's 32
+    assert build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image").data_config["input_size"] == (
+        3,
+        32,
+        32,
+    )
+    with pytest.raises(ModelError, match="holds a model for 2 classes, not 3"):
+        loaded.build_classifier(["a", "b", "c"])
+
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    trained.save_preprocessing(probe_dir)  # a probe's head is its own: the timm part has no classes
+    config = json.loads((probe_dir / "config.json").read_text())
+    assert config["num_classes"] == 0 and "label_names" not in config
+
+
+def test_a_classifier_carries_its_label_names_into_timm_format(tmp_path, tiny_timm_dir):
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image")
+    model = backbone.build_classifier(["b", "a"])
+    backbone.save_classifier(model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["label_names"] == ["b", "a"]
+    again = build_backbone(ModelConfig(checkpoint=f"local-dir:{tmp_path}"), None, "image", new_head=True)
+    target = again.build_classifier(["x", "y", "z"])  # a target stage on a source classifier: new names, new head
+    assert target.pretrained_cfg["label_names"] == ["x", "y", "z"]

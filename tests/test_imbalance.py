@@ -17,11 +17,10 @@ from fixtures_models import read_csv_rows, write_csv_rows
 from helpers import text_recipe
 
 import hf_transfer
-from hf_transfer.backbones import FeatureHead
 from hf_transfer.errors import RecipeError
 from hf_transfer.features import FeatureDataset
 from hf_transfer.recipe import TrainConfig
-from hf_transfer.strategies.linear_probe import smote_oversampled
+from hf_transfer.strategies.linear_probe import FeatureHead, smote_oversampled
 from hf_transfer.train import TrainingPlan, build_train_sampler
 
 

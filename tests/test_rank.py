@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -170,3 +172,15 @@ def test_rank_scores_image_checkpoints(tmp_path, monkeypatch, tiny_timm_dir, tin
     assert sorted(r["checkpoint"] for r in report["candidates"]) == sorted(checkpoints)
     assert report["samples"] == 60 and report["label_names"] == ["one", "two", "zero"]
     assert all(math.isfinite(r["logme"]) and 0 <= r["linear_accuracy"] <= 1 for r in report["candidates"])
+
+
+def test_rank_does_not_import_the_runner():
+    # rank scores features; it needs the data helpers, not cross-validation or the training runner behind it.
+    code = (
+        "import sys, hf_transfer.rank\n"
+        "loaded = [m for m in ('hf_transfer.cross_validation', 'hf_transfer.runner', 'hf_transfer.train') "
+        "if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import typing
+
 import pytest
 
 from hf_transfer.errors import RecipeError
@@ -12,8 +16,11 @@ from hf_transfer.recipe import (
     recipe_header,
     shipped_recipes,
 )
-from hf_transfer.strategies.linear_probe import LinearProbeConfig
-from hf_transfer.strategies.peft_adapters import LoraStrategyConfig
+from hf_transfer.strategies import STRATEGY_CONFIGS, strategy_classes
+from hf_transfer.strategies.linear_probe_config import LinearProbeConfig
+from hf_transfer.strategies.peft_config import LoraStrategyConfig
+
+HEAVY_MODULES = ("torch", "transformers", "peft", "timm", "accelerate", "datasets", "sklearn", "matplotlib")
 
 SHIPPED = shipped_recipes()
 
@@ -84,9 +91,16 @@ def test_local_files_override_a_hub_dataset():
         (["strategy=lorra"], "strategy.name: unknown strategy 'lorra' (did you mean 'lora'?)"),
         (["strategy.rank=4"], "unknown recipe key 'strategy.rank'"),
         (["strategy.r=0"], "strategy.r must be at least 1"),
-        (["train.optimizer=adam"], "train.optimizer: unknown optimizer 'adam' (did you mean 'adamw'?)"),
-        (["train.scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
-        (["eval.metric=f1"], "eval.metric 'f1' is not a metric"),
+        (
+            ["train.optimizer=adam"],
+            "train.optimizer must be one of 'adamw', 'sgd', not 'adam' (did you mean 'adamw'?)",
+        ),
+        (
+            ["train.scheduler=cosin"],
+            "train.scheduler must be one of 'linear', 'cosine', 'constant', not 'cosin' (did you mean 'cosine'?)",
+        ),
+        (["eval.metric=f1"], "eval.metric must be one of 'accuracy',"),
+        (["eval.metric=f1_macr"], "not 'f1_macr' (did you mean 'f1_macro'?)"),
         (["model.checkpoint="], "model.checkpoint must be a string, not None"),
         (["model={}"], "model.checkpoint is missing"),
         (["hub.push=true"], "hub.repo_id is missing"),
@@ -104,6 +118,8 @@ def test_mistakes_name_the_field(overrides, message):
 def test_missing_sections_and_unknown_shipped_names():
     with pytest.raises(RecipeError, match="data: give either data.dataset"):
         recipe_from_dict({"model": {"checkpoint": "x"}, "strategy": "lora"})
+    with pytest.raises(RecipeError, match=r"source.data: give either source.data.dataset .* or source.data.train_"):
+        recipe_from_dict(minimal(source={"data": {"text_column": "t"}}))
     with pytest.raises(RecipeError, match="strategy is missing"):
         recipe_from_dict({"model": {"checkpoint": "x"}, "data": {"train_files": ["a.csv"]}})
     with pytest.raises(RecipeError, match="did you mean 'sentiment/minilm-lora-rotten-tomatoes'"):
@@ -117,3 +133,50 @@ def test_invalid_yaml_names_the_line(tmp_path):
     path.write_text("model:\n  checkpoint: [unclosed\n")
     with pytest.raises(RecipeError, match=r"bad.yaml' line \d+ is not valid YAML"):
         load_recipe(str(path))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "hf_transfer.recipe",
+        "hf_transfer.strategies",
+        "hf_transfer.strategies.finetune_config",
+        "hf_transfer.strategies.linear_probe_config",
+        "hf_transfer.strategies.peft_config",
+    ],
+)
+def test_the_schema_and_strategy_configs_import_nothing_heavy(module):
+    # In a fresh process: this one has long since imported torch through other tests.
+    code = (
+        f"import sys, {module}\n"
+        f"from hf_transfer.recipe import load_recipe\n"
+        f"for name in {sorted(SHIPPED)!r}: load_recipe(name)\n"
+        f"loaded = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        f"assert not loaded, loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_strategy_config_has_its_strategy_and_back():
+    classes = strategy_classes()
+    assert sorted(classes) == STRATEGY_CONFIGS.names()
+    for name, cls in classes.items():
+        assert cls.name == name and cls.config_class is STRATEGY_CONFIGS.get(name)
+        recipe = recipe_from_dict(minimal(strategy=name))
+        assert recipe.to_dict()["strategy"]["name"] == name
+        assert recipe_from_dict(recipe.to_dict()).strategy == recipe.strategy
+
+
+def test_schema_names_are_the_ones_the_loop_builds():
+    from hf_transfer.metrics import classification_metrics
+    from hf_transfer.recipe import METRIC_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES, EvalConfig, TrainConfig
+    from hf_transfer.train import OPTIMIZERS, SCHEDULERS
+
+    hints = typing.get_type_hints(TrainConfig)
+    assert typing.get_args(hints["optimizer"]) == OPTIMIZER_NAMES
+    assert typing.get_args(typing.get_type_hints(EvalConfig)["metric"]) == METRIC_NAMES
+    assert OPTIMIZERS.names() == sorted(OPTIMIZER_NAMES)
+    assert SCHEDULERS.names() == sorted(SCHEDULER_NAMES)
+    metrics = classification_metrics([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], ["a", "b"])
+    assert all(isinstance(metrics[name], float) for name in METRIC_NAMES)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from importlib import metadata
-from pathlib import Path
 
-from hf_transfer.backbones.base import Backbone, FeatureHead, ProbeClassifier
-from hf_transfer.errors import ModelError, RecipeError
+from hf_transfer.backbones.base import Backbone
+from hf_transfer.errors import RecipeError
 from hf_transfer.recipe import DataConfig, ModelConfig
 from hf_transfer.registry import Registry
 
@@ -56,42 +55,21 @@ def backbone_key(library: str, modality: str) -> str:
     return f"{library}:{modality}"
 
 
-def _reads_as_path(text: str) -> bool:
-    """Whether a checkpoint name can only be a path: no Hub id starts with . / ~, holds a backslash or two slashes."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
-        return True
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return "/" in text
-    return False
-
-
-def check_local_checkpoint(checkpoint: str) -> None:
-    """Fail, naming the path, when `model.checkpoint` can only mean a local folder and there is none (rather than
-    letting the Hub client reject it as a malformed repo id, after the data has loaded)."""
-    if checkpoint.startswith("hf-hub:"):
-        return
-    text = checkpoint.removeprefix("local-dir:")
-    path = Path(text).expanduser()
-    if path.exists():
-        return  # a file where a folder belongs is the backbone's to explain
-    if checkpoint.startswith("local-dir:") or _reads_as_path(text):
-        raise ModelError(
-            f"model.checkpoint '{checkpoint}' is not a folder: '{path.absolute()}' does not exist; give the path of "
-            "a checkpoint folder, or a Hub id (namespace/name)."
-        )
-
-
-def build_backbone(model_cfg: ModelConfig, data_cfg: DataConfig | None, modality: str) -> Backbone:
+def build_backbone(
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig | None,
+    modality: str,
+    *,
+    preprocessing_source: str | None = None,
+    new_head: bool = False,
+) -> Backbone:
+    """The backbone for `model_cfg`, whole: `preprocessing_source` (a run folder) and `new_head` (a source stage's
+    classifier as the start) are fixed here, not set on it later, so nothing depends on the order of calls."""
     key = backbone_key(model_cfg.library, modality)
     if key not in BACKBONES:
         library, _ = key.split(":")
         raise RecipeError(f"model.library '{library}' does not serve {modality} tasks; choose another library.")
-    return BACKBONES.get(key)(model_cfg, data_cfg)
+    return BACKBONES.get(key)(model_cfg, data_cfg, preprocessing_source=preprocessing_source, new_head=new_head)
 
 
-__all__ = ["BACKBONES", "Backbone", "FeatureHead", "ProbeClassifier", "build_backbone", "check_local_checkpoint"]
+__all__ = ["BACKBONES", "Backbone", "build_backbone"]

@@ -8,57 +8,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from datasets import Dataset, DatasetDict
 from torch import nn
 
 from hf_transfer.recipe import DataConfig, ModelConfig
-
-
-class FeatureHead(nn.Module):
-    """The new head of a linear probe: linear, or a small MLP, on pooled backbone features.
-
-    Features are standardised with the training set's mean and std (buffers saved with the head), as a
-    scikit-learn probe would with StandardScaler: the learning rate then does not depend on the backbone's scale.
-    """
-
-    def __init__(self, in_features: int, num_labels: int, hidden: int | None = None, dropout: float = 0.0):
-        super().__init__()
-        self.config = {"in_features": in_features, "num_labels": num_labels, "hidden": hidden, "dropout": dropout}
-        self.register_buffer("feature_mean", torch.zeros(in_features))
-        self.register_buffer("feature_std", torch.ones(in_features))
-        if hidden:
-            self.net = nn.Sequential(
-                nn.Dropout(dropout),
-                nn.Linear(in_features, hidden),
-                nn.GELU(),
-                nn.Dropout(dropout),
-                nn.Linear(hidden, num_labels),
-            )
-        else:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_labels))
-
-    def fit_scaler(self, features: torch.Tensor) -> None:
-        self.feature_mean.copy_(features.mean(0))
-        std = features.std(0)
-        # A floor at a tenth of the mean std: CNN features after ReLU have near-dead channels (std ~1e-5) that
-        # plain standardisation blows up into outliers on unseen images (digits on EfficientNet: 91.7% -> 95.6%).
-        self.feature_std.copy_(std.clamp(min=max(0.1 * std.mean().item(), 1e-6)))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net((features - self.feature_mean) / self.feature_std)
-
-
-class ProbeClassifier(nn.Module):
-    """Frozen feature extractor + trained head: what a linear probe predicts with on raw inputs."""
-
-    def __init__(self, extractor: nn.Module, head: FeatureHead):
-        super().__init__()
-        self.extractor = extractor
-        self.head = head
-
-    def forward(self, **inputs) -> torch.Tensor:
-        return self.head(self.extractor(**inputs))
 
 
 class Backbone(ABC):
@@ -72,11 +25,20 @@ class Backbone(ABC):
     modality: str
     library: str
 
-    def __init__(self, model_cfg: ModelConfig, data_cfg: DataConfig | None = None):
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        data_cfg: DataConfig | None = None,
+        *,
+        preprocessing_source: str | None = None,
+        new_head: bool = False,
+    ):
         self.model_cfg = model_cfg
-        self.data_cfg = data_cfg or DataConfig(train_files=["-"])
+        self.data_cfg = data_cfg or DataConfig()  # the default columns and preprocessing
         # Where the tokenizer / image preprocessing is read from: the checkpoint, or a run folder that saved it.
-        self.preprocessing_source: str | None = None
+        self.preprocessing_source = preprocessing_source
+        # A target stage built on a source stage's classifier: its head starts afresh even for as many labels.
+        self.new_head = new_head
         # Rows `check_rows` dropped, per split (files that are not images, with data.skip_bad_images).
         self.skipped_rows: dict[str, int] = {}
 
@@ -123,7 +85,6 @@ class Backbone(ABC):
         """Module names LoRA adapts when the recipe names none."""
 
     peft_task_type: str | None = None  # PEFT's TaskType for this kind of classifier, if it has one
-    new_head: bool = False  # set for a target stage built on a source stage's classifier: its head starts afresh
 
     @abstractmethod
     def default_ia3_targets(self, model: nn.Module) -> dict[str, list[str]]:
@@ -177,8 +138,9 @@ class Backbone(ABC):
 
     # --- run folder -----------------------------------------------------------------------------------------
     @abstractmethod
-    def save_preprocessing(self, out_dir: Path) -> None:
-        """Tokenizer files or the image preprocessing config, so the run folder predicts on raw inputs."""
+    def save_preprocessing(self, out_dir: Path, label_names: list[str] | None = None) -> None:
+        """Tokenizer files or the image preprocessing config, so the run folder predicts on raw inputs.
+        `label_names`: the classes of the backbone's own classifier in the run (None: it has none, as in a probe)."""
 
     def describe(self) -> dict:
         return {

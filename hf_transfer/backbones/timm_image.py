@@ -256,16 +256,12 @@ class TimmImageBackbone(Backbone):
             return load_model_config_from_path(folder)[0]
         return self.source["pretrained_cfg"]
 
-    @property
+    @cached_property
     def data_config(self) -> dict:
         """timm's resolved data config: input_size, interpolation, mean, std, crop_pct, crop_mode."""
-        key = self.preprocessing_source
-        cache = self.__dict__.setdefault("_data_configs", {})
-        if key not in cache:
-            size = self.data_cfg.image_size  # the recipe's data.image_size replaces the pretrained input size
-            args = {"input_size": (3, size, size)} if size else None
-            cache[key] = resolve_data_config(args=args, pretrained_cfg=self._pretrained_cfg())
-        return cache[key]
+        size = self.data_cfg.image_size  # the recipe's data.image_size replaces the pretrained input size
+        args = {"input_size": (3, size, size)} if size else None
+        return resolve_data_config(args=args, pretrained_cfg=self._pretrained_cfg())
 
     def transform(self, train: bool) -> Callable:
         """timm's transform for a PIL image: training augmentation when `train` (as `data.augment` says), else
@@ -294,12 +290,11 @@ class TimmImageBackbone(Backbone):
             raise _load_error(self.checkpoint, err) from None
 
     def build_classifier(self, label_names: list[str]) -> nn.Module:
-        self.label_names = list(label_names)
         self._check_run_classes(len(label_names))
         model = self._create(len(label_names))
         if self.new_head:  # a source stage's classifier: its head is for the source's classes, even when as many
             model.reset_classifier(len(label_names))
-        return prepared_for_loop(model)
+        return prepared_for_loop(with_label_names(model, label_names))
 
     def build_feature_extractor(self, pooling: str) -> nn.Module:
         model = self._create(num_classes=0)  # no classifier: its pretrained weights are not even loaded
@@ -417,7 +412,8 @@ class TimmImageBackbone(Backbone):
         "local-dir:RUN", pretrained=True)` loads it, and `hf-hub:me/repo` once pushed."""
         from timm.models import save_for_hf
 
-        extra = {"label_names": list(self.label_names)} if getattr(self, "label_names", None) else {}
+        labels = getattr(model, "pretrained_cfg", {}).get("label_names")
+        extra = {"label_names": list(labels)} if labels else {}
         # data_config: the preprocessing this run used (data.image_size included), not the checkpoint's
         save_for_hf(model, str(out_dir), model_config=extra, safe_serialization=True, data_config=self.data_config)
         return [CONFIG_FILE, WEIGHTS_FILE]
@@ -437,8 +433,7 @@ class TimmImageBackbone(Backbone):
             model = timm.create_model(f"local-dir:{run_dir}", pretrained=True)
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             raise ModelError(f"run folder '{run_dir}' does not load as a timm model ({_first_line(err)}).") from None
-        self.label_names = list(label_names)
-        return prepared_for_loop(model)
+        return prepared_for_loop(with_label_names(model, label_names))
 
     # --- data -----------------------------------------------------------------------------------------------
     def required_columns(self) -> tuple[list[str], dict[str, str]]:
@@ -481,7 +476,7 @@ class TimmImageBackbone(Backbone):
         return collate_pixels
 
     # --- run folder -----------------------------------------------------------------------------------------
-    def save_preprocessing(self, out_dir: Path) -> None:
+    def save_preprocessing(self, out_dir: Path, label_names: list[str] | None = None) -> None:
         """timm's config.json, so that the run folder predicts without the checkpoint's files. A fine-tuned
         classifier's own config.json (written by `save_classifier`) already holds it; other strategies get one
         describing the base architecture and its resolved preprocessing."""
@@ -492,7 +487,7 @@ class TimmImageBackbone(Backbone):
         pretrained_cfg = filter_pretrained_cfg(dict(self._pretrained_cfg()), remove_source=True, remove_null=True)
         pretrained_cfg.update(self.data_config)
         pretrained_cfg.pop("architecture", None)
-        labels = list(getattr(self, "label_names", None) or [])
+        labels = list(label_names or [])
         pretrained_cfg["num_classes"] = len(labels)
         model_args = dict(source.get("pretrained_model_args") or {}, num_classes=len(labels))
         if self.data_cfg.image_size and pretrained_cfg.get("fixed_input_size"):
@@ -505,6 +500,13 @@ class TimmImageBackbone(Backbone):
             "pretrained_cfg": pretrained_cfg,
         }
         path.write_text(json.dumps(config, indent=2, default=list) + "\n", encoding="utf-8")
+
+
+def with_label_names(model: nn.Module, label_names: list[str]) -> nn.Module:
+    """`model` carrying its classes in its pretrained cfg, as timm's Hub format stores them (`label_names`), so
+    saving it needs no one to remember them; a source stage's names are replaced."""
+    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "label_names": list(label_names)}
+    return model
 
 
 def short_module_names(model: nn.Module, chosen: set[str]) -> list[str]:

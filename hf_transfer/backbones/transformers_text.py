@@ -251,5 +251,5 @@ class TransformersTextBackbone(Backbone):
     def lengths(self, prepared: Dataset) -> list[int] | None:
         return [len(ids) for ids in prepared["input_ids"]]
 
-    def save_preprocessing(self, out_dir: Path) -> None:
+    def save_preprocessing(self, out_dir: Path, label_names: list[str] | None = None) -> None:
         self.tokenizer.save_pretrained(out_dir)

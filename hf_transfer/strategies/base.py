@@ -7,20 +7,25 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from accelerate import Accelerator
 from torch import nn
 
-from hf_transfer.backbones import Backbone
-from hf_transfer.data.splits import Splits
-from hf_transfer.recipe import Recipe
-from hf_transfer.train import TrainingPlan
+if TYPE_CHECKING:  # annotations only: `rank` counts parameters without importing the training loop
+    from accelerate import Accelerator
+
+    from hf_transfer.backbones import Backbone
+    from hf_transfer.data.splits import Splits
+    from hf_transfer.recipe import Recipe
+    from hf_transfer.train import TrainingPlan
 
 
 class Strategy(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type]
+    # Whether the trained model is the backbone's own classifier (with a new head for the user's labels), whose
+    # classes the run folder's preprocessing config records; a linear probe trains a separate head instead.
+    trains_backbone_classifier: ClassVar[bool] = True
 
     def __init__(self, config, backbone: Backbone):
         self.config = config

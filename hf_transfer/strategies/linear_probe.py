@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hf_transfer.backbones import FeatureHead, ProbeClassifier
 from hf_transfer.errors import RecipeError
 from hf_transfer.features import FeatureDataset, extract_features
 from hf_transfer.strategies.base import Strategy
+from hf_transfer.strategies.linear_probe_config import LinearProbeConfig
 from hf_transfer.train import TrainingPlan, param_groups_with_decay
 
 logger = logging.getLogger(__name__)
@@ -25,29 +23,56 @@ HEAD_FILE = "head.safetensors"
 SMOTE_NEIGHBORS = 5  # imbalanced-learn's default; fewer when the smallest class has fewer other rows
 
 
-@dataclass
-class LinearProbeConfig:
-    """Args:
-    pooling: how token/patch features become one vector: `mean` (sentence-transformers checkpoints such as
-        MiniLM have no trained pooler and want it) or `cls` (the first token; for timm, the model's own pooling).
-    head: `linear`, or `mlp` (one hidden layer of `hidden_size`).
-    smote: add synthetic train rows to the smaller classes (SMOTE, from imbalanced-learn) until every class has as
-        many as the largest; only the train features are resampled, never validation or test.
+class FeatureHead(nn.Module):
+    """The new head of a linear probe: linear, or a small MLP, on pooled backbone features.
+
+    Features are standardised with the training set's mean and std (buffers saved with the head), as a
+    scikit-learn probe would with StandardScaler: the learning rate then does not depend on the backbone's scale.
     """
 
-    pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "mean or cls pooling of features."})
-    head: Literal["linear", "mlp"] = field(default="linear", metadata={"help": "linear or mlp head."})
-    hidden_size: int = field(default=256, metadata={"range": "[1, inf)", "help": "Hidden units of the mlp head."})
-    dropout: float = field(default=0.0, metadata={"range": "[0, 1)", "help": "Dropout before the head's layers."})
-    extract_batch_size: int = field(
-        default=64, metadata={"range": "[1, inf)", "help": "Batch size of the one feature-extraction pass."}
-    )
-    smote: bool = field(default=False, metadata={"help": "Oversample the smaller classes' train features with SMOTE."})
+    def __init__(self, in_features: int, num_labels: int, hidden: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.config = {"in_features": in_features, "num_labels": num_labels, "hidden": hidden, "dropout": dropout}
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_std", torch.ones(in_features))
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(in_features, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_labels),
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_labels))
+
+    def fit_scaler(self, features: torch.Tensor) -> None:
+        self.feature_mean.copy_(features.mean(0))
+        std = features.std(0)
+        # A floor at a tenth of the mean std: CNN features after ReLU have near-dead channels (std ~1e-5) that
+        # plain standardisation blows up into outliers on unseen images (digits on EfficientNet: 91.7% -> 95.6%).
+        self.feature_std.copy_(std.clamp(min=max(0.1 * std.mean().item(), 1e-6)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net((features - self.feature_mean) / self.feature_std)
+
+
+class ProbeClassifier(nn.Module):
+    """Frozen feature extractor + trained head: what a linear probe predicts with on raw inputs."""
+
+    def __init__(self, extractor: nn.Module, head: FeatureHead):
+        super().__init__()
+        self.extractor = extractor
+        self.head = head
+
+    def forward(self, **inputs) -> torch.Tensor:
+        return self.head(self.extractor(**inputs))
 
 
 class LinearProbe(Strategy):
     name = "linear_probe"
     config_class = LinearProbeConfig
+    trains_backbone_classifier = False
 
     def _head(self, in_features: int, num_labels: int) -> FeatureHead:
         hidden = self.config.hidden_size if self.config.head == "mlp" else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
@@ -10,33 +9,8 @@ from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 from hf_transfer.errors import RecipeError
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.strategies.finetune import plan_for_model
+from hf_transfer.strategies.peft_config import IA3StrategyConfig, LoraStrategyConfig
 from hf_transfer.train import TrainingPlan, param_groups_with_decay
-
-
-@dataclass
-class LoraStrategyConfig:
-    """Args:
-    r, alpha, dropout: LoRA rank, scaling numerator and dropout (PEFT's `r`, `lora_alpha`, `lora_dropout`).
-    target_modules: module names to adapt; null picks the architecture's defaults (BERT: query, value;
-        ViT: qkv, attn.proj, mlp.fc1, mlp.fc2).
-    use_dora: weight-decomposed LoRA (DoRA).
-    """
-
-    r: int = field(default=8, metadata={"range": "[1, inf)", "help": "LoRA rank."})
-    alpha: int = field(default=16, metadata={"range": "[1, inf)", "help": "LoRA alpha (scaling = alpha / r)."})
-    dropout: float = field(default=0.1, metadata={"range": "[0, 1)", "help": "Dropout on the LoRA path."})
-    target_modules: list[str] | None = field(default=None, metadata={"help": "Modules to adapt (default per arch)."})
-    use_dora: bool = field(default=False, metadata={"help": "Use DoRA instead of plain LoRA."})
-
-
-@dataclass
-class IA3StrategyConfig:
-    """Args:
-    target_modules / feedforward_modules: PEFT's IA3 settings; null picks defaults per architecture.
-    """
-
-    target_modules: list[str] | None = field(default=None, metadata={"help": "Modules IA3 rescales."})
-    feedforward_modules: list[str] | None = field(default=None, metadata={"help": "The feed-forward subset."})
 
 
 class _PeftStrategy(Strategy):

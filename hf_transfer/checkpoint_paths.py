@@ -1,0 +1,40 @@
+"""Whether a recipe's `model.checkpoint` names a local folder that is missing: checked before any data loads.
+
+A leaf (no torch, no model libraries), so `hf-transfer validate` can run it without loading the stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hf_transfer.errors import ModelError
+
+
+def _reads_as_path(text: str) -> bool:
+    """Whether a checkpoint name can only be a path: no Hub id starts with . / ~, holds a backslash or two slashes."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return "/" in text
+    return False
+
+
+def check_local_checkpoint(checkpoint: str) -> None:
+    """Fail, naming the path, when `model.checkpoint` can only mean a local folder and there is none (rather than
+    letting the Hub client reject it as a malformed repo id, after the data has loaded)."""
+    if checkpoint.startswith("hf-hub:"):
+        return
+    text = checkpoint.removeprefix("local-dir:")
+    path = Path(text).expanduser()
+    if path.exists():
+        return  # a file where a folder belongs is the backbone's to explain
+    if checkpoint.startswith("local-dir:") or _reads_as_path(text):
+        raise ModelError(
+            f"model.checkpoint '{checkpoint}' is not a folder: '{path.absolute()}' does not exist; give the path of "
+            "a checkpoint folder, or a Hub id (namespace/name)."
+        )
