@@ -359,8 +359,8 @@ def memory_ratios(rows: list[dict]) -> dict[str, float | None]:
     peaks = {(r["model"], r["strategy"]): r["peak_memory_bytes"] for r in rows}
     out = {}
     for model in dict.fromkeys(r["model"] for r in rows):
-        full, lora = peaks.get((model, "finetune"), 0), peaks.get((model, "lora"), 0)
         if (model, "finetune") in peaks and (model, "lora") in peaks:
+            full, lora = peaks[model, "finetune"], peaks[model, "lora"]
             out[model] = lora / full if full and lora else None
     return out
 
