@@ -226,7 +226,8 @@ def counted_flops_per_sample(model: nn.Module, batch: dict, device: torch.device
 
 # --- one row -------------------------------------------------------------------------------------------------------
 class StepTimer(Callback):
-    """Clock and peak memory between the end of the warm-up steps and the end of the last timed step."""
+    """The clock from the end of the warm-up steps to the end of the last timed step, and the peak memory of the
+    run up to that step (model, optimizer state and activations; on a GPU only)."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device):
         self.warmup, self.steps, self.device = warmup, steps, device

@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory):
     return result, out
 
 
-def test_tiny_run_trains_every_row_through_the_loop_and_writes_the_json(tiny_run, capsys):
+def test_tiny_run_trains_every_row_through_the_loop_and_writes_the_json(tiny_run):
     result, out = tiny_run
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     rows = {(r["model"], r["strategy"]): r for r in result["rows"]}
@@ -68,7 +68,7 @@ def test_flops_are_counted_as_autograd_runs_them(tiny_run):
     assert rows["resnet50", "finetune"]["formula_flops_per_sample"] is None  # 4.1 GMACs is for ResNet-50 at 224 px
 
 
-def test_report_prints_one_table_with_n_a_where_nothing_was_measured(tiny_run, capsys):
+def test_report_prints_one_table_with_n_a_where_nothing_was_measured(tiny_run):
     result, _ = tiny_run
     text = bench.format_report(result | {"peak_flops": None, "rows": [r | {"mfu": None} for r in result["rows"]]})
     lines = text.splitlines()
