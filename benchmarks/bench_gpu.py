@@ -450,6 +450,8 @@ def main(argv=None) -> dict:
     else:
         device_name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+        if not args.tiny:
+            print("No GPU found: the real sizes take hours on a CPU; --tiny is the CPU smoke run.", file=sys.stderr)
     rows = [run_row(spec, strategy, batch_size_of(spec, args), args, peak) for spec, strategy in args.row_list]
     result = {
         "device": device_name,
