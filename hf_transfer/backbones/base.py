@@ -98,8 +98,13 @@ class Backbone(ABC):
             for f in sorted(path.iterdir()):
                 if f.is_file():
                     stat = f.stat()
-                    parts.append(f"{f.name}:{stat.st_size}:{int(stat.st_mtime)}")
+                    parts.append(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}")
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+    def input_files_signature(self, split: Dataset) -> str | None:
+        """A digest of the files `split`'s rows point to and the model reads (image files), or None where every
+        input is in the rows themselves (part of the feature-cache key: the split's fingerprint covers only rows)."""
+        return None
 
     @abstractmethod
     def preprocessing_signature(self) -> dict:
