@@ -227,3 +227,19 @@ def test_a_torn_cache_file_is_read_as_a_miss_and_rewritten(tmp_path, tiny_bert_d
     assert any("ignoring unreadable feature cache" in r.message for r in caplog.records)
     assert second["test"]["log_loss"] == first["test"]["log_loss"]
     assert files[0].read_bytes() == whole[files[0]]
+
+
+def test_a_new_download_of_the_same_hub_id_changes_the_key(tmp_path, tiny_bert_dir, local_hub_cache):
+    repo_id = "hf-transfer-tests/tiny-bert"
+    local_hub_cache(repo_id, tiny_bert_dir)
+    backbone = build_backbone(ModelConfig(checkpoint=repo_id), None, "text")
+    split = Dataset.from_dict({"text": ["a good film"], "label": [1]})
+    before = feature_cache_key(backbone, split, "mean")
+    assert feature_cache_key(build_backbone(ModelConfig(checkpoint=repo_id), None, "text"), split, "mean") == before
+    # main moved on upstream: a new tokenizer, downloaded into the same cache under the same id
+    updated = tmp_path / "updated"
+    shutil.copytree(tiny_bert_dir, updated)
+    tokenizer = updated / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes().replace(b'"good"', b'"goox"', 1))
+    local_hub_cache(repo_id, updated)
+    assert feature_cache_key(build_backbone(ModelConfig(checkpoint=repo_id), None, "text"), split, "mean") != before
