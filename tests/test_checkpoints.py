@@ -121,3 +121,66 @@ def test_saving_checkpoints_deletes_nothing_that_is_not_the_loops(tmp_path, tiny
         hf_transfer.run(recipe, resume=True, callbacks=[CrashAtStep(16, check=look)])
     assert seen == ["README.txt", "notes", "step-15", "step-5-backup"]
     assert (checkpoints / "notes" / "what I tried.txt").read_text() == "lr 1e-3"
+
+
+@pytest.fixture
+def loop(tmp_path, tiny_bert_dir, keyword_csvs):
+    from accelerate import Accelerator
+
+    from hf_transfer.recipe import load_recipe
+    from hf_transfer.train import TrainingLoop
+
+    recipe = load_recipe(str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune")))
+    return TrainingLoop(recipe, Accelerator(cpu=True), tmp_path / "work", ["neg", "pos"])
+
+
+def _checkpoint_folder(root, name, whole=True):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"...")
+    if whole:
+        (folder / "trainer_state.json").write_text("{}")
+
+
+# What a kill at each point of a save leaves, and the checkpoint --resume must take from it.
+@pytest.mark.parametrize(
+    "left, resumed_from",
+    [
+        ({"step-5": True, "step-10.partial": False}, "step-5"),  # killed inside save_state
+        ({"step-5": True, "step-10.partial": True}, "step-5"),  # killed before the rename
+        ({"step-14.previous": True, "step-14.partial": True}, "step-14.previous"),  # between the two renames
+        ({"step-14.previous": True, "step-14": True}, "step-14"),  # before the old one was deleted
+        ({"step-7": True, "step-14": True}, "step-14"),
+    ],
+)
+def test_resume_takes_the_newest_whole_checkpoint_a_kill_left(loop, left, resumed_from):
+    for name, whole in left.items():
+        _checkpoint_folder(loop.checkpoint_dir, name, whole)
+    assert loop.latest_checkpoint().name == resumed_from
+
+
+def test_a_best_weights_save_that_fails_part_way_keeps_the_previous_best(loop, monkeypatch):
+    import torch
+
+    import hf_transfer.train as train
+
+    model = torch.nn.Linear(4, 2)
+    loop.work_dir.mkdir(parents=True)
+    loop._save_best(model)
+    best = loop.work_dir / "best.safetensors"
+    before = best.read_bytes()
+    real_save = train.save_file
+
+    def disk_full(tensors, filename, *args, **kwargs):
+        real_save(tensors, filename, *args, **kwargs)
+        with open(filename, "r+b") as f:
+            f.truncate(10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train, "save_file", disk_full)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(OSError):
+        loop._save_best(model)
+    assert best.read_bytes() == before
+    assert sorted(p.name for p in loop.work_dir.iterdir()) == ["best.safetensors"]
