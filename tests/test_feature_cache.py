@@ -155,6 +155,7 @@ def test_embedded_image_bytes_are_covered_by_the_key(tiny_timm_dir):
         images = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, value)]
         return Dataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
 
+    assert images.image_files_fingerprint(split(9), "image") is None  # no file to read: the fingerprint covers them
     assert feature_cache_key(backbone, split(9), "cls") != feature_cache_key(backbone, split(10), "cls")
     assert feature_cache_key(backbone, split(9), "cls") == feature_cache_key(backbone, split(9), "cls")
 

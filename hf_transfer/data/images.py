@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -172,7 +173,11 @@ def image_files_fingerprint(
         return None
     feature = split.features[column]
     if isinstance(feature, ImageFeature):
-        values = split.select_columns([column]).cast_column(column, ImageFeature(decode=False))[column]
+        # In Arrow, never as Python objects: rows that embed their bytes (Hub datasets) may hold gigabytes.
+        stored = split.select_columns([column]).with_format("arrow")[column]
+        embedded = pc.is_valid(pc.struct_field(stored, "bytes")).to_pylist()
+        paths = pc.struct_field(stored, "path").to_pylist()
+        values = [None if inline else path for inline, path in zip(embedded, paths)]
     elif _is_path_column(feature):
         values = split[column]
     else:
