@@ -1,8 +1,10 @@
 """Extract pooled features from a frozen backbone once, and cache them on disk.
 
 The cache key covers the checkpoint (its files' sizes and times), the data (the split's `datasets`
-fingerprint), the preprocessing and the pooling, so a second run with other head settings, another fold or
-another seed reads features instead of running the backbone again.
+fingerprint, and the image files its rows name: their sizes, times and, where cheap, bytes), the preprocessing
+and the pooling, so a second run with other head settings, another fold or another seed reads features instead
+of running the backbone again, and a run after the images changed does not. Reading the cache or not leaves
+torch's random state as it was: a warm run gives what a cold one gives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -40,6 +43,7 @@ def feature_cache_key(backbone: Backbone, split: Dataset, pooling: str) -> str:
         "backbone": backbone.identity(),
         "preprocessing": backbone.preprocessing_signature(),
         "data": split._fingerprint,
+        "files": backbone.input_files_signature(split),
         "rows": len(split),
         "pooling": pooling,
     }
@@ -66,7 +70,11 @@ def _run_extractor(
     prepared = backbone.prepare(split, train=False)
     lengths = backbone.lengths(prepared)
     order = sorted(range(len(prepared)), key=lambda i: lengths[i]) if lengths else list(range(len(prepared)))
-    loader = DataLoader(prepared, batch_size=batch_size, sampler=order, collate_fn=backbone.collate_fn())
+    # Its own generator: an iterator over a loader without one draws a seed from torch's global RNG, and a run
+    # that reads the cache instead would then initialise and shuffle differently.
+    loader = DataLoader(
+        prepared, batch_size=batch_size, sampler=order, collate_fn=backbone.collate_fn(), generator=torch.Generator()
+    )
     extractor = extractor.to(accelerator.device).eval()
     chunks, labels = [], []
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
@@ -82,6 +90,38 @@ def _run_extractor(
     return features, out_labels
 
 
+def _read_cache(path: Path, rows: int) -> FeatureDataset | None:
+    """The cached features at `path`, or None when there are none or the file is not whole (read as a miss)."""
+    if not path.is_file():
+        return None
+    try:
+        tensors = load_file(str(path))
+        features, labels = tensors["features"], tensors["labels"]
+    except (OSError, SafetensorError, KeyError) as err:
+        logger.warning("ignoring unreadable feature cache %s (%s); extracting again", path, err)
+        return None
+    if features.ndim != 2 or len(features) != rows or labels.shape != (rows,):
+        logger.warning("ignoring feature cache %s (%d rows, not %d); extracting again", path, len(labels), rows)
+        return None
+    return FeatureDataset(features, labels)
+
+
+def _write_cache(path: Path, features: torch.Tensor, labels: torch.Tensor) -> None:
+    """Write through a temporary file renamed into place, so that a reader sees a whole file or none; a failed
+    write (disk full) leaves nothing behind and costs only the cache, not the run."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"features": features.contiguous(), "labels": labels}, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the bytes are on disk before the name is
+        os.replace(tmp, path)
+    except OSError as err:
+        logger.warning("could not write the feature cache %s (%s); the next run extracts again", path, err)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def extract_features(
     extractor, split: Dataset, backbone: Backbone, accelerator: Accelerator, pooling: str, batch_size: int, name: str
 ) -> FeatureDataset:
@@ -89,16 +129,13 @@ def extract_features(
     key = feature_cache_key(backbone, split, pooling)
     path = cache_root() / f"{key}.safetensors"
     with accelerator.main_process_first():  # the main process extracts and writes; the others then read
-        if path.is_file():
+        cached = _read_cache(path, len(split))
+        if cached is not None:
             logger.info("features for %s: cache hit %s", name, path)
-            tensors = load_file(str(path))
-            return FeatureDataset(tensors["features"], tensors["labels"])
+            return cached
         features, labels = _run_extractor(
             extractor, split, backbone, accelerator, batch_size, desc=f"Extracting {name} features"
         )
         if accelerator.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            save_file({"features": features.contiguous(), "labels": labels}, str(tmp))
-            os.replace(tmp, path)
+            _write_cache(path, features, labels)
         return FeatureDataset(features, labels)

@@ -11,9 +11,11 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import SAFE_MODEL_NAME, DistributedType
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler, default_collate
@@ -245,12 +248,60 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
+    # A trainable parameter left out would keep its initial value without a word: resume would not be exact.
+    missing = sorted(n for n, p in params.items() if p.requires_grad and n not in state)
+    if missing:
+        raise KeyError(f"the saved state has no value for {len(missing)} trainable parameters ({missing[0]}, ...)")
     with torch.no_grad():
         for name, value in state.items():
             if name.startswith("buffer::"):
                 buffers[name.removeprefix("buffer::")].copy_(value)
             else:
                 params[name].copy_(value)
+
+
+def _is_trainable_state(model: nn.Module, state: dict) -> bool:
+    params = dict(model.named_parameters())
+    return all(k.startswith("buffer::") or (k in params and params[k].requires_grad) for k in state)
+
+
+@contextmanager
+def _checkpoints_of_what_trains(accelerator: Accelerator):
+    """Within it, accelerate's save_state writes and load_state reads only `trainable_state` of each model, not the
+    whole model (92 MB for MiniLM when a LoRA adapter of a few hundred KB trains): the frozen weights are the
+    checkpoint's, rebuilt the same on resume. Sharded set-ups (FSDP, DeepSpeed, Megatron) keep their own format."""
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
+        yield
+        return
+
+    def save_hook(models, weights, output_dir):
+        for i, model in enumerate(models[: len(weights)]):
+            weights[i] = trainable_state(accelerator.unwrap_model(model))
+
+    def load_hook(models, input_dir):
+        for i, model in enumerate(models):
+            model = accelerator.unwrap_model(model)
+            state = load_file(str(Path(input_dir) / f"{SAFE_MODEL_NAME}{f'_{i}' if i else ''}.safetensors"))
+            if _is_trainable_state(model, state):
+                load_trainable_state(model, state)
+            else:  # a whole model, as checkpoints were written before
+                model.load_state_dict(state)
+        models.clear()  # loaded: accelerate reads the optimizer, scheduler and RNG states only
+
+    handles = [
+        accelerator.register_save_state_pre_hook(save_hook),
+        accelerator.register_load_state_pre_hook(load_hook),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# Folders of checkpoints/ the loop writes and may delete: step-N (whole), step-N.partial (being written),
+# step-N.previous (a whole one being replaced by a new one of the same step). Nothing else there is the loop's.
+CHECKPOINT_FOLDER = re.compile(r"step-(\d+)(\.partial|\.previous)?")
 
 
 def _atomic_json(path: Path, data) -> None:
@@ -287,25 +338,55 @@ class TrainingLoop:
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoint_dir.is_dir():
             return None
-        done = [p for p in self.checkpoint_dir.iterdir() if (p / "trainer_state.json").is_file()]
-        return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
+        done = {}
+        for path in self.checkpoint_dir.iterdir():
+            match = CHECKPOINT_FOLDER.fullmatch(path.name)
+            if match and match[2] != ".partial" and (path / "trainer_state.json").is_file():
+                done[(int(match[1]), match[2] is None)] = path  # at one step, the new one before the .previous
+        return done[max(done)] if done else None
 
     def _save_checkpoint(self, state: dict) -> None:
-        """accelerate's save_state (model, optimizer, scheduler, RNG) + the loop's own state; keeps only the latest."""
+        """accelerate's save_state (what trains of the model, optimizer, scheduler, RNG) + the loop's own state;
+        keeps only the latest.
+
+        Written into step-N.partial and renamed to step-N once whole, so that a save that fails or is killed part-way
+        leaves the previous checkpoint as the one --resume takes. When step-N exists (the periodic checkpoint of an
+        epoch's last step, then the epoch's own), it is renamed step-N.previous first, and still counts until the
+        new one is in place."""
+        accelerator = self.accelerator
         path = self.checkpoint_dir / f"step-{state['global_step']}"
-        self.accelerator.save_state(str(path))
-        if self.accelerator.is_main_process:
-            _atomic_json(path / "trainer_state.json", state)  # written last: marks the checkpoint complete
-            for old in self.checkpoint_dir.iterdir():
-                if old != path:
-                    shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
+        partial = path.with_name(path.name + ".partial")
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)  # left by a save killed part-way
+        accelerator.wait_for_everyone()
+        try:
+            with _checkpoints_of_what_trains(accelerator):
+                accelerator.save_state(str(partial))
+            accelerator.wait_for_everyone()  # every process has written its RNG state
+            if accelerator.is_main_process:
+                _atomic_json(partial / "trainer_state.json", state)
+                previous = path.with_name(path.name + ".previous")
+                if path.exists():
+                    shutil.rmtree(previous, ignore_errors=True)
+                    path.rename(previous)
+                partial.rename(path)
+                for old in self.checkpoint_dir.iterdir():
+                    if old != path and CHECKPOINT_FOLDER.fullmatch(old.name):
+                        shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            if accelerator.is_main_process:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        accelerator.wait_for_everyone()
 
     def _save_best(self, model) -> None:
         if self.accelerator.is_main_process:
             tmp = self.work_dir / "best.safetensors.tmp"
-            save_file(trainable_state(self.accelerator.unwrap_model(model)), str(tmp))
-            os.replace(tmp, self.work_dir / "best.safetensors")
+            try:
+                save_file(trainable_state(self.accelerator.unwrap_model(model)), str(tmp))
+                os.replace(tmp, self.work_dir / "best.safetensors")
+            finally:
+                tmp.unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()
 
     def _better(self, value: float, best: float | None) -> bool:
@@ -366,7 +447,8 @@ class TrainingLoop:
         if resume and latest is None:
             logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.checkpoint_dir)
         if latest is not None:
-            accelerator.load_state(str(latest))
+            with _checkpoints_of_what_trains(accelerator):
+                accelerator.load_state(str(latest))
             state = json.loads((latest / "trainer_state.json").read_text())
             logger.info("resumed from %s (epoch %d, step %d)", latest, state["epoch"], state["global_step"])
 

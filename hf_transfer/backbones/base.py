@@ -11,6 +11,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from torch import nn
 
+from hf_transfer.errors import HfTransferError
 from hf_transfer.recipe import DataConfig, ModelConfig
 
 
@@ -60,8 +61,29 @@ class Backbone(ABC):
             for f in sorted(path.iterdir()):
                 if f.is_file():
                     stat = f.stat()
-                    parts.append(f"{f.name}:{stat.st_size}:{int(stat.st_mtime)}")
+                    parts.append(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        else:
+            parts.append(self._cached_hub_commit())
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+    def _cached_hub_commit(self) -> str | None:
+        """The commit of the Hub snapshot the checkpoint loads from (its folder's name in the Hub cache), so that a
+        new download of the same id and revision (tokenizer files included) is another identity; None if unknown."""
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            repo_id = self.base_model_id
+            if not repo_id:
+                return None
+            cached = try_to_load_from_cache(repo_id, "config.json", revision=self.model_cfg.revision)
+        except (ValueError, HfTransferError):  # an id huggingface_hub does not accept: nothing cached under it
+            return None
+        return Path(cached).parent.name if isinstance(cached, str) else None
+
+    def input_files_signature(self, split: Dataset) -> str | None:
+        """A digest of the files `split`'s rows point to and the model reads (image files), or None where every
+        input is in the rows themselves (part of the feature-cache key: the split's fingerprint covers only rows)."""
+        return None
 
     @abstractmethod
     def preprocessing_signature(self) -> dict:

@@ -32,7 +32,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hf_transfer.backbones.base import Backbone
-from hf_transfer.data.images import UnreadableImage, check_image_splits, image_dirs, load_image
+from hf_transfer.data.images import (
+    UnreadableImage,
+    check_image_splits,
+    image_dirs,
+    image_files_fingerprint,
+    load_image,
+)
 from hf_transfer.data.splits import LABEL
 from hf_transfer.errors import DataError, ModelError, RecipeError
 
@@ -270,6 +276,9 @@ class TimmImageBackbone(Backbone):
         if augment == "none":
             return create_transform(**self.data_config, is_training=False)
         return create_transform(**self.data_config, is_training=True, **AUGMENTATIONS[augment])
+
+    def input_files_signature(self, split: Dataset) -> str | None:
+        return image_files_fingerprint(split, self.data_cfg.image_column, image_dirs(self.data_cfg))
 
     def preprocessing_signature(self) -> dict:
         config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}

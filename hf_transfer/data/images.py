@@ -11,6 +11,7 @@ built offline (`data.dataset: sklearn:digits`, `data.config: "0-4"` for a subset
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -136,6 +138,65 @@ def load_image(value, dirs: list[Path] = ()) -> Image.Image:
     if value is None:
         raise UnreadableImage("an empty cell", "the row holds no image")
     raise TypeError(f"{type(value).__name__} is not an image")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the pixels are, for caches keyed on them
+
+CONTENT_HASH_LIMIT = 512 * 2**20  # bytes of image files a fingerprint reads; above it, size and mtime only
+
+
+def _image_file_of(value, dirs: list[Path]) -> Path | None:
+    """The file a column value reads its pixels from, or None where the row holds the bytes itself."""
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return None
+        value = value.get("path")
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        return None
+    try:
+        return resolve_image_path(value, dirs)
+    except UnreadableImage:
+        return None
+
+
+def image_files_fingerprint(
+    split: Dataset, column: str, dirs: list[Path] = (), content_limit: int = CONTENT_HASH_LIMIT
+) -> str | None:
+    """A digest of the image files `split`'s rows name (file paths, or `datasets.Image` rows that hold a path and no
+    bytes): each file's path, size and mtime, and its bytes while the files total at most `content_limit`.
+
+    A split's `datasets` fingerprint covers a csv of paths or imagefolder's file list, not the pixels behind them:
+    an image overwritten in place must change this digest. None when no row names a file (bytes embedded in the
+    rows are covered by the fingerprint)."""
+    if column not in split.column_names:
+        return None
+    feature = split.features[column]
+    if isinstance(feature, ImageFeature):
+        # In Arrow, never as Python objects: rows that embed their bytes (Hub datasets) may hold gigabytes.
+        stored = split.select_columns([column]).with_format("arrow")[column]
+        embedded = pc.is_valid(pc.struct_field(stored, "bytes")).to_pylist()
+        paths = pc.struct_field(stored, "path").to_pylist()
+        values = [None if inline else path for inline, path in zip(embedded, paths)]
+    elif _is_path_column(feature):
+        values = split[column]
+    else:
+        return None
+    files = [_image_file_of(value, dirs) for value in values]
+    stats = {f: f.stat() for f in set(files) if f is not None}
+    if not stats:
+        return None
+    content = {}
+    if sum(st.st_size for st in stats.values()) <= content_limit:
+        content = {f: hashlib.blake2b(f.read_bytes(), digest_size=16).hexdigest() for f in stats}
+    digest = hashlib.blake2b(digest_size=16)
+    for f in files:
+        if f is None:
+            digest.update(b"-\n")
+            continue
+        st = stats[f]
+        digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{content.get(f, '')}\n".encode())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------

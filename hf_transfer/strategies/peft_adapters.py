@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
@@ -13,6 +16,17 @@ from hf_transfer.strategies.peft_config import IA3StrategyConfig, LoraStrategyCo
 from hf_transfer.train import TrainingPlan, param_groups_with_decay
 
 
+@contextmanager
+def _peft_wrapping() -> Iterator[None]:
+    """Around PEFT wrapping a transformers model: PeftModel.__init__ (PEFT <= 0.21.2, peft_model.py) reads
+    `model.is_gradient_checkpointing`, which transformers 5 deprecated for `is_activation_checkpointing`, so every
+    LoRA run, eval and predict printed transformers' FutureWarning about a call none of our code makes. Only that
+    message, only while PEFT builds the wrapper, is ignored; every other warning still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 class _PeftStrategy(Strategy):
     def peft_config(self, model):
         raise NotImplementedError
@@ -21,7 +35,8 @@ class _PeftStrategy(Strategy):
         model = self.backbone.build_classifier(splits.label_names)
         config = self.peft_config(model)
         try:
-            model = get_peft_model(model, config)
+            with _peft_wrapping():
+                model = get_peft_model(model, config)
         except ValueError as err:
             raise RecipeError(f"strategy.target_modules: {str(err).splitlines()[0]}") from None
         # PEFT records the folder the base came from; record the id the run folder loads it back by instead.
@@ -36,7 +51,8 @@ class _PeftStrategy(Strategy):
 
     def load(self, run_dir: Path, label_names: list[str]):
         base = self.backbone.build_classifier(label_names)
-        return PeftModel.from_pretrained(base, str(run_dir)).eval()
+        with _peft_wrapping():
+            return PeftModel.from_pretrained(base, str(run_dir)).eval()
 
 
 class Lora(_PeftStrategy):
