@@ -488,9 +488,10 @@ class TrainingLoop:
             self.model, self.eval_loaders["validation"], self.accelerator, self.label_names, desc="Validating"
         )
         scalars = scalar_metrics(metrics)
-        # After a resume mid-epoch, train_loss covers the batches seen since the resume.
+        # After a resume mid-epoch, train_loss covers the batches seen since the resume. The validation log_loss is
+        # recorded once, as eval_loss: under both names the training-curves plot drew the same curve twice.
         record = {"epoch": state.epoch + 1, "train_loss": train_loss, "eval_loss": metrics["log_loss"]}
-        record |= scalars
+        record |= {k: v for k, v in scalars.items() if k != "log_loss"}
         state.history.append(record)
         return record, metrics.get(self.metric)
 
