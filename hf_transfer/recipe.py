@@ -20,6 +20,8 @@ from hf_transfer.registry import closest
 from hf_transfer.schema import build_dataclass, to_dict
 
 TASKS = ("text-classification", "image-classification")
+# accelerate's tracker names (LoggerType, less "all": a recipe says which trackers it reports to)
+Tracker = Literal["tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"]
 
 
 @dataclass
@@ -153,6 +155,15 @@ class TrainConfig:
     )
     log_every_steps: int = field(default=20, metadata={"help": "Update the progress bar's loss every N steps."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    report_to: list[Tracker] = field(
+        default_factory=list,
+        metadata={
+            "help": "Experiment trackers (accelerate's) that get the loss, learning rate, every evaluation metric, "
+            "the final metrics and the recipe: tensorboard (event files in the run folder's runs/), trackio, "
+            "wandb, mlflow, comet_ml, aim, clearml, dvclive or swanlab. Off when empty; read from the recipe's "
+            "train section only, not source.train."
+        },
+    )
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "log_every_steps"):

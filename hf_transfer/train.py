@@ -288,11 +288,44 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "num_samples"}
 
 
+# pip names where they differ from accelerate's tracker names
+TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
+
+
+def check_trackers_installed(names: list[str]) -> None:
+    """Fail before any work when a tracker of `train.report_to` cannot run: accelerate would drop it silently."""
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(tracker) for tracker in get_available_trackers()}
+    for name in names:
+        if name not in available:
+            package = TRACKER_PACKAGES.get(name, name)
+            raise RecipeError(
+                f"train.report_to: {name} needs the {package} package; run `pip install {package}`, "
+                f"or remove {name} from train.report_to."
+            )
+
+
+def tracker_config(data: dict, prefix: str = "") -> dict[str, str | int | float | bool | None]:
+    """A recipe dict as one level of dotted keys holding single values: TensorBoard's hparams take nothing else."""
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= tracker_config(value, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
 class TrainingLoop:
     """Runs a TrainingPlan. `work_dir` holds checkpoints (for --resume) and the best weights so far.
 
     `run` reads as torchtune's recipes do: set up, start or resume, then train an epoch, validate and end the
-    epoch (best weights, early stopping, checkpoint) until done, then evaluate the best weights.
+    epoch (best weights, early stopping, checkpoint) until done, then evaluate the best weights. Numbers go to the
+    run's trackers (`train.report_to`) under `log_prefix`, at steps counted on from `first_step`.
     """
 
     def __init__(
@@ -302,6 +335,8 @@ class TrainingLoop:
         work_dir: Path,
         label_names: list[str],
         callbacks: list[Callback] | None = None,
+        log_prefix: str = "",
+        first_step: int = 0,
     ):
         self.recipe = recipe
         self.cfg = recipe.train
@@ -311,6 +346,8 @@ class TrainingLoop:
         self.callbacks = callbacks or []
         self.metric = recipe.eval.metric
         self.greater = greater_is_better(self.metric)
+        self.log_prefix = log_prefix
+        self.first_step = first_step
 
     # --- checkpoints ----------------------------------------------------------------------------------------
     @property
@@ -454,6 +491,7 @@ class TrainingLoop:
                 mean = (window / window_batches).item()  # the one host sync, every log_every_steps
                 self._check_finite(mean, step, epoch)
                 bar.set_postfix(loss=f"{mean:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                self._log({"train/loss": mean, "train/learning_rate": self._base_learning_rate()}, step)
                 window.zero_()
                 window_batches = 0
             if checkpoint_due:
@@ -493,6 +531,11 @@ class TrainingLoop:
         record = {"epoch": state.epoch + 1, "train_loss": train_loss, "eval_loss": metrics["log_loss"]}
         record |= {k: v for k, v in scalars.items() if k != "log_loss"}
         state.history.append(record)
+        self._log(
+            {"train/epoch": state.epoch + 1, "train/epoch_loss": train_loss}
+            | {f"eval/{k}": v for k, v in scalars.items()},
+            state.global_step,
+        )
         return record, metrics.get(self.metric)
 
     def _end_epoch(self, state: LoopState, record: dict, value: float | None) -> None:
@@ -539,6 +582,7 @@ class TrainingLoop:
             )
             final[name] = metrics
             predictions[name] = {"labels": labels, "probs": probs}
+            self._log({f"final/{name}/{k}": v for k, v in scalar_metrics(metrics).items()}, state.global_step)
         return LoopResult(
             history=state.history,
             best_epoch=state.best_epoch,
@@ -549,6 +593,16 @@ class TrainingLoop:
             predictions=predictions,
             train_seconds=state.train_seconds,
         )
+
+    # --- tracking -------------------------------------------------------------------------------------------
+    def _log(self, values: dict, step: int) -> None:
+        """To the run's trackers; a no-op unless train.report_to names some (accelerate logs on the main process)."""
+        self.accelerator.log({self.log_prefix + k: v for k, v in values.items()}, step=self.first_step + step)
+
+    def _base_learning_rate(self) -> float:
+        """train.learning_rate as the schedule stands now; parameter groups with an lr_scale train at a multiple."""
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / group.get("lr_scale", 1.0)
 
     def _check_finite(self, value: float, step: int, epoch: int) -> None:
         if math.isfinite(value):
