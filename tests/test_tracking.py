@@ -15,9 +15,22 @@ from hypothesis import strategies as st
 import hf_transfer
 from hf_transfer.cli import main
 from hf_transfer.recipe import Tracker
-from hf_transfer.train import LoopState, tracker_config
+from hf_transfer.train import Callback, LoopState, tracker_config
 
 TRACKERS = typing.get_args(Tracker)
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAtStep(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, step: int, epoch: int) -> None:
+        if step == self.step:
+            raise Crash(f"simulated crash at step {step}")
 
 
 def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -93,6 +106,20 @@ def test_the_recipe_is_the_runs_config(tracked_run, tiny_bert_dir):
     assert config["strategy.layer_decay"] == 0.5
     assert config["model.checkpoint"] == str(tiny_bert_dir)
     assert all(isinstance(v, (str, int, float, bool, type(None))) for v in config.values())
+
+
+def test_a_resumed_run_keeps_what_was_logged_before_the_crash(tmp_path, tiny_bert_dir, keyword_csvs):
+    pytest.importorskip("tensorboard")
+
+    train = {"epochs": 2, "report_to": ["tensorboard"], "log_every_steps": 5, "save_every_steps": 5}
+    recipe = str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train=train))
+    with pytest.raises(Crash):
+        hf_transfer.run(recipe, callbacks=[CrashAtStep(17)])  # after the first epoch's evaluation
+    run_dir = hf_transfer.run(recipe, resume=True)
+    series = _scalars(run_dir)
+    assert [step for step, _ in series["eval/accuracy"]] == [14, 28]  # epoch 1 logged before the crash
+    assert {step for step, _ in series["train/loss"]} == {5, 10, 15, 20, 25}
+    assert [step for step, _ in series["final/test/accuracy"]] == [28]
 
 
 def test_tracking_is_off_by_default(tmp_path, tiny_bert_dir, keyword_csvs):
