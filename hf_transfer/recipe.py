@@ -21,6 +21,8 @@ from hf_transfer.schema import build_dataclass, to_dict
 from hf_transfer.strategies import STRATEGY_CONFIGS, strategy_name
 
 TASKS = ("text-classification", "image-classification")
+# accelerate's tracker names (LoggerType, less "all": a recipe says which trackers it reports to)
+Tracker = Literal["tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"]
 
 # Closed sets of names, checked here from the schema alone; `hf_transfer.train` maps the optimizer and scheduler
 # names to implementations where the loop builds them (a test keeps both in step).
@@ -187,6 +189,15 @@ class TrainConfig:
         default=20, metadata={"range": "[1, inf)", "help": "Update the progress bar's loss every N steps."}
     )
     num_workers: int = field(default=0, metadata={"range": "[0, inf)", "help": "DataLoader worker processes."})
+    report_to: list[Tracker] = field(
+        default_factory=list,
+        metadata={
+            "help": "Experiment trackers (accelerate's) that get the loss, learning rate, every evaluation metric, "
+            "the final metrics and the recipe: tensorboard (event files in the run folder's runs/), trackio, "
+            "wandb, mlflow, comet_ml, aim, clearml, dvclive or swanlab. Off when empty; read from the recipe's "
+            "train section only, not source.train."
+        },
+    )
 
 
 @dataclass

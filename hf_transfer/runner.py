@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 
 from hf_transfer import __version__
 from hf_transfer.backbones import Backbone, build_backbone
@@ -43,7 +43,14 @@ from hf_transfer.run_folder import (
 )
 from hf_transfer.strategies import FinetuneConfig, LinearProbeConfig, build_strategy
 from hf_transfer.strategies.base import Strategy, count_parameters
-from hf_transfer.train import Callback, LoopResult, TrainingLoop, TrainingPlan
+from hf_transfer.train import (
+    Callback,
+    LoopResult,
+    TrainingLoop,
+    TrainingPlan,
+    check_trackers_installed,
+    tracker_config,
+)
 from hf_transfer.transfer import forgetting_metrics, merged
 
 logger = logging.getLogger(__name__)
@@ -85,6 +92,7 @@ def absolute_checkpoint(checkpoint: str) -> str | None:
 
 
 SOURCE_MODEL_DIR = "source_model"  # inside the run folder when the target strategy keeps using the source's weights
+RUNS_DIR = "runs"  # the trackers' local files (TensorBoard's event files), where the Trainer keeps them
 
 
 @dataclass
@@ -128,6 +136,8 @@ class TransferRun:
         self.callbacks = callbacks or []
         self.run_dir = recipe.output_dir
         self.work_dir = incomplete_dir(self.run_dir)
+        self.tracking = False  # trackers start with the first stage
+        self.steps_logged = 0  # by the stages before: a tracker's steps only go up (wandb drops lower ones)
 
     def setup(self) -> None:
         recipe = self.recipe
@@ -135,6 +145,7 @@ class TransferRun:
         if self.resume and self.work_dir.exists():
             # Checkpoints of another recipe either fail to load (shapes) or, worse, load and train on silently.
             check_resume_recipe(self.work_dir, recipe.to_dict())
+        check_trackers_installed(recipe.train.report_to)
         if recipe.hub.push:
             from hf_transfer.hub import check_push_ready
 
@@ -147,6 +158,11 @@ class TransferRun:
         self.accelerator = Accelerator(
             mixed_precision=recipe.train.mixed_precision,
             gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
+            log_with=recipe.train.report_to or None,
+            # Written in the work folder (a resumed run adds to them), published with the run folder.
+            project_config=ProjectConfiguration(
+                project_dir=str(self.work_dir), logging_dir=str(self.work_dir / RUNS_DIR)
+            ),
         )
         if recipe.train.mixed_precision == "fp16" and self.accelerator.device.type == "cpu":
             raise RecipeError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU.")
@@ -177,10 +193,35 @@ class TransferRun:
         accelerator.wait_for_everyone()
         if len(self.stage_names) > 1:
             logger.info("stage %s: %s on %s", name, strategy.name, backbone.checkpoint)
-        loop = TrainingLoop(recipe, accelerator, stage_dir, splits.label_names, self.callbacks)
+        self.start_tracking()
+        loop = TrainingLoop(
+            recipe,
+            accelerator,
+            stage_dir,
+            splits.label_names,
+            self.callbacks,
+            log_prefix="" if name == "target" else f"{name}/",
+            first_step=self.steps_logged,
+        )
         start = time.perf_counter()
         result = loop.run(plan, resume=self.resume)
+        self.steps_logged += result.global_step
         return Stage(name, recipe, backbone, strategy, splits, plan, result, time.perf_counter() - start)
+
+    def start_tracking(self) -> None:
+        """Start `train.report_to`'s trackers, with the recipe as the run's config. Not in setup: a recipe whose
+        data fails to load leaves no work folder behind."""
+        if self.recipe.train.report_to and not self.tracking:
+            self.accelerator.init_trackers(self.recipe.name, config=tracker_config(self.recipe.to_dict()))
+            self.tracking = True
+
+    def finish_tracking(self, staging: Path) -> None:
+        """Close the trackers, so TensorBoard's event files are whole, and put their files in the run folder."""
+        trackers, self.accelerator.trackers = self.accelerator.trackers, []  # cleanup's end_training: not twice
+        for tracker in trackers:
+            tracker.finish()
+        if (self.work_dir / RUNS_DIR).is_dir():
+            shutil.copytree(self.work_dir / RUNS_DIR, staging / RUNS_DIR)
 
     @property
     def stage_names(self) -> list[str]:
@@ -328,6 +369,7 @@ class TransferRun:
         )
         save_training_curves_plot(result.history, staging / "training_curves.png")
         write_model_card(staging, recipe, metadata, metrics)
+        self.finish_tracking(staging)
         publish(staging, self.run_dir)
         logger.info("run folder: %s", self.run_dir)
         return self.run_dir

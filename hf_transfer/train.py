@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -310,8 +310,74 @@ def _atomic_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands. A checkpoint's trainer_state.json holds it, so a resumed run carries on exactly."""
+
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0  # optimizer steps taken in the epoch under way
+    global_step: int = 0
+    history: list[dict] = field(default_factory=list)  # one record per finished epoch
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0  # evaluations since the best one, for early stopping
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoopState:
+        # Checkpoints of earlier versions lack train_seconds until their first epoch ended: the default fills it.
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def scalar_metrics(metrics: dict) -> dict[str, float]:
+    """The single-number metrics of `classification_metrics` (no counts, per-class tables or notes)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "num_samples"}
+
+
+# pip names where they differ from accelerate's tracker names
+TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
+
+
+def check_trackers_installed(names: list[str]) -> None:
+    """Fail before any work when a tracker of `train.report_to` cannot run: accelerate would drop it silently."""
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(tracker) for tracker in get_available_trackers()}
+    for name in names:
+        if name not in available:
+            package = TRACKER_PACKAGES.get(name, name)
+            raise RecipeError(
+                f"train.report_to: {name} needs the {package} package; run `pip install {package}`, "
+                f"or remove {name} from train.report_to."
+            )
+
+
+def tracker_config(data: dict, prefix: str = "") -> dict[str, str | int | float | bool | None]:
+    """A recipe dict as one level of dotted keys holding single values: TensorBoard's hparams take nothing else."""
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= tracker_config(value, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
 class TrainingLoop:
-    """Runs a TrainingPlan. `work_dir` holds checkpoints (for --resume) and the best weights so far."""
+    """Runs a TrainingPlan. `work_dir` holds checkpoints (for --resume) and the best weights so far.
+
+    `run` reads as torchtune's recipes do: set up, start or resume, then train an epoch, validate and end the
+    epoch (best weights, early stopping, checkpoint) until done, then evaluate the best weights. Numbers go to the
+    run's trackers (`train.report_to`) under `log_prefix`, at steps counted on from `first_step`.
+    """
 
     def __init__(
         self,
@@ -320,6 +386,8 @@ class TrainingLoop:
         work_dir: Path,
         label_names: list[str],
         callbacks: list[Callback] | None = None,
+        log_prefix: str = "",
+        first_step: int = 0,
     ):
         self.recipe = recipe
         self.cfg = recipe.train
@@ -329,6 +397,8 @@ class TrainingLoop:
         self.callbacks = callbacks or []
         self.metric = recipe.eval.metric
         self.greater = greater_is_better(self.metric)
+        self.log_prefix = log_prefix
+        self.first_step = first_step
 
     # --- checkpoints ----------------------------------------------------------------------------------------
     @property
@@ -396,15 +466,38 @@ class TrainingLoop:
 
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self, plan: TrainingPlan, resume: bool = False) -> LoopResult:
-        cfg, accelerator = self.cfg, self.accelerator
+        self._setup(plan)
+        state = self._load_state(resume)
+        while state.epoch < self.cfg.epochs and not state.stopped_early:
+            train_loss = self._train_epoch(state)
+            record, value = self._validate(state, train_loss)
+            self._end_epoch(state, record, value)
+        return self._final(state)
+
+    def _setup(self, plan: TrainingPlan) -> None:
+        """Loaders, optimizer, schedule and loss weights, prepared by Accelerate."""
+        accelerator = self.accelerator
+        train_loader, eval_loaders = self._setup_data(plan)
+        optimizer, scheduler = self._setup_optimizer(plan.param_groups, len(train_loader))
+        weights = class_weights_for(self.cfg, plan.train_labels, len(self.label_names))
+        self.model, self.optimizer, self.train_loader, self.scheduler = accelerator.prepare(
+            plan.model, optimizer, train_loader, scheduler
+        )
+        names = list(eval_loaders)
+        prepared = accelerator.prepare(*eval_loaders.values()) if names else ()
+        self.eval_loaders = dict(zip(names, prepared if len(names) > 1 else [prepared]))
+        self.loss_weights = weights.to(accelerator.device) if weights is not None else None
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+
+    def _setup_data(self, plan: TrainingPlan) -> tuple[DataLoader, dict[str, DataLoader]]:
+        cfg = self.cfg
         eval_bs = self.recipe.eval.batch_size or cfg.batch_size * 2
-        sampler = build_train_sampler(plan, cfg)
         # Its own generator: creating an iterator draws a seed from it, and a draw from torch's global RNG here
         # would shift the dropout masks of a resumed run away from those of an uninterrupted one.
         train_loader = DataLoader(
             plan.train,
             batch_size=cfg.batch_size,
-            sampler=sampler,
+            sampler=build_train_sampler(plan, cfg),
             generator=torch.Generator().manual_seed(cfg.seed),
             collate_fn=plan.collate_fn,
             num_workers=cfg.num_workers,
@@ -414,154 +507,184 @@ class TrainingLoop:
             name: build_eval_loader(ds, plan.eval_lengths.get(name), eval_bs, plan.collate_fn, cfg.num_workers)
             for name, ds in plan.evals.items()
         }
-        for group in plan.param_groups:
+        return train_loader, eval_loaders
+
+    def _setup_optimizer(self, param_groups: list[dict], batches_per_epoch: int) -> tuple:
+        cfg = self.cfg
+        for group in param_groups:
             group["lr"] = cfg.learning_rate * group.get("lr_scale", 1.0)
-        optimizer = OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(plan.param_groups, cfg)
-        steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-        total_steps = steps_per_epoch * cfg.epochs
+        optimizer = OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(param_groups, cfg)
+        total_steps = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps) * cfg.epochs
         scheduler = get_scheduler(
             SCHEDULERS.get(cfg.scheduler, "train.scheduler"),
             optimizer,
             num_warmup_steps=int(cfg.warmup_ratio * total_steps),
             num_training_steps=total_steps,
         )
-        weights = class_weights_for(cfg, plan.train_labels, len(self.label_names))
-        model, optimizer, train_loader, scheduler = accelerator.prepare(plan.model, optimizer, train_loader, scheduler)
-        names = list(eval_loaders)
-        prepared = accelerator.prepare(*eval_loaders.values()) if names else ()
-        eval_loaders = dict(zip(names, prepared if len(names) > 1 else [prepared]))
-        if weights is not None:
-            weights = weights.to(accelerator.device)
+        return optimizer, scheduler
 
-        state = {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "global_step": 0,
-            "history": [],
-            "best_value": None,
-            "best_epoch": 0,
-            "bad_epochs": 0,
-            "stopped_early": False,
-        }
+    def _load_state(self, resume: bool) -> LoopState:
+        """A fresh state, or with --resume the latest checkpoint's (weights, optimizer, schedule and RNG restored)."""
+        state = LoopState()
         latest = self.latest_checkpoint() if resume else None
         if resume and latest is None:
             logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.checkpoint_dir)
         if latest is not None:
-            with _checkpoints_of_what_trains(accelerator):
-                accelerator.load_state(str(latest))
-            state = json.loads((latest / "trainer_state.json").read_text())
-            logger.info("resumed from %s (epoch %d, step %d)", latest, state["epoch"], state["global_step"])
+            with _checkpoints_of_what_trains(self.accelerator):
+                self.accelerator.load_state(str(latest))
+            state = LoopState.from_dict(json.loads((latest / "trainer_state.json").read_text()))
+            logger.info("resumed from %s (epoch %d, step %d)", latest, state.epoch, state.global_step)
+        return state
 
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        show = accelerator.is_local_main_process
-        while state["epoch"] < cfg.epochs and not state["stopped_early"]:
-            epoch = state["epoch"]
-            train_loader.set_epoch(epoch)  # accelerate passes it on to the sampler when the loader is iterated
-            model.train()
-            loader = train_loader
-            skip = state["step_in_epoch"] * cfg.gradient_accumulation_steps
-            if skip:
-                loader = accelerator.skip_first_batches(train_loader, skip)
-            bar = tqdm(total=len(train_loader), initial=skip, desc=f"Epoch {epoch + 1}/{cfg.epochs}", disable=not show)
-            loss_sum = torch.zeros((), device=accelerator.device)  # summed on device: no host sync per step
-            window = torch.zeros((), device=accelerator.device)
-            n_batches = 0
-            window_batches = 0
-            epoch_start = time.perf_counter()
-            for batch in loader:
-                with accelerator.accumulate(model):
-                    labels = batch.pop("labels")
-                    logits = logits_of(model(**batch)).float()
-                    loss = F.cross_entropy(logits, labels, weight=weights)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and cfg.max_grad_norm:
-                        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach()
-                window += loss.detach()
-                n_batches += 1
-                window_batches += 1
-                bar.update(1)
-                if not accelerator.sync_gradients:
-                    continue
-                state["global_step"] += 1
-                state["step_in_epoch"] += 1
-                step = state["global_step"]
-                checkpoint_due = cfg.save_every_steps and step % cfg.save_every_steps == 0
-                if step % cfg.log_every_steps == 0 or checkpoint_due:
-                    mean = (window / window_batches).item()  # the one host sync, every log_every_steps
-                    self._check_finite(mean, step, epoch)
-                    bar.set_postfix(loss=f"{mean:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                    window.zero_()
-                    window_batches = 0
-                if checkpoint_due:
-                    self._save_checkpoint(state)
-                if accelerator.is_main_process:
-                    for cb in self.callbacks:
-                        cb.on_step_end(step, epoch)
-            bar.close()
-            train_loss = (loss_sum / max(n_batches, 1)).item()
-            state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - epoch_start
-            self._check_finite(train_loss, state["global_step"], epoch)
-
-            metrics, _, _ = evaluate(
-                model, eval_loaders["validation"], accelerator, self.label_names, desc="Validating"
-            )
-            value = metrics.get(self.metric)
-            # After a resume mid-epoch, train_loss covers the batches seen since the resume.
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "eval_loss": metrics["log_loss"]}
-            record |= {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "num_samples"}
-            state["history"].append(record)
-            if self._better(value, state["best_value"]):
-                state["best_value"], state["best_epoch"], state["bad_epochs"] = value, epoch + 1, 0
-                self._save_best(model)
-            else:
-                state["bad_epochs"] += 1
-                patience = cfg.early_stopping_patience
-                if patience and state["bad_epochs"] >= patience:
-                    state["stopped_early"] = True
-                    logger.info(
-                        "early stopping after epoch %d: %s did not improve for %d epochs",
-                        epoch + 1,
-                        self.metric,
-                        patience,
-                    )
-            logger.info(
-                "epoch %d: train_loss %.4f, validation %s %.4f",
-                epoch + 1,
-                train_loss,
-                self.metric,
-                value if value is not None else float("nan"),
-            )
-            state["epoch"] += 1
-            state["step_in_epoch"] = 0
-            self._save_checkpoint(state)
+    def _train_epoch(self, state: LoopState) -> float:
+        """One pass over the training data (the rest of it after a resume mid-epoch); returns its mean loss."""
+        cfg, accelerator, epoch = self.cfg, self.accelerator, state.epoch
+        self.train_loader.set_epoch(epoch)  # accelerate passes it on to the sampler when the loader is iterated
+        self.model.train()
+        loader = self.train_loader
+        skip = state.step_in_epoch * cfg.gradient_accumulation_steps
+        if skip:
+            loader = accelerator.skip_first_batches(self.train_loader, skip)
+        bar = tqdm(
+            total=len(self.train_loader),
+            initial=skip,
+            desc=f"Epoch {epoch + 1}/{cfg.epochs}",
+            disable=not accelerator.is_local_main_process,
+        )
+        loss_sum = torch.zeros((), device=accelerator.device)  # summed on device: no host sync per step
+        window = torch.zeros((), device=accelerator.device)
+        n_batches = 0
+        window_batches = 0
+        epoch_start = time.perf_counter()
+        for batch in loader:
+            loss = self._train_step(batch)
+            loss_sum += loss
+            window += loss
+            n_batches += 1
+            window_batches += 1
+            bar.update(1)
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            state.step_in_epoch += 1
+            step = state.global_step
+            checkpoint_due = cfg.save_every_steps and step % cfg.save_every_steps == 0
+            if step % cfg.log_every_steps == 0 or checkpoint_due:
+                mean = (window / window_batches).item()  # the one host sync, every log_every_steps
+                self._check_finite(mean, step, epoch)
+                bar.set_postfix(loss=f"{mean:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                self._log({"train/loss": mean, "train/learning_rate": self._base_learning_rate()}, step)
+                window.zero_()
+                window_batches = 0
+            if checkpoint_due:
+                self._save_checkpoint(state.to_dict())
             if accelerator.is_main_process:
                 for cb in self.callbacks:
-                    cb.on_epoch_end(epoch + 1, record)
+                    cb.on_step_end(step, epoch)
+        bar.close()
+        train_loss = (loss_sum / max(n_batches, 1)).item()
+        state.train_seconds += time.perf_counter() - epoch_start
+        self._check_finite(train_loss, state.global_step, epoch)
+        return train_loss
 
-        # The best checkpoint, by the validation metric, is what the run keeps and reports.
-        unwrapped = accelerator.unwrap_model(model)
+    def _train_step(self, batch: dict) -> torch.Tensor:
+        """Forward and backward on one batch; the optimizer steps once every gradient_accumulation_steps."""
+        accelerator = self.accelerator
+        with accelerator.accumulate(self.model):
+            labels = batch.pop("labels")
+            logits = logits_of(self.model(**batch)).float()
+            loss = F.cross_entropy(logits, labels, weight=self.loss_weights)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and self.cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(self.trainable, self.cfg.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def _validate(self, state: LoopState, train_loss: float) -> tuple[dict, float | None]:
+        """Evaluate on the validation split; returns the epoch's history record and the selection metric's value."""
+        metrics, _, _ = evaluate(
+            self.model, self.eval_loaders["validation"], self.accelerator, self.label_names, desc="Validating"
+        )
+        scalars = scalar_metrics(metrics)
+        # After a resume mid-epoch, train_loss covers the batches seen since the resume. The validation log_loss is
+        # recorded once, as eval_loss: under both names the training-curves plot drew the same curve twice.
+        record = {"epoch": state.epoch + 1, "train_loss": train_loss, "eval_loss": metrics["log_loss"]}
+        record |= {k: v for k, v in scalars.items() if k != "log_loss"}
+        state.history.append(record)
+        self._log(
+            {"train/epoch": state.epoch + 1, "train/epoch_loss": train_loss}
+            | {f"eval/{k}": v for k, v in scalars.items()},
+            state.global_step,
+        )
+        return record, metrics.get(self.metric)
+
+    def _end_epoch(self, state: LoopState, record: dict, value: float | None) -> None:
+        """Keep the best weights, decide on early stopping, checkpoint and tell the callbacks."""
+        epoch = state.epoch
+        if self._better(value, state.best_value):
+            state.best_value, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
+            self._save_best(self.model)
+        else:
+            state.bad_epochs += 1
+            patience = self.cfg.early_stopping_patience
+            if patience and state.bad_epochs >= patience:
+                state.stopped_early = True
+                logger.info(
+                    "early stopping after epoch %d: %s did not improve for %d epochs",
+                    epoch + 1,
+                    self.metric,
+                    patience,
+                )
+        logger.info(
+            "epoch %d: train_loss %.4f, validation %s %.4f",
+            epoch + 1,
+            record["train_loss"],
+            self.metric,
+            value if value is not None else float("nan"),
+        )
+        state.epoch += 1
+        state.step_in_epoch = 0
+        self._save_checkpoint(state.to_dict())
+        if self.accelerator.is_main_process:
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch + 1, record)
+
+    def _final(self, state: LoopState) -> LoopResult:
+        """The best checkpoint, by the validation metric, is what the run keeps and reports: evaluate it everywhere."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
         best_path = self.work_dir / "best.safetensors"
         if best_path.is_file():
             load_trainable_state(unwrapped, load_file(str(best_path)))
         final, predictions = {}, {}
-        for name, loader in eval_loaders.items():
-            metrics, labels, probs = evaluate(model, loader, accelerator, self.label_names, desc=f"Final {name}")
+        for name, loader in self.eval_loaders.items():
+            metrics, labels, probs = evaluate(
+                self.model, loader, self.accelerator, self.label_names, desc=f"Final {name}"
+            )
             final[name] = metrics
             predictions[name] = {"labels": labels, "probs": probs}
+            self._log({f"final/{name}/{k}": v for k, v in scalar_metrics(metrics).items()}, state.global_step)
         return LoopResult(
-            history=state["history"],
-            best_epoch=state["best_epoch"],
-            best_value=state["best_value"],
+            history=state.history,
+            best_epoch=state.best_epoch,
+            best_value=state.best_value,
             final=final,
-            stopped_early=state["stopped_early"],
-            global_step=state["global_step"],
+            stopped_early=state.stopped_early,
+            global_step=state.global_step,
             predictions=predictions,
-            train_seconds=state.get("train_seconds", 0.0),
+            train_seconds=state.train_seconds,
         )
+
+    # --- tracking -------------------------------------------------------------------------------------------
+    def _log(self, values: dict, step: int) -> None:
+        """To the run's trackers; a no-op unless train.report_to names some (accelerate logs on the main process)."""
+        self.accelerator.log({self.log_prefix + k: v for k, v in values.items()}, step=self.first_step + step)
+
+    def _base_learning_rate(self) -> float:
+        """train.learning_rate as the schedule stands now; parameter groups with an lr_scale train at a multiple."""
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / group.get("lr_scale", 1.0)
 
     def _check_finite(self, value: float, step: int, epoch: int) -> None:
         if math.isfinite(value):

@@ -99,6 +99,15 @@ def test_early_stopping_and_best_checkpoint(tmp_path, tiny_bert_dir, keyword_csv
     assert metrics["best_epoch"] == best["epoch"]
 
 
+def test_history_holds_the_validation_loss_once(tmp_path, tiny_bert_dir, keyword_csvs):
+    run_dir = hf_transfer.run(
+        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 2}))
+    )
+    history = _metrics(run_dir)["history"]
+    # training_curves.png draws every history key ending in "loss": log_loss beside eval_loss drew one curve twice
+    assert [[key for key in entry if key.endswith("loss")] for entry in history] == [["train_loss", "eval_loss"]] * 2
+
+
 def test_mixed_precision_bf16_runs_on_cpu(tmp_path, tiny_bert_dir, keyword_csvs):
     run_dir = hf_transfer.run(
         str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "bf16"}))
