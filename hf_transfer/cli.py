@@ -1,4 +1,4 @@
-"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | rank."""
+"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | sweep | rank."""
 
 from __future__ import annotations
 
@@ -236,6 +236,38 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import shlex
+
+    from hf_transfer.recipe import load_recipe
+    from hf_transfer.sweep import SWEEP_FILE, check_trials, format_sweep_table, sweep
+
+    check_trials(args.trials)  # before loading anything
+    recipe = load_recipe(args.recipe, args.overrides)
+    flags = ["--trials", str(args.trials), "--seed", str(args.seed)]
+    flags += ["--timeout", str(args.timeout)] if args.timeout is not None else []
+    flags += ["--output", args.output] if args.output else []
+    flags += ["--out", args.out] if args.out else []
+    command = "hf-transfer sweep " + shlex.join([args.recipe, *args.overrides, *flags])
+    report = sweep(
+        recipe,
+        trials=args.trials,
+        seed=args.seed,
+        timeout=args.timeout,
+        output_dir=args.output,
+        out=args.out,
+        command=command,
+        force=args.force,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_sweep_table(report))
+        print(f"\nReport: {Path(report['output_dir']) / SWEEP_FILE}")
+        print(f"Best recipe: {report['best_recipe']}; test it once with: hf-transfer run {report['best_recipe']}")
+    return 0
+
+
 def cmd_rank(args) -> int:
     from hf_transfer.rank import format_rank_table, rank_checkpoints, rank_inputs
 
@@ -352,6 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue an interrupted cross-validation.")
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser(
+        "sweep",
+        help="Search a recipe's learning rate and strategy knobs with Optuna on the validation split.",
+        description="Run N trials of the recipe through the same loop, each with a learning rate (the recipe's / 10 "
+        "to x 10), epochs and the strategy's main knob (LoRA rank, unfrozen blocks, or the probe's weight decay and "
+        "head) proposed by a seeded TPE sampler, scored on the validation split only (the test split is dropped). "
+        "Prints every trial, writes sweep.json, sweep.png and the best recipe. A linear probe extracts its features "
+        "once for all trials.",
+    )
+    p.add_argument("recipe", help="Shipped recipe name (see `hf-transfer ls`) or path to a YAML file.")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=1 model.checkpoint=PATH")
+    p.add_argument("--trials", type=int, default=20, help="Number of trials (default 20).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the TPE sampler (default 0).")
+    p.add_argument("--timeout", type=float, help="Start no trial after this many seconds.")
+    p.add_argument("--output", help="Folder for sweep.json and sweep.png (default: outputs/<recipe>-sweep).")
+    p.add_argument("--out", help="Where to write the best recipe (default: best.yaml in the --output folder).")
+    p.add_argument("--force", action="store_true", help="Replace an existing --out file.")
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "rank",
