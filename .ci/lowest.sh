@@ -16,7 +16,7 @@ python3 .ci/lowest_constraints.py > "$venv/lowest-constraints.txt"
 "$venv/bin/python" .ci/lowest_constraints.py --check
 echo "lowest versions installed in $((SECONDS - start)) s"
 
-# Text (probe, finetune, LoRA), images (timm probe, finetune, LoRA, transforms), the recipe schema and a push with
+# Text (probe, finetune, LoRA), images (timm probe, finetune, LoRA, transforms), the recipe schema, a sweep (optuna) and a push with
 # retries and a load back by repo id. Not test_push_lora_run_in_one_commit_then_load_it_back_by_repo_id: its
 # ModelCard.validate() posts to huggingface.co itself on older huggingface_hub (a test-side check, not our code).
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
@@ -33,5 +33,7 @@ echo "lowest versions installed in $((SECONDS - start)) s"
     tests/test_hub_push.py::test_card_usage_snippets_run_against_the_pushed_repo \
     tests/test_hub_push.py::test_transient_failures_are_retried_with_backoff \
     tests/test_hub_push.py::test_a_wrong_token_says_to_log_in_again \
-    tests/test_hub_push.py::test_push_image_run_and_load_it_back
+    tests/test_hub_push.py::test_push_image_run_and_load_it_back \
+    tests/test_sweep.py::test_probe_sweep_extracts_features_once_and_minimises_a_loss \
+    tests/test_sweep.py::test_every_proposal_stays_around_the_recipe_and_makes_a_valid_recipe
 echo "lowest-versions job took $((SECONDS - start)) s"

@@ -147,7 +147,8 @@ def best_recipe_dict(recipe: Recipe, params: dict, space: Callable, context: Spa
 
 
 def write_best_recipe(path: Path, data: dict, header: list[str]) -> None:
-    text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)  # one line per value
+    text = "".join(f"# {line}\n" for line in header) + body
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

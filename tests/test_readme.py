@@ -83,6 +83,17 @@ def check_cv(done, cwd):
     assert cv["summary"]["accuracy"]["mean"] > 0.6  # MiniLM mean-pooled features on 1,000 reviews
 
 
+def check_sweep(done, cwd):
+    from hf_transfer.recipe import load_recipe
+
+    folder = cwd / "outputs" / "efficientnet-lite0-linear-probe-digits-sweep"
+    sweep = json.loads((folder / "sweep.json").read_text())
+    values = [trial["value"] for trial in sweep["trials"]]
+    assert len(values) == 5 and sweep["best"]["value"] == max(values) > 0.9  # validation accuracy of the best head
+    assert load_recipe(str(folder / "best.yaml")).train.learning_rate == sweep["best"]["params"]["learning_rate"]
+    assert "best: trial" in done.stdout
+
+
 def check_rank(done, cwd):
     assert "all-MiniLM-L6-v2" in done.stdout and "logme" in done.stdout.lower()
 
@@ -95,6 +106,8 @@ CHECKS = {
     "model.checkpoint=local-dir:../shared/models/tf_efficientnet_lite0": check_digits_probe,
     "hf-transfer cv sentiment/minilm-linear-probe-rotten-tomatoes model.checkpoint=../shared/models/all-MiniLM-L6-v2 "
     "data.train_files=../shared/data/rotten_tomatoes/train.csv data.max_train_samples=1000 --folds 5": check_cv,
+    "hf-transfer sweep images/efficientnet-lite0-linear-probe-digits "
+    "model.checkpoint=local-dir:../shared/models/tf_efficientnet_lite0 --trials 5": check_sweep,
     "hf-transfer rank --checkpoints ../shared/models/all-MiniLM-L6-v2 --data ../shared/data/rotten_tomatoes/train.csv "
     "--max-samples 1000": check_rank,
 }
