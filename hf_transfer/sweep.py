@@ -205,6 +205,8 @@ def sweep(
     base = replace(
         without_test_split(recipe),
         baseline=[],
+        # The trials' tracker logs would go with the work folder they are written in; the best recipe keeps them.
+        train=replace(recipe.train, report_to=[]),
         hub=replace(recipe.hub, push=False),
         output=replace(recipe.output, dir=str(sweep_dir), overwrite=True),
     )
