@@ -281,6 +281,8 @@ def sweep(
         run.cleanup()  # trials' checkpoints resume nothing: a new sweep starts afresh
 
     complete = [r for r in records if r["state"] == "complete"]
+    if not records:
+        raise HfTransferError(f"no trial started within --timeout {timeout:g} seconds; give the search more time.")
     if not complete:
         raise HfTransferError(
             f"none of the {len(records)} trials finished with a validation {metric}; see the warnings above, "

@@ -107,7 +107,7 @@ def test_lora_sweep_tunes_on_validation_only_and_its_best_recipe_reruns_to_the_b
     assert metrics["report_split"] == "test"
 
 
-def test_probe_sweep_extracts_features_once_and_minimises_a_loss(tmp_path, tiny_bert_dir, keyword_csvs, spies):
+def test_probe_sweep_extracts_features_once_and_minimises_a_loss(tmp_path, tiny_bert_dir, keyword_csvs, spies, capsys):
     recipe = text_recipe(
         tmp_path,
         tiny_bert_dir,
@@ -132,6 +132,12 @@ def test_probe_sweep_extracts_features_once_and_minimises_a_loss(tmp_path, tiny_
     spies["passes"].clear()
     assert main(["sweep", str(recipe), "--trials", "1", "--output", str(out), "--out", str(tmp_path / "b.yaml")]) == 2
     assert spies["passes"] == []
+    # --timeout: no trial starts once it is spent; with none done there is no best recipe to write
+    argv = ["sweep", str(recipe), "--trials", "100", "--timeout", "1e-6", "--output", str(tmp_path / "quick")]
+    assert main(argv) == 2
+    assert "no trial started within --timeout 1e-06 seconds" in capsys.readouterr().err
+    assert not (tmp_path / "quick").exists()
+    assert spies["passes"] == []  # the features came from the cache
 
 
 def test_finetune_sweep_searches_unfrozen_blocks_of_the_backbone(tmp_path, tiny_bert_dir, keyword_csvs, spies):
