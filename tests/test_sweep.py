@@ -201,3 +201,26 @@ def test_every_proposal_stays_around_the_recipe_and_makes_a_valid_recipe(lr, epo
     again = recipe_from_dict(yaml.safe_load(yaml.safe_dump(written)))
     assert again.train.learning_rate == proposed.train.learning_rate and again.strategy == proposed.strategy
     assert math.isfinite(again.train.learning_rate)
+
+
+def test_a_diverged_trial_is_recorded_as_failed_and_the_search_goes_on(
+    tmp_path, tiny_bert_dir, keyword_csvs, spies, monkeypatch
+):
+    from hf_transfer.errors import TrainingDivergedError
+
+    run, calls = train.TrainingLoop.run, []
+
+    def diverging_first(self, plan, resume=False):
+        calls.append(self.cfg.learning_rate)
+        if len(calls) == 1:
+            raise TrainingDivergedError("the training loss became nan at step 3 (epoch 1); lower it.")
+        return run(self, plan, resume=resume)
+
+    monkeypatch.setattr(train.TrainingLoop, "run", diverging_first)
+    recipe = text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 1})
+    assert main(["sweep", str(recipe), "--trials", "2", "--output", str(tmp_path / "s")]) == 0
+    report = json.loads((tmp_path / "s" / SWEEP_FILE).read_text())
+    first, second = report["trials"]
+    assert first["state"] == "failed" and first["value"] is None and "nan" in first["error"]
+    assert second["state"] == "complete" and report["best"]["trial"] == 2
+    assert load_recipe(str(tmp_path / "s" / BEST_RECIPE_FILE)).train.learning_rate == calls[1]
