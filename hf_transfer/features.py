@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import find_executable_batch_size
 from datasets import Dataset
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -24,8 +25,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_transfer.backbones import Backbone
+from hf_transfer.train import wants_channels_last
 
 logger = logging.getLogger(__name__)
+
+# extract_batch_size auto: on a GPU, the first that fits of 1024, 512, ... (a frozen forward keeps no activations);
+# on a CPU, larger batches gain nothing once the cores are busy and only hold more memory.
+GPU_EXTRACT_BATCH = 1024
+CPU_EXTRACT_BATCH = 64
 
 FEATURE_FORMAT = 1  # bump when extraction changes meaning, so old caches are not read
 
@@ -63,8 +70,24 @@ class FeatureDataset(torch.utils.data.Dataset):
         return {"features": self.features[i], "labels": self.labels[i]}
 
 
-@torch.no_grad()
 def _run_extractor(
+    extractor, split: Dataset, backbone: Backbone, accelerator: Accelerator, batch_size: int | str, desc: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels in `split`'s row order; batch_size auto as `GPU_EXTRACT_BATCH` says."""
+    if batch_size != "auto":
+        return _extract_in_batches(extractor, split, backbone, accelerator, int(batch_size), desc)
+    if accelerator.device.type != "cuda":
+        return _extract_in_batches(extractor, split, backbone, accelerator, CPU_EXTRACT_BATCH, desc)
+
+    @find_executable_batch_size(starting_batch_size=GPU_EXTRACT_BATCH)
+    def largest_that_fits(size: int):
+        return _extract_in_batches(extractor, split, backbone, accelerator, size, desc)
+
+    return largest_that_fits()
+
+
+@torch.no_grad()
+def _extract_in_batches(
     extractor, split: Dataset, backbone: Backbone, accelerator: Accelerator, batch_size: int, desc: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     prepared = backbone.prepare(split, train=False)
@@ -76,6 +99,8 @@ def _run_extractor(
         prepared, batch_size=batch_size, sampler=order, collate_fn=backbone.collate_fn(), generator=torch.Generator()
     )
     extractor = extractor.to(accelerator.device).eval()
+    if wants_channels_last(extractor, accelerator.device):
+        extractor.to(memory_format=torch.channels_last)
     chunks, labels = [], []
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
         labels.append(batch.pop("labels"))
@@ -123,7 +148,13 @@ def _write_cache(path: Path, features: torch.Tensor, labels: torch.Tensor) -> No
 
 
 def extract_features(
-    extractor, split: Dataset, backbone: Backbone, accelerator: Accelerator, pooling: str, batch_size: int, name: str
+    extractor,
+    split: Dataset,
+    backbone: Backbone,
+    accelerator: Accelerator,
+    pooling: str,
+    batch_size: int | str,
+    name: str,
 ) -> FeatureDataset:
     """Features of every row of `split` (one backbone pass, or none when cached)."""
     key = feature_cache_key(backbone, split, pooling)

@@ -188,7 +188,15 @@ class TrainConfig:
     log_every_steps: int = field(
         default=20, metadata={"range": "[1, inf)", "help": "Update the progress bar's loss every N steps."}
     )
-    num_workers: int = field(default=0, metadata={"range": "[0, inf)", "help": "DataLoader worker processes."})
+    num_workers: int | Literal["auto"] = field(
+        default="auto",
+        metadata={
+            "range": "[0, inf)",
+            "help": "DataLoader worker processes. auto: half the cores (at most 8) for images, whose decoding and "
+            "augmentation then run beside the model; 0 for text, tokenised in memory already, and wherever worker "
+            "processes cannot start.",
+        },
+    )
     report_to: list[Tracker] = field(
         default_factory=list,
         metadata={

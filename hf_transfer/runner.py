@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer import __version__
 from hf_transfer.backbones import Backbone, build_backbone
@@ -158,6 +158,8 @@ class TransferRun:
         self.accelerator = Accelerator(
             mixed_precision=recipe.train.mixed_precision,
             gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
+            # Batches come from pinned memory on CUDA (train.py): their copies to the GPU need not wait.
+            dataloader_config=DataLoaderConfiguration(non_blocking=True),
             log_with=recipe.train.report_to or None,
             # Written in the work folder (a resumed run adds to them), published with the run folder.
             project_config=ProjectConfiguration(

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import shutil
 import time
@@ -43,12 +44,19 @@ SCHEDULERS: Registry[str] = Registry("scheduler")
 
 
 @OPTIMIZERS.register("adamw")
-def build_adamw(param_groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+def build_adamw(
+    param_groups: list[dict], cfg: TrainConfig, device: torch.device | None = None
+) -> torch.optim.Optimizer:
+    """AdamW; on CUDA the fused kernel (one launch for every parameter instead of several per tensor). `device` is
+    where the parameters train: the loop builds the optimizer before Accelerate moves the model there."""
+    fused = device is not None and torch.device(device).type == "cuda"
+    return torch.optim.AdamW(
+        param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True if fused else None
+    )
 
 
 @OPTIMIZERS.register("sgd")
-def build_sgd(param_groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_sgd(param_groups: list[dict], cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
     return torch.optim.SGD(param_groups, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
@@ -109,6 +117,13 @@ def param_groups_with_decay(
         {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
         for (scale, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
     ]
+
+
+def wants_channels_last(model: nn.Module, device: torch.device | str) -> bool:
+    """Whether `model` runs faster in channels-last (NHWC) memory on `device`: a convolutional network on CUDA, where
+    cuDNN's tensor-core convolutions take NHWC without transposing around every layer (on CPUs the gain depends on
+    the kernels, and depthwise convolutions can lose)."""
+    return torch.device(device).type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def logits_of(output) -> torch.Tensor:
@@ -180,6 +195,90 @@ def build_train_sampler(plan: TrainingPlan, cfg: TrainConfig) -> EpochSampler:
     return EpochSampler(make, length, cfg.seed)
 
 
+class EpochRows(Sampler):
+    """The rows of `sampler` as (epoch, row) keys, read by `SeededRows`; `set_epoch` passes on to `sampler`."""
+
+    def __init__(self, sampler: EpochSampler):
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+class SeededRows(torch.utils.data.Dataset):
+    """Training rows, each read under a random state seeded from (seed, epoch, row) and restored afterwards.
+
+    Augmentation (timm's transforms draw from `random` and torch) then depends on the row and the epoch only: the
+    same in the main process as in any worker, whichever worker reads the row, after a resume as in one run, and
+    it leaves the main process's generators (dropout) as they were."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, row = key
+        python_seed, numpy_seed = np.random.SeedSequence([self.seed, epoch, row]).generate_state(2)
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(python_seed))
+                random.seed(int(python_seed))
+                np.random.seed(numpy_seed)
+                return self.dataset[row]
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def workers_can_start(dataset) -> bool:
+    """Whether DataLoader worker processes can serve `dataset` here: the platform has process semaphores, and the
+    dataset reaches the workers (inherited under fork; pickled under spawn and forkserver, where a transform
+    defined inside a function cannot be)."""
+    try:
+        # Fails where the OS offers no process semaphores (AWS Lambda, some sandboxes).
+        import multiprocessing.synchronize
+    except ImportError:
+        return False
+    if multiprocessing.get_start_method(allow_none=True) in (None, "fork") and hasattr(os, "fork"):
+        return True
+    try:
+        from multiprocessing.reduction import ForkingPickler
+
+        ForkingPickler.dumps(dataset)
+    except Exception:  # any pickling failure means the same: no workers
+        return False
+    return True
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_num_workers(setting: int | str, modality: str, dataset) -> int:
+    """`train.num_workers` as a number. auto: half the cores (at most 8) for images, whose decoding and
+    augmentation would otherwise take turns with the model; 0 for text, already tokenised in memory, where workers
+    add only their start-up; 0 where workers cannot start (see `workers_can_start`)."""
+    if setting != "auto":
+        return int(setting)
+    if modality != "image":
+        return 0
+    workers = min(available_cores() // 2, 8)
+    if workers and not workers_can_start(dataset):
+        logger.info("train.num_workers auto: the data cannot reach worker processes here; loading in the main one")
+        return 0
+    return workers
+
+
 ROW_INDEX = "row_index"  # travels with evaluation batches so predictions come back in dataset order
 
 
@@ -205,7 +304,16 @@ def _collate_with_index(collate_fn: Callable | None) -> Callable:
     return collate
 
 
-def build_eval_loader(dataset, lengths, batch_size: int, collate_fn, num_workers: int) -> DataLoader:
+def build_eval_loader(
+    dataset,
+    lengths,
+    batch_size: int,
+    collate_fn,
+    num_workers: int,
+    *,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+) -> DataLoader:
     # Sorting by length pads least; each batch carries its row indices, so the order of results is restored.
     order = sorted(range(len(dataset)), key=lambda i: lengths[i]) if lengths else None
     return DataLoader(
@@ -214,6 +322,8 @@ def build_eval_loader(dataset, lengths, batch_size: int, collate_fn, num_workers
         sampler=order,
         collate_fn=_collate_with_index(collate_fn),
         num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
         generator=torch.Generator(),  # keeps torch's global RNG (dropout) untouched by evaluation
     )
 
@@ -477,6 +587,10 @@ class TrainingLoop:
     def _setup(self, plan: TrainingPlan) -> None:
         """Loaders, optimizer, schedule and loss weights, prepared by Accelerate."""
         accelerator = self.accelerator
+        # Convolutions in NHWC; `_final` hands the model back in the usual layout (safetensors saves contiguous).
+        self.channels_last = wants_channels_last(plan.model, accelerator.device)
+        if self.channels_last:
+            plan.model.to(memory_format=torch.channels_last)
         train_loader, eval_loaders = self._setup_data(plan)
         optimizer, scheduler = self._setup_optimizer(plan.param_groups, len(train_loader))
         weights = class_weights_for(self.cfg, plan.train_labels, len(self.label_names))
@@ -492,19 +606,33 @@ class TrainingLoop:
     def _setup_data(self, plan: TrainingPlan) -> tuple[DataLoader, dict[str, DataLoader]]:
         cfg = self.cfg
         eval_bs = self.recipe.eval.batch_size or cfg.batch_size * 2
+        workers = resolve_num_workers(cfg.num_workers, self.recipe.modality, plan.train)
+        # Page-locked batches copy to the GPU asynchronously (the Accelerator's loaders copy with non_blocking).
+        pin = self.accelerator.device.type == "cuda"
         # Its own generator: creating an iterator draws a seed from it, and a draw from torch's global RNG here
-        # would shift the dropout masks of a resumed run away from those of an uninterrupted one.
+        # would shift the dropout masks of a resumed run away from those of an uninterrupted one. Rows are read
+        # under their own (seed, epoch, row) random state, so any number of workers gives the same batches.
         train_loader = DataLoader(
-            plan.train,
+            SeededRows(plan.train, cfg.seed),
             batch_size=cfg.batch_size,
-            sampler=build_train_sampler(plan, cfg),
+            sampler=EpochRows(build_train_sampler(plan, cfg)),
             generator=torch.Generator().manual_seed(cfg.seed),
             collate_fn=plan.collate_fn,
-            num_workers=cfg.num_workers,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,  # started once, not again every epoch
             drop_last=False,
         )
         eval_loaders = {
-            name: build_eval_loader(ds, plan.eval_lengths.get(name), eval_bs, plan.collate_fn, cfg.num_workers)
+            name: build_eval_loader(
+                ds,
+                plan.eval_lengths.get(name),
+                eval_bs,
+                plan.collate_fn,
+                workers,
+                pin_memory=pin,
+                persistent_workers=name == "validation",  # read every epoch; the others once, at the end
+            )
             for name, ds in plan.evals.items()
         }
         return train_loader, eval_loaders
@@ -513,7 +641,7 @@ class TrainingLoop:
         cfg = self.cfg
         for group in param_groups:
             group["lr"] = cfg.learning_rate * group.get("lr_scale", 1.0)
-        optimizer = OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(param_groups, cfg)
+        optimizer = OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(param_groups, cfg, self.accelerator.device)
         total_steps = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps) * cfg.epochs
         scheduler = get_scheduler(
             SCHEDULERS.get(cfg.scheduler, "train.scheduler"),
@@ -665,6 +793,8 @@ class TrainingLoop:
             final[name] = metrics
             predictions[name] = {"labels": labels, "probs": probs}
             self._log({f"final/{name}/{k}": v for k, v in scalar_metrics(metrics).items()}, state.global_step)
+        if self.channels_last:
+            unwrapped.to(memory_format=torch.contiguous_format)
         return LoopResult(
             history=state.history,
             best_epoch=state.best_epoch,

@@ -20,7 +20,12 @@ class LinearProbeConfig:
     head: Literal["linear", "mlp"] = field(default="linear", metadata={"help": "linear or mlp head."})
     hidden_size: int = field(default=256, metadata={"range": "[1, inf)", "help": "Hidden units of the mlp head."})
     dropout: float = field(default=0.0, metadata={"range": "[0, 1)", "help": "Dropout before the head's layers."})
-    extract_batch_size: int = field(
-        default=64, metadata={"range": "[1, inf)", "help": "Batch size of the one feature-extraction pass."}
+    extract_batch_size: int | Literal["auto"] = field(
+        default="auto",
+        metadata={
+            "range": "[1, inf)",
+            "help": "Batch size of the one feature-extraction pass. auto: on a GPU the largest that fits, "
+            "halving from 1024 on running out of memory; 64 on a CPU.",
+        },
     )
     smote: bool = field(default=False, metadata={"help": "Oversample the smaller classes' train features with SMOTE."})
