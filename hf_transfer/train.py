@@ -264,13 +264,23 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def rows_on_a_device(dataset) -> bool:
+    """Whether `dataset`'s rows are tensors on an accelerator already (nothing to load, pin or copy)."""
+    if len(dataset) == 0:
+        return False
+    row = dataset[0]
+    values = row.values() if isinstance(row, dict) else row if isinstance(row, (list, tuple)) else [row]
+    return any(isinstance(v, torch.Tensor) and v.device.type != "cpu" for v in values)
+
+
 def resolve_num_workers(setting: int | str, modality: str, dataset) -> int:
     """`train.num_workers` as a number. auto: half the cores (at most 8) for images, whose decoding and
     augmentation would otherwise take turns with the model; 0 for text, already tokenised in memory, where workers
-    add only their start-up; 0 where workers cannot start (see `workers_can_start`)."""
+    add only their start-up; 0 where workers cannot start (see `workers_can_start`) or rows are on a GPU already
+    (a forked worker cannot touch CUDA)."""
     if setting != "auto":
         return int(setting)
-    if modality != "image":
+    if modality != "image" or rows_on_a_device(dataset):
         return 0
     workers = min(available_cores() // 2, 8)
     if workers and not workers_can_start(dataset):
@@ -608,7 +618,7 @@ class TrainingLoop:
         eval_bs = self.recipe.eval.batch_size or cfg.batch_size * 2
         workers = resolve_num_workers(cfg.num_workers, self.recipe.modality, plan.train)
         # Page-locked batches copy to the GPU asynchronously (the Accelerator's loaders copy with non_blocking).
-        pin = self.accelerator.device.type == "cuda"
+        pin = self.accelerator.device.type == "cuda" and not rows_on_a_device(plan.train)
         # Its own generator: creating an iterator draws a seed from it, and a draw from torch's global RNG here
         # would shift the dropout masks of a resumed run away from those of an uninterrupted one. Rows are read
         # under their own (seed, epoch, row) random state, so any number of workers gives the same batches.

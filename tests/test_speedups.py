@@ -171,6 +171,8 @@ def test_num_workers_auto_uses_half_the_cores_for_images_and_none_for_text(monke
     monkeypatch.setattr("hf_transfer.train.available_cores", lambda: 64)
     assert resolve_num_workers("auto", "image", [0, 1]) == 8
     assert resolve_num_workers(5, "text", [0, 1]) == 5  # a number is taken as given
+    on_gpu = torch.zeros(1, device="meta")  # stands for a CUDA tensor: rows already on a device, nothing to load
+    assert resolve_num_workers("auto", "image", [{"pixel_values": on_gpu}]) == 0
 
 
 def test_num_workers_auto_is_zero_where_workers_cannot_get_the_data(monkeypatch):
