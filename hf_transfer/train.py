@@ -268,7 +268,7 @@ def rows_on_a_device(dataset) -> bool:
     """Whether `dataset`'s rows are tensors on an accelerator already (nothing to load, pin or copy)."""
     if len(dataset) == 0:
         return False
-    row = dataset[0]
+    row = SeededRows(dataset, seed=0)[0, 0]  # an augmenting transform draws, but not from the run's generators
     values = row.values() if isinstance(row, dict) else row if isinstance(row, (list, tuple)) else [row]
     return any(isinstance(v, torch.Tensor) and v.device.type != "cpu" for v in values)
 
