@@ -209,3 +209,12 @@ def test_adamw_is_fused_on_cuda_only():
     params = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
     assert build_adamw(params, TrainConfig(), torch.device("cuda")).defaults["fused"] is True
     assert not build_adamw(params, TrainConfig(), torch.device("cpu")).defaults["fused"]
+
+
+def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
+    from hf_transfer.recipe import ModelConfig
+
+    text = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), None, "text").build_classifier(["a", "b"])
+    assert text.config._attn_implementation == "sdpa"
+    vit = timm.create_model("test_vit", num_classes=2)
+    assert all(block.attn.fused_attn for block in vit.blocks)  # F.scaled_dot_product_attention
