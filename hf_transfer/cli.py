@@ -101,7 +101,7 @@ def _check_local_paths(recipe) -> None:
     check_local_checkpoint(recipe.model.checkpoint)
     sections = [("data", recipe.data)] + ([("source.data", recipe.source.data)] if recipe.source else [])
     for where, data in sections:
-        for key in ("train_files", "validation_files", "eval_files"):
+        for key in ("train_files", "validation_files", "test_files"):
             for name in getattr(data, key):
                 if not Path(name).is_file():
                     raise DataError(
@@ -223,8 +223,9 @@ def cmd_push(args) -> int:
 
 
 def cmd_cv(args) -> int:
-    from hf_transfer.cross_validation import CV_METRICS_FILE, cross_validate, format_cv_table
+    from hf_transfer.cross_validation import cross_validate, format_cv_table
     from hf_transfer.recipe import load_recipe
+    from hf_transfer.run_folder import CV_METRICS_FILE
 
     recipe = load_recipe(args.recipe, args.overrides)
     report = cross_validate(recipe, folds=args.folds, output_dir=args.output, resume=args.resume)
@@ -329,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="Metrics of a trained run on new labelled data.",
-        description="Evaluate a trained run on files with the same columns as its training data.",
+        help="Metrics of a trained run on new labelled data (a test set).",
+        description="Evaluate a trained run on labelled files with the same columns as its training data, as the "
+        "run's test split was: every metric, reported only (the recipe's eval.metric picked the checkpoint).",
     )
     p.add_argument("run", help="Run folder, or the Hub repo id it was pushed to (e.g. me/minilm-rt-lora).")
     p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")

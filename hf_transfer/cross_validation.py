@@ -25,13 +25,12 @@ from hf_transfer.errors import RecipeError
 from hf_transfer.features import FeatureDataset
 from hf_transfer.metrics import METRIC_NAMES, mean_std_over_folds
 from hf_transfer.recipe import Recipe
-from hf_transfer.run_folder import RECIPE_FILE, write_json, write_yaml
+from hf_transfer.run_folder import CV_METRICS_FILE, RECIPE_FILE, write_json, write_yaml
 from hf_transfer.runner import TransferRun
 from hf_transfer.strategies import LinearProbeConfig, build_strategy, strategy_name
 
 logger = logging.getLogger(__name__)
 
-CV_METRICS_FILE = "cv_metrics.json"
 PER_CLASS_KEYS = ("precision", "recall", "f1")
 
 

@@ -36,6 +36,7 @@ from hf_transfer.run_folder import (
     METRICS_FILE,
     RECIPE_FILE,
     read_metadata,
+    read_recipe_dict,
     write_json,
     write_yaml,
 )
@@ -422,7 +423,7 @@ def stage_run(
     metadata = _without_local_paths(metadata)
     write_json(staging / METADATA_FILE, metadata)
 
-    recipe_dict = yaml.safe_load((staging / RECIPE_FILE).read_text(encoding="utf-8"))
+    recipe_dict = read_recipe_dict(staging)
     recipe_dict["model"]["checkpoint"] = backbone["checkpoint"]
     if base_model:
         recipe_dict["model"]["hub_id"] = base_model
@@ -462,7 +463,7 @@ def _local_roots(run_dir: Path, metadata: dict, recipe_dict: dict) -> set[str]:
     if checkpoint:
         roots.add(str(Path(checkpoint.removeprefix("local-dir:")).resolve()))
     data = recipe_dict.get("data") or {}
-    for key in ("train_files", "validation_files", "eval_files"):
+    for key in ("train_files", "validation_files", "test_files"):
         for name in data.get(key) or []:
             if _is_absolute_local_path(str(name)):
                 roots.add(str(Path(str(name)).expanduser().parent))
@@ -537,7 +538,7 @@ def push_run(
         token = token or get_token()
     else:
         token = _require_token(token)
-    recipe_dict = yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
+    recipe_dict = read_recipe_dict(run_dir)
     revision = revision or None
     with tempfile.TemporaryDirectory(prefix="hf_transfer-push-") as tmp:
         staging = Path(tmp) / "repo"

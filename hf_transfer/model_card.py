@@ -87,7 +87,7 @@ def _dataset_text(recipe: Recipe, metrics: dict) -> str:
         source = f"`{recipe.data.dataset}`"
     else:
         data = recipe.data
-        names = [Path(f).name for f in data.train_files + data.validation_files + data.eval_files]
+        names = [Path(f).name for f in data.train_files + data.validation_files + data.test_files]
         source = "local files (" + ", ".join(f"`{name}`" for name in names) + ")" if names else "local files"
     if recipe.data.config:
         source += f" (config `{recipe.data.config}`)"

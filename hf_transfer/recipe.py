@@ -11,7 +11,7 @@ import dataclasses
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 
@@ -64,7 +64,18 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and which columns hold what."""
+    """Where the examples come from and which columns hold what.
+
+    Two held-out splits, named as in the Hugging Face datasets: `validation` picks the best checkpoint (by
+    `eval.metric`), `test` is only reported on.
+    """
+
+    # Keys of an older release: `eval` meant the test split here but the validation metric in the eval section.
+    RENAMED_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "eval_split": ("test_split",),
+        "eval_files": ("test_files",),
+        "max_eval_samples": ("max_validation_samples", "max_test_samples"),
+    }
 
     dataset: str | None = field(
         default=None, metadata={"help": "Hub dataset id, or a builder such as imagefolder; omit for local files."}
@@ -73,12 +84,14 @@ class DataConfig:
     data_dir: str | None = field(default=None, metadata={"help": "Folder for builders such as imagefolder."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     validation_split: str | None = field(
-        default=None, metadata={"help": "Split for model selection; carved from train when absent."}
+        default=None, metadata={"help": "Split that picks the best checkpoint; carved from train when absent."}
     )
-    eval_split: str | None = field(default=None, metadata={"help": "Held-out split for the final report."})
+    test_split: str | None = field(
+        default=None, metadata={"help": "Held-out split that is only reported on, never used to choose."}
+    )
     train_files: list[str] = field(default_factory=list, metadata={"help": "Local csv/json/jsonl/parquet files."})
     validation_files: list[str] = field(default_factory=list, metadata={"help": "Local validation files."})
-    eval_files: list[str] = field(default_factory=list, metadata={"help": "Local held-out test files."})
+    test_files: list[str] = field(default_factory=list, metadata={"help": "Local held-out test files."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column."})
     image_column: str = field(default="image", metadata={"help": "Column holding images or image paths."})
@@ -99,8 +112,11 @@ class DataConfig:
     train_samples_per_class: int | None = field(
         default=None, metadata={"range": "[1, inf)", "help": "Keep at most this many train rows per class (few-shot)."}
     )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"range": "[1, inf)", "help": "Use at most this many validation and test rows."}
+    max_validation_samples: int | None = field(
+        default=None, metadata={"range": "[1, inf)", "help": "Use at most this many validation rows."}
+    )
+    max_test_samples: int | None = field(
+        default=None, metadata={"range": "[1, inf)", "help": "Use at most this many test rows."}
     )
     max_length: int = field(default=128, metadata={"range": "[2, inf)", "help": "Truncate texts to this many tokens."})
     image_size: int | None = field(
@@ -127,7 +143,7 @@ class DataConfig:
         if self.dataset and self.train_files:
             # Local files given on top of a shipped recipe's Hub dataset: the files win (and the record says so).
             self.dataset, self.config, self.data_dir = None, None, None
-            self.validation_split = self.eval_split = None
+            self.validation_split = self.test_split = None
 
 
 def require_data_source(data: DataConfig, where: str) -> None:
@@ -210,8 +226,11 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """Evaluation settings; the splits themselves are data.validation_* and data.test_*."""
+
     metric: MetricName = field(
-        default="f1_macro", metadata={"help": "Validation metric that picks the best checkpoint."}
+        default="f1_macro",
+        metadata={"help": "Metric on the validation split (data.validation_*) that picks the best checkpoint."},
     )
     batch_size: int | None = field(
         default=None, metadata={"range": "[1, inf)", "help": "Evaluation batch size (default 2x train)."}

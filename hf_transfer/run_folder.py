@@ -30,15 +30,15 @@ RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
 FORMAT_VERSION = 1
-CV_METRICS_FILE = "cv_metrics.json"  # cross_validation's report folder: output.overwrite may write into it
+CV_METRICS_FILE = "cv_metrics.json"  # the report of `hf-transfer cv`, whose folder output.overwrite may replace
 # Files that mark a folder as hf-transfer's own output, which output.overwrite may replace.
 OWNED_MARKERS = (METADATA_FILE, CV_METRICS_FILE)
-# Recipe keys that cannot change what training computes, so --resume accepts them edited: names, where the run
-# folder goes and whether it may replace one, the Hub settings (used after training), how often the progress bar
-# updates and how many processes load data (the batches are the same).
 # What a run puts in its work folder: one folder per stage (source, target, baseline-*, cv's fold-*), the folder being
 # published, the source model, and the recipe.
 _WORK_ENTRY = re.compile(r"source|target|baseline-[a-z_]+|fold-\d+|final|source_model|recipe\.yaml(\.tmp)?")
+# Recipe keys that cannot change what training computes, so --resume accepts them edited: names, where the run
+# folder goes and whether it may replace one, the Hub settings (used after training), how often the progress bar
+# updates and how many processes load data (the batches are the same).
 RESUME_EXEMPT = ("name", "description", "output", "hub", "train.log_every_steps", "train.num_workers")
 
 
@@ -146,6 +146,7 @@ def check_resume_recipe(work: Path, recipe_dict: dict) -> None:
         saved = None
     if not isinstance(saved, dict):
         raise HfTransferError(f"'{path}' is damaged, so the interrupted run cannot be resumed; delete '{work}'.")
+    saved = current_recipe_keys(saved)
     # Through YAML both ways, so that a tuple and a list, or 1 and 1.0 read back alike, compare equal.
     current = yaml.safe_load(yaml.safe_dump(recipe_dict, sort_keys=False, allow_unicode=True))
     differences = recipe_differences(saved, current)
@@ -240,4 +241,12 @@ def read_metadata(run_dir: Path) -> dict:
 
 
 def read_recipe_dict(run_dir: Path) -> dict:
-    return yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8"))
+    """The recipe a run folder records, its keys renamed since the release that wrote it under their new names."""
+    return current_recipe_keys(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
+
+
+def current_recipe_keys(raw):
+    from hf_transfer.recipe import Recipe
+    from hf_transfer.schema import current_keys
+
+    return current_keys(Recipe, raw)

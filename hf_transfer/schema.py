@@ -3,12 +3,14 @@
 Dataclasses are the schema (as in PEFT's configs): each field's type annotation says what the YAML may hold,
 `field(metadata={"help": ...})` says what it means, `field(metadata={"range": "[1, inf)"})` bounds every numeric
 field (checked here, generically, so no field can be forgotten; NaN and infinity never pass), and `__post_init__`
-does the cross-field checks.
+does the cross-field checks. A dataclass that renamed a key lists it in `RENAMED_KEYS` (old -> new keys): the old
+key keeps working for one release, with a warning that names the new one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import types
@@ -17,6 +19,8 @@ from typing import Any, Literal, Union
 
 from hf_transfer.errors import RecipeError
 from hf_transfer.registry import closest
+
+logger = logging.getLogger(__name__)
 
 
 def _type_name(tp) -> str:
@@ -168,6 +172,46 @@ def coerce(value: Any, tp, where: str):
     raise TypeError(f"schema type {tp!r} at {where} is not supported")
 
 
+def renamed_keys(cls, data: dict, where: str, warn: bool = True) -> dict:
+    """`data` with the deprecated keys of `cls` (its `RENAMED_KEYS`, old -> new keys) under their new names.
+
+    Keys are read in order and a later one wins, so a command-line override (appended after the file's keys)
+    beats the file whichever name either uses.
+    """
+    renamed: dict[str, tuple[str, ...]] = getattr(cls, "RENAMED_KEYS", {})
+    if not any(key in renamed for key in data):
+        return data
+    out = {}
+    for key, value in data.items():
+        for new in renamed.get(key, (key,)):
+            out.pop(new, None)
+            out[new] = value
+        if key in renamed and warn:
+            prefix = f"{where}." if where else ""
+            logger.warning(
+                "%s%s is deprecated and will be removed in the next release; use %s instead.",
+                prefix,
+                key,
+                " and ".join(prefix + new for new in renamed[key]),
+            )
+    return out
+
+
+def current_keys(cls, data: Any) -> Any:
+    """A dict for dataclass `cls` (nested sections too) with renamed keys under their new names, silently: for
+    what an older release recorded (a run folder's recipe), which the user did not write and need not change."""
+    if not isinstance(data, dict):
+        return data
+    data = renamed_keys(cls, data, "", warn=False)
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        options = typing.get_args(hints[key]) if key in hints else ()
+        section = next((a for a in (hints.get(key), *options) if dataclasses.is_dataclass(a)), None)
+        if section is not None:
+            data[key] = current_keys(section, value)
+    return data
+
+
 def build_dataclass(cls, data: Any, where: str):
     """An instance of dataclass `cls` from a dict; unknown keys are errors that suggest the nearest valid key."""
     if data is None:
@@ -176,6 +220,7 @@ def build_dataclass(cls, data: Any, where: str):
         return data
     if not isinstance(data, dict):
         raise RecipeError(f"{where} must be a mapping of keys to values, not {data!r}.")
+    data = renamed_keys(cls, data, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}

@@ -17,7 +17,7 @@ def write_recipe(path: Path, **sections) -> Path:
 def text_recipe(tmp_path: Path, checkpoint: Path, csvs: dict, strategy, name: str = "run", **overrides) -> Path:
     train = {"epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "seed": 0, "log_every_steps": 5}
     train |= overrides.pop("train", {})
-    data = {"train_files": [str(csvs["train"])], "eval_files": [str(csvs["test"])]} | overrides.pop("data", {})
+    data = {"train_files": [str(csvs["train"])], "test_files": [str(csvs["test"])]} | overrides.pop("data", {})
     return write_recipe(
         tmp_path / f"{name}.yaml",
         model={"checkpoint": str(checkpoint)},

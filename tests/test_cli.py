@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import text_recipe
 
 from hf_transfer.cli import main
@@ -139,8 +140,8 @@ def bad_inputs(tmp_path, tiny_bert_dir, keyword_csvs):
         "missing file": (["data.train_files=nope.csv"], "data.train_files: file 'nope.csv' does not exist"),
         "missing text column": (["data.text_column=review"], "column 'review' (data.text_column) is missing"),
         "missing label column": ([f"data.train_files={no_label}"], "column 'label' (data.label_column) is missing"),
-        "unseen eval label": ([f"data.eval_files={unseen}"], "has label 'mixed', which train never saw"),
-        "empty split": ([f"data.eval_files={empty}"], "empty.csv holds no rows"),
+        "unseen eval label": ([f"data.test_files={unseen}"], "has label 'mixed', which train never saw"),
+        "empty split": ([f"data.test_files={empty}"], "empty.csv holds no rows"),
         "no checkpoint": (["model.checkpoint=/nonexistent/model"], "model.checkpoint '/nonexistent/model'"),
         "unknown hub model": (["model.checkpoint=nobody/no-such-model"], "model.checkpoint 'nobody/no-such-model'"),
     }
@@ -194,7 +195,7 @@ def test_shipped_recipe_copied_and_run_by_path(tmp_path, tiny_bert_dir, keyword_
             str(tmp_path / "mine.yaml"),
             f"model.checkpoint={tiny_bert_dir}",
             f"data.train_files={keyword_csvs['train']}",
-            f"data.eval_files={keyword_csvs['test']}",
+            f"data.test_files={keyword_csvs['test']}",
             "data.label_names=null",
             "train.epochs=2",
             f"output.dir={out}",
@@ -203,3 +204,28 @@ def test_shipped_recipe_copied_and_run_by_path(tmp_path, tiny_bert_dir, keyword_
     assert code == 0
     assert (out / "head.safetensors").is_file()
     shutil.rmtree(out)
+
+
+def test_a_run_folder_recorded_with_the_old_data_keys_still_predicts_evaluates_and_pushes(
+    trained_run, keyword_csvs, tmp_path, capsys, caplog
+):
+    # An older release recorded data.eval_files and data.max_eval_samples in the run folder's recipe.yaml.
+    old = tmp_path / "old-run"
+    shutil.copytree(trained_run, old)
+    recipe = yaml.safe_load((old / "recipe.yaml").read_text())
+    data = recipe["data"]
+    data["eval_files"] = data.pop("test_files")
+    data["eval_split"] = data.pop("test_split")
+    del data["max_test_samples"]
+    data["max_eval_samples"] = data.pop("max_validation_samples")
+    (old / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    assert main(["predict", str(old), "a wonderful fun film", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] == "pos"
+    assert main(["eval", str(old), "--data", str(keyword_csvs["test"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_samples"] > 0
+    argv = ["push", str(old), "--repo-id", "me/old-run", "--base-model", "org/tiny-bert", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Dry run, nothing was sent" in out and "recipe.yaml" in out
+    assert "deprecated" not in caplog.text  # the user did not write these keys and cannot change them

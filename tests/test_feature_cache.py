@@ -75,12 +75,12 @@ def test_overwriting_the_images_in_place_is_a_cache_miss(
     root = tmp_path / "images"
     shutil.copytree(digits_imagefolder, root)
     if layout == "imagefolder":
-        data = {"dataset": "imagefolder", "data_dir": str(root), "eval_split": "test"}
+        data = {"dataset": "imagefolder", "data_dir": str(root), "test_split": "test"}
     else:
         data = {}
         for split in ("train", "test"):
             rows = [{"image": str(p), "label": p.parent.name} for p in sorted((root / split).glob("*/*.png"))]
-            data[f"{split}_files" if split == "train" else "eval_files"] = [
+            data[f"{split}_files" if split == "train" else "test_files"] = [
                 str(write_csv_rows(tmp_path / f"{split}.csv", rows, ["image", "label"]))
             ]
     monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))

@@ -258,9 +258,9 @@ def test_batch_size_below_one_is_one_sentence(command, size, tmp_path, capsys):
 
 def test_validate_reports_a_missing_data_file(tmp_path, tiny_bert_dir, keyword_csvs, capsys):
     recipe = text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora")
-    assert main(["validate", str(recipe), "data.eval_files=nope.csv"]) == 2
+    assert main(["validate", str(recipe), "data.test_files=nope.csv"]) == 2
     err = last_error_line(capsys)
-    assert "data.eval_files" in err and "'nope.csv' does not exist" in err
+    assert "data.test_files" in err and "'nope.csv' does not exist" in err
     assert "valid" not in capsys.readouterr().out
 
 

@@ -441,7 +441,7 @@ def test_push_image_run_and_load_it_back(tmp_path, monkeypatch, tiny_timm_dir, d
         tmp_path / "image.yaml",
         task="image-classification",
         model={"checkpoint": str(tiny_timm_dir), "hub_id": "tester/tiny-timm"},
-        data={"train_files": [str(digits_csv["train"])], "eval_files": [str(digits_csv["test"])]},
+        data={"train_files": [str(digits_csv["train"])], "test_files": [str(digits_csv["test"])]},
         strategy="finetune",
         train={"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "seed": 0},
         output={"dir": str(tmp_path / "outputs" / "image")},

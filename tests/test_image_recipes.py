@@ -20,7 +20,7 @@ from hf_transfer.recipe import load_recipe, recipe_header, shipped_recipes
 
 IMAGE_RECIPES = sorted(name for name in shipped_recipes() if name.startswith("images/"))
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["data.max_train_samples=150", "data.max_eval_samples=60"]
+SMALL = ["data.max_train_samples=150", "data.max_validation_samples=60", "data.max_test_samples=60"]
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +86,13 @@ def test_efficientnet_linear_probe_on_digits_beats_chance_and_predicts_on_files(
 def test_efficientnet_lora_on_digits_adapts_the_pointwise_convs(tmp_path, shared_dir, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     command = header_command("images/efficientnet-lite0-lora-digits", "Override")
-    tiny = ["data.max_train_samples=32", "data.max_eval_samples=16", "train.epochs=1", "train.batch_size=16"]
+    tiny = [
+        "data.max_train_samples=32",
+        "data.max_validation_samples=16",
+        "data.max_test_samples=16",
+        "train.epochs=1",
+        "train.batch_size=16",
+    ]
     run_dir = tmp_path / "run"
     assert main([*command, *tiny, f"output.dir={run_dir}"]) == 0
     adapter = json.loads((run_dir / "adapter_config.json").read_text())

@@ -42,11 +42,11 @@ def image_recipe(tmp_path, checkpoint, strategy, name="run", data=None, train=No
 
 
 def folder_data(root) -> dict:
-    return {"dataset": "imagefolder", "data_dir": str(root), "eval_split": "test"}
+    return {"dataset": "imagefolder", "data_dir": str(root), "test_split": "test"}
 
 
 def csv_data(csvs) -> dict:
-    return {"train_files": [str(csvs["train"])], "eval_files": [str(csvs["test"])]}
+    return {"train_files": [str(csvs["train"])], "test_files": [str(csvs["test"])]}
 
 
 def metrics_of(run_dir) -> dict:
@@ -296,7 +296,7 @@ def test_missing_file_in_csv_names_it(tmp_path, tiny_timm_dir, digits_csv):
     lines = digits_csv["train"].read_text().splitlines()
     broken = tmp_path / "train.csv"
     broken.write_text("\n".join([*lines, f"{tmp_path / 'gone.png'},one"]) + "\n")
-    data = {"train_files": [str(broken)], "eval_files": [str(digits_csv["test"])]}
+    data = {"train_files": [str(broken)], "test_files": [str(digits_csv["test"])]}
     with pytest.raises(DataError, match="gone.png.*does not exist"):
         hf_transfer.run(str(image_recipe(tmp_path, tiny_timm_dir, "linear_probe", data=data)))
 

@@ -43,7 +43,7 @@ def splits_of(folder: Path, parts: dict[str, list[dict]], suffix: str = ".jsonl"
     return DataConfig(
         train_files=files["train"],
         validation_files=files.get("validation", []),
-        eval_files=files.get("test", []),
+        test_files=files.get("test", []),
         **data,
     )
 
@@ -133,7 +133,7 @@ def test_a_class_label_feature_keeps_its_names_and_ids(tmp_path):
             tmp_path / f"{role}.parquet"
         )
     splits = load(
-        DataConfig(train_files=[str(tmp_path / "train.parquet")], eval_files=[str(tmp_path / "test.parquet")])
+        DataConfig(train_files=[str(tmp_path / "train.parquet")], test_files=[str(tmp_path / "test.parquet")])
     )
     assert splits.label_names == names
     for split in (splits.train, splits.validation, splits.test):
@@ -173,7 +173,7 @@ def test_string_label_in_test_against_integer_train_names_the_split_file_and_row
     train = rows_for([1, 2], 4, "train")
     test = [{"text": "a", "label": "1"}, {"text": "b", "label": "pos"}]
     message = one_line_error(splits_of(tmp_path, {"train": train, "test": test}))
-    assert "row 1 of the test split (data.eval_files:" in message and "test.jsonl" in message
+    assert "row 1 of the test split (data.test_files:" in message and "test.jsonl" in message
     assert "'pos', which train never saw; known labels are 1, 2" in message
 
 
@@ -206,7 +206,7 @@ def test_integer_labels_parsed_as_floats_keep_integer_names(tmp_path):
     without it the floats are the integer classes."""
     (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"t{i},{1 + i % 2}\n" for i in range(8)))
     (tmp_path / "test.csv").write_text("text,label\nx,1.0\ny,2.0\n")
-    splits = load(DataConfig(train_files=[str(tmp_path / "train.csv")], eval_files=[str(tmp_path / "test.csv")]))
+    splits = load(DataConfig(train_files=[str(tmp_path / "train.csv")], test_files=[str(tmp_path / "test.csv")]))
     assert splits.label_names == ["1", "2"] and splits.test["labels"] == [0, 1]
 
 
@@ -236,7 +236,7 @@ def probe_run(folder: Path, tiny_bert_dir: Path, train_rows: list[dict], suffix:
         tiny_bert_dir,
         {"train": train, "test": train},
         PROBE,
-        data={"eval_files": []},
+        data={"test_files": []},
         train={"epochs": 20, "learning_rate": 1e-1, "batch_size": 32},
     )
     assert main(["run", str(recipe)]) == 0
@@ -344,7 +344,7 @@ def test_a_split_with_no_text_at_all_is_an_error(tmp_path, tiny_bert_dir, capsys
     recipe = text_recipe(tmp_path, tiny_bert_dir, {"train": train, "test": test}, PROBE, train={"epochs": 1})
     assert main(["run", str(recipe)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "every row of the test split (data.eval_files:" in err and "empty text" in err
+    assert "every row of the test split (data.test_files:" in err and "empty text" in err
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import subprocess
 import sys
 import typing
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hf_transfer.errors import RecipeError
 from hf_transfer.recipe import (
@@ -74,9 +78,9 @@ def test_strategy_shorthand_and_overrides():
 
 
 def test_local_files_override_a_hub_dataset():
-    raw = minimal(data={"dataset": "org/data", "eval_split": "test"})
+    raw = minimal(data={"dataset": "org/data", "test_split": "test"})
     recipe = recipe_from_dict(apply_overrides(raw, ["data.train_files=train.csv"]))
-    assert recipe.data.dataset is None and recipe.data.eval_split is None
+    assert recipe.data.dataset is None and recipe.data.test_split is None
     assert recipe.data.train_files == ["train.csv"]
 
 
@@ -180,3 +184,64 @@ def test_schema_names_are_the_ones_the_loop_builds():
     assert SCHEDULERS.names() == sorted(SCHEDULER_NAMES)
     metrics = classification_metrics([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], ["a", "b"])
     assert all(isinstance(metrics[name], float) for name in METRIC_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Renamed keys: the old names load for one release, each with a warning that names the new key
+
+
+@given(
+    split=st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
+    files=st.lists(st.from_regex(r"[a-z]{1,8}\.csv", fullmatch=True), min_size=1, max_size=3),
+    cap=st.integers(1, 10**6),
+)
+@settings(max_examples=25, deadline=None)
+def test_old_data_keys_load_under_their_new_names_with_a_warning_naming_them(split, files, cap):
+    dataset = {"dataset": "org/data", "eval_split": split, "max_eval_samples": cap}
+    local = {"train_files": ["train.csv"], "eval_files": files}
+    with capture_warnings() as records:
+        on_hub = recipe_from_dict(minimal(data=dataset)).data
+        on_disk = recipe_from_dict(minimal(data=local)).data
+    assert on_hub.test_split == split
+    assert on_hub.max_validation_samples == on_hub.max_test_samples == cap
+    assert on_disk.test_files == files
+    messages = [r.getMessage() for r in records]
+    assert any("data.eval_split is deprecated" in m and "use data.test_split" in m for m in messages)
+    assert any("data.eval_files is deprecated" in m and "use data.test_files" in m for m in messages)
+    assert any("use data.max_validation_samples and data.max_test_samples" in m for m in messages)
+
+
+def test_the_renamed_keys_of_a_source_section_load_too():
+    source = {"data": {"train_files": ["s.csv"], "eval_files": ["t.csv"]}, "strategy": "finetune"}
+    assert recipe_from_dict(minimal(source=source)).source.data.test_files == ["t.csv"]
+
+
+@pytest.mark.parametrize(
+    ("in_file", "override", "expected"),
+    [
+        ({"eval_split": "old"}, "data.test_split=new", "new"),
+        ({"test_split": "new"}, "data.eval_split=old", "old"),
+    ],
+)
+def test_a_command_line_override_wins_over_the_file_whichever_name_either_uses(in_file, override, expected):
+    raw = apply_overrides(minimal(data={"dataset": "org/data", **in_file}), [override])
+    assert recipe_from_dict(raw).data.test_split == expected
+
+
+def test_a_recipe_records_only_the_new_names():
+    data = recipe_from_dict(minimal(data={"train_files": ["a.csv"], "eval_files": ["b.csv"]})).to_dict()["data"]
+    assert data["test_files"] == ["b.csv"]
+    assert not {"eval_split", "eval_files", "max_eval_samples"} & set(data)
+
+
+@contextlib.contextmanager
+def capture_warnings():
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    schema_logger = logging.getLogger("hf_transfer.schema")
+    schema_logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        schema_logger.removeHandler(handler)

@@ -48,7 +48,7 @@ class UnreadableImage(Exception):
 def image_dirs(cfg: DataConfig) -> list[Path]:
     """Folders relative image paths are looked up in, after the current folder: those of the data files."""
     dirs: list[Path] = []
-    for f in [*cfg.train_files, *cfg.validation_files, *cfg.eval_files]:
+    for f in [*cfg.train_files, *cfg.validation_files, *cfg.test_files]:
         parent = Path(f).parent
         if parent not in dirs:
             dirs.append(parent)
@@ -212,9 +212,9 @@ def _describe_feature(feature) -> str:
 
 def _where(role: str, cfg: DataConfig) -> str:
     if cfg.dataset:
-        name = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.eval_split}.get(role, role)
+        name = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}.get(role, role)
         return f"split '{name}' of {cfg.dataset}"
-    files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.eval_files}.get(role, [])
+    files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.test_files}.get(role, [])
     return ", ".join(files) or f"the {role} split"
 
 

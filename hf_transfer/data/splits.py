@@ -62,8 +62,8 @@ def _load_local_files(cfg: DataConfig) -> DatasetDict:
     data_files = {"train": cfg.train_files}
     if cfg.validation_files:
         data_files["validation"] = cfg.validation_files
-    if cfg.eval_files:
-        data_files["test"] = cfg.eval_files
+    if cfg.test_files:
+        data_files["test"] = cfg.test_files
     for split, files in data_files.items():
         check_files_exist(files, f"data.{'eval' if split == 'test' else split}_files")
     # One load per split: splits may differ in columns, and the column check then names the file at fault.
@@ -96,8 +96,8 @@ def _load_hub_or_builder(cfg: DataConfig, trust_remote_code: bool = False) -> Da
         if not Path(cfg.data_dir).is_dir():
             raise DataError(f"data.data_dir: folder '{cfg.data_dir}' does not exist.")
         kwargs["data_dir"] = cfg.data_dir
-    if cfg.eval_files or cfg.validation_files:
-        raise DataError("data.eval_files and data.validation_files go with data.train_files, not data.dataset.")
+    if cfg.test_files or cfg.validation_files:
+        raise DataError("data.test_files and data.validation_files go with data.train_files, not data.dataset.")
     from hf_transfer.data.images import BUILTIN_DATASETS  # built offline by the package: sklearn:digits
 
     try:
@@ -122,12 +122,12 @@ def _load_hub_or_builder(cfg: DataConfig, trust_remote_code: bool = False) -> Da
     wanted = {"train": cfg.train_split}
     if cfg.validation_split:
         wanted["validation"] = cfg.validation_split
-    if cfg.eval_split:
-        wanted["test"] = cfg.eval_split
+    if cfg.test_split:
+        wanted["test"] = cfg.test_split
     out = {}
     for role, split in wanted.items():
         if split not in loaded:
-            field = {"train": "train_split", "validation": "validation_split", "test": "eval_split"}[role]
+            field = {"train": "train_split", "validation": "validation_split", "test": "test_split"}[role]
             raise DataError(
                 f"data.{field}: split '{split}' is not in dataset '{cfg.dataset}'; it has {', '.join(loaded)}."
             )
@@ -146,9 +146,9 @@ def load_raw_splits(cfg: DataConfig) -> DatasetDict:
 
 def _split_field(role: str, cfg: DataConfig) -> str:
     if cfg.dataset:
-        name = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.eval_split}[role]
+        name = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}[role]
         return f"split '{name}' of {cfg.dataset}"
-    files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.eval_files}[role]
+    files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.test_files}[role]
     return ", ".join(files)
 
 
@@ -163,10 +163,10 @@ def require_columns(raw: DatasetDict, columns: list[str], cfg: DataConfig, field
 
 
 def describe_split(role: str, cfg: DataConfig) -> str:
-    """'the test split (data.eval_files: a.csv)': where a row is, for messages."""
+    """'the test split (data.test_files: a.csv)': where a row is, for messages."""
     if cfg.dataset:
         return f"the {role} split ({_split_field(role, cfg)})"
-    field = {"train": "data.train_files", "validation": "data.validation_files", "test": "data.eval_files"}[role]
+    field = {"train": "data.train_files", "validation": "data.validation_files", "test": "data.test_files"}[role]
     return f"the {role} split ({field}: {_split_field(role, cfg)})"
 
 
@@ -395,8 +395,8 @@ def load_splits(
     else:
         validation = raw["validation"]
     train = limit(per_class(train, cfg.train_samples_per_class, seed), cfg.max_train_samples, seed)
-    validation = limit(validation, cfg.max_eval_samples, seed)
-    test = limit(raw["test"], cfg.max_eval_samples, seed) if "test" in raw else None
+    validation = limit(validation, cfg.max_validation_samples, seed)
+    test = limit(raw["test"], cfg.max_test_samples, seed) if "test" in raw else None
     logger.info(
         "data: %d train, %d validation%s, %d classes",
         len(train),

@@ -21,9 +21,9 @@ def load_train_split(data: DataConfig, backbone: Backbone, seed: int) -> tuple[D
     parts (no validation carved); data.train_samples_per_class and data.max_train_samples still apply."""
     # Naming the train data as the validation source too makes load_splits carve nothing; that copy goes unused.
     if data.dataset:
-        data = replace(data, validation_split=data.train_split, eval_split=None)
+        data = replace(data, validation_split=data.train_split, test_split=None)
     else:
-        data = replace(data, validation_files=list(data.train_files), eval_files=[])
+        data = replace(data, validation_files=list(data.train_files), test_files=[])
     columns, fields = backbone.required_columns()
     splits = load_splits(data, columns, fields, seed, check_rows=backbone.check_rows)
     return splits.train, splits.label_names
