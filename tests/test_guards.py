@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from crashes import Crash, CrashAtStep
 from helpers import text_recipe
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,20 +25,6 @@ from hf_transfer.errors import HfTransferError, HubError, RecipeError
 from hf_transfer.recipe import Recipe, SourceConfig, load_recipe, recipe_from_dict
 from hf_transfer.run_folder import METADATA_FILE, check_can_write
 from hf_transfer.strategies import STRATEGY_CONFIGS
-from hf_transfer.train import Callback
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAtStep(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, step: int, epoch: int) -> None:
-        if step == self.step:
-            raise Crash(f"simulated crash at step {step}")
 
 
 def minimal(**sections) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from crashes import Crash, CrashAtStep
 from helpers import text_recipe
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,22 +16,9 @@ from hypothesis import strategies as st
 import hf_transfer
 from hf_transfer.cli import main
 from hf_transfer.recipe import Tracker
-from hf_transfer.train import Callback, LoopState, tracker_config
+from hf_transfer.train import LoopState, tracker_config
 
 TRACKERS = typing.get_args(Tracker)
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAtStep(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, step: int, epoch: int) -> None:
-        if step == self.step:
-            raise Crash(f"simulated crash at step {step}")
 
 
 def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -9,25 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from crashes import Crash, CrashAtStep
 from helpers import text_recipe
 
 import hf_transfer
 from hf_transfer.cli import main
 from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.train import Callback
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAtStep(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, step: int, epoch: int) -> None:
-        if step == self.step:
-            raise Crash(f"simulated crash at step {step}")
 
 
 def _metrics(run_dir):
