@@ -1,4 +1,5 @@
-"""Whether a recipe's `model.checkpoint` names a local folder that is missing: checked before any data loads.
+"""Whether a name is spelled like a Hub repo id, and whether a recipe's `model.checkpoint` names a local folder
+that is missing (checked before any data loads).
 
 A leaf (no torch, no model libraries), so `hf-transfer validate` can run it without loading the stack.
 """
@@ -10,18 +11,26 @@ from pathlib import Path
 from hf_transfer.errors import ModelError
 
 
-def _reads_as_path(text: str) -> bool:
-    """Whether a checkpoint name can only be a path: no Hub id starts with . / ~, holds a backslash or two slashes."""
+def is_repo_id(text: str | None, namespaced: bool = False) -> bool:
+    """Whether `text` is spelled like a Hub repo id (`name`, or `namespace/name` when `namespaced`); a path that
+    starts with . / or ~ is not, even where huggingface_hub's own check would let it pass."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
-        return True
+    if not isinstance(text, str) or text.startswith((".", "/", "~")) or (namespaced and "/" not in text):
+        return False
     try:
         validate_repo_id(text)
     except HFValidationError:
-        return "/" in text
-    return False
+        return False
+    return True
+
+
+def _reads_as_path(text: str) -> bool:
+    """Whether a checkpoint name can only be a path: no Hub id starts with . / ~, holds a backslash or two slashes."""
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    return "/" in text and not is_repo_id(text)
 
 
 def check_local_checkpoint(checkpoint: str) -> None:

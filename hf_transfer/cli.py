@@ -296,6 +296,14 @@ def cmd_rank(args) -> int:
     return 0
 
 
+def _add_trained_run_arguments(p: argparse.ArgumentParser) -> None:
+    """What `eval` and `predict` share: the run to load (a folder or a Hub repo id) and how to feed it."""
+    p.add_argument("run", help="Run folder, or the Hub repo id it was pushed to (e.g. me/minilm-rt-lora).")
+    p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-transfer",
@@ -334,11 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained run on labelled files with the same columns as its training data, as the "
         "run's test split was: every metric, reported only (the recipe's eval.metric picked the checkpoint).",
     )
-    p.add_argument("run", help="Run folder, or the Hub repo id it was pushed to (e.g. me/minilm-rt-lora).")
-    p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
+    _add_trained_run_arguments(p)
     p.add_argument("--data", nargs="+", required=True, help="csv/json/jsonl/parquet files.")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -346,12 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Labels and probabilities for new inputs.",
         description="Predict labels for texts (or image paths) given as arguments or in a file.",
     )
-    p.add_argument("run", help="Run folder, or the Hub repo id it was pushed to (e.g. me/minilm-rt-lora).")
-    p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
+    _add_trained_run_arguments(p)
     p.add_argument("inputs", nargs="*", help="Texts or image paths.")
     p.add_argument("--file", help="A .txt file (one input per line) or a csv/jsonl file with the input column.")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

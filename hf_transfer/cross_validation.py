@@ -23,8 +23,8 @@ from hf_transfer.data.splits import LABEL, Splits
 from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
 from hf_transfer.errors import RecipeError
 from hf_transfer.features import FeatureDataset
-from hf_transfer.metrics import METRIC_NAMES, mean_std_over_folds
-from hf_transfer.recipe import Recipe
+from hf_transfer.metrics import mean_std_over_folds
+from hf_transfer.recipe import METRIC_NAMES, Recipe
 from hf_transfer.run_folder import CV_METRICS_FILE, RECIPE_FILE, write_json, write_yaml
 from hf_transfer.runner import TransferRun
 from hf_transfer.strategies import LinearProbeConfig, build_strategy, strategy_name

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_transfer.backbones import Backbone
+from hf_transfer.run_folder import atomic_write
 from hf_transfer.train import wants_channels_last
 
 logger = logging.getLogger(__name__)
@@ -134,17 +135,12 @@ def _read_cache(path: Path, rows: int) -> FeatureDataset | None:
 def _write_cache(path: Path, features: torch.Tensor, labels: torch.Tensor) -> None:
     """Write through a temporary file renamed into place, so that a reader sees a whole file or none; a failed
     write (disk full) leaves nothing behind and costs only the cache, not the run."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tensors = {"features": features.contiguous(), "labels": labels}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"features": features.contiguous(), "labels": labels}, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the bytes are on disk before the name is
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)), fsync=True)
     except OSError as err:
         logger.warning("could not write the feature cache %s (%s); the next run extracts again", path, err)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def extract_features(

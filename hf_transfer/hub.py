@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hf_transfer.checkpoint_paths import is_repo_id
 from hf_transfer.errors import HfTransferError, HubError, ModelError
 from hf_transfer.run_folder import (
     LABELS_FILE,
@@ -120,26 +121,13 @@ class PushResult:
 # Ids, tokens and errors
 
 
-def _is_repo_id(text: str | None) -> bool:
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if not isinstance(text, str) or text.count("/") != 1 or text.startswith((".", "/", "~")):
-        return False
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
-
-
 def is_hub_repo_id(text: str) -> bool:
     """Whether `text` reads as a `namespace/name` Hub repo id rather than a path on disk."""
-    return _is_repo_id(text) and not Path(text).exists()
+    return is_repo_id(text, namespaced=True) and not Path(text).exists()
 
 
 def _check_repo_id(repo_id: str | None, field_name: str = "--repo-id") -> str:
-    if not _is_repo_id(repo_id):
+    if not is_repo_id(repo_id, namespaced=True):
         raise HubError(
             f"{field_name} '{repo_id}' is not a Hub repo id; give it as namespace/name, e.g. me/minilm-rt-lora."
         )

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,11 +20,9 @@ from matplotlib.ticker import MaxNLocator
 from hf_transfer.errors import DataError, RecipeError
 from hf_transfer.recipe import METRIC_NAMES
 from hf_transfer.registry import closest
+from hf_transfer.run_folder import atomic_write
 
 logger = logging.getLogger(__name__)
-
-BOOTSTRAP_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "f1_macro")
-"""Metrics `bootstrap_metric_difference` can resample."""
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 """Rows of `probs` may miss 1 by this much (float32 softmax); they are renormalised. More means logits were passed."""
@@ -418,13 +414,7 @@ def _save_figure_atomically(figure: Figure, path) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     file_format = target.suffix.lstrip(".").lower() or "png"
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        figure.savefig(temporary, format=file_format)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda tmp: figure.savefig(tmp, format=file_format))
     logger.debug("wrote %s", target)
 
 
@@ -445,10 +435,9 @@ def bootstrap_metric_difference(
     """Paired bootstrap confidence interval of metric(pred_a) - metric(pred_b) over the eval set.
 
     Each resample draws n indices with replacement and scores both prediction sets on the same indices (percentile
-    interval). `metric` is one of "accuracy", "balanced_accuracy", "f1_macro", computed as scikit-learn does
-    (balanced accuracy over classes present in the resample's y_true, macro F1 over classes in y_true or the
-    predictions). Indices are drawn as (chunk, n) arrays of at most 20M entries; the result depends only on the
-    inputs and `seed`.
+    interval). `metric` is one of BOOTSTRAP_METRICS, computed as scikit-learn does (balanced accuracy over classes
+    present in the resample's y_true, macro F1 over classes in y_true or the predictions). Indices are drawn as
+    (chunk, n) arrays of at most 20M entries; the result depends only on the inputs and `seed`.
 
     Returns {"metric", "a", "b", "difference", "ci_low", "ci_high", "confidence", "n_resamples"}.
     """
@@ -558,6 +547,8 @@ _METRICS_FROM_COUNTS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], n
     "balanced_accuracy": _balanced_accuracy_from_counts,
     "f1_macro": _f1_macro_from_counts,
 }
+BOOTSTRAP_METRICS: tuple[str, ...] = tuple(_METRICS_FROM_COUNTS)
+"""Metrics `bootstrap_metric_difference` can resample."""
 
 
 def mean_std_over_folds(fold_metrics: list[dict]) -> dict:

@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_transfer.recipe import Recipe
+from hf_transfer.checkpoint_paths import is_repo_id
+from hf_transfer.recipe import METRIC_NAMES, Recipe
 
 DEFAULT_TEMPLATE = "hf_transfer.md"
 DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
@@ -21,7 +22,6 @@ STRATEGY_TEXT = {
     "lora": "LoRA adapters (PEFT) were trained on the frozen backbone together with a new classification head.",
     "ia3": "IA3 adapters (PEFT) were trained on the frozen backbone together with a new classification head.",
 }
-SCALARS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss")
 HUB_METRIC = {
     "accuracy": "accuracy",
     "f1_macro": "f1",
@@ -69,16 +69,7 @@ def hub_dataset_id(recipe: Recipe) -> str | None:
 
 def _is_hub_id(text: str) -> bool:
     """Whether `text` is spelled like a Hub repo id (a relative path such as `data/train.csv` is not)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if text.startswith((".", "/", "~")) or Path(text).suffix.lower() in (".csv", ".json", ".jsonl", ".parquet"):
-        return False
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
+    return is_repo_id(text) and Path(text).suffix.lower() not in (".csv", ".json", ".jsonl", ".parquet")
 
 
 def _dataset_text(recipe: Recipe, metrics: dict) -> str:
@@ -258,7 +249,7 @@ def build_model_card(
         best_metric=recipe.eval.metric,
         report_split=report_split,
         report_rows=report["num_samples"],
-        results=[(k, f"{report[k]:.4f}") for k in SCALARS if report.get(k) is not None],
+        results=[(k, f"{report[k]:.4f}") for k in METRIC_NAMES if report.get(k) is not None],
         baseline_metric=baseline.get("metric", ""),
         baseline_rows=baseline_rows,
         per_class=list(report["per_class"].items()),

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 
+from hf_transfer.accelerator import fresh_accelerator
 from hf_transfer.backbones import Backbone, build_backbone
 from hf_transfer.data.splits import check_files_exist
 from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
@@ -114,13 +113,6 @@ def check_loadable(backbone: Backbone) -> None:
         backbone.tokenizer  # noqa: B018 - a cached property: loading it is the check
     else:
         backbone.data_config  # noqa: B018
-
-
-def fresh_accelerator() -> Accelerator:
-    # As TransferRun.setup does: Accelerate keeps one global state per process, which an earlier run may have set.
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    return Accelerator()
 
 
 def rank_checkpoints(

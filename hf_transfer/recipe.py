@@ -1,4 +1,4 @@
-"""The recipe schema: model + data + strategy + train + eval + output + hub, loaded from YAML with overrides.
+"""The recipe schema (model, data, strategy, train, eval, output, hub; source, baseline): YAML plus overrides.
 
 A recipe names components (`strategy: lora`, `train.optimizer: adamw`) from the project's registries; no value
 is ever imported as a Python path, so a recipe downloaded from anywhere cannot run arbitrary code.
@@ -307,16 +307,6 @@ class Recipe:
         if self.source is not None:
             data["source"]["strategy"] = {"name": strategy_name(self.source.strategy), **data["source"]["strategy"]}
         return data
-
-
-SECTIONS = {
-    "model": ModelConfig,
-    "data": DataConfig,
-    "train": TrainConfig,
-    "eval": EvalConfig,
-    "output": OutputConfig,
-    "hub": HubConfig,
-}
 
 
 def strategy_config_from(value: Any, where: str = "strategy"):

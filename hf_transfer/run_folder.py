@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -35,7 +37,9 @@ CV_METRICS_FILE = "cv_metrics.json"  # the report of `hf-transfer cv`, whose fol
 OWNED_MARKERS = (METADATA_FILE, CV_METRICS_FILE)
 # What a run puts in its work folder: one folder per stage (source, target, baseline-*, cv's fold-*), the folder being
 # published, the source model, and the recipe.
-_WORK_ENTRY = re.compile(r"source|target|baseline-[a-z_]+|fold-\d+|final|source_model|recipe\.yaml(\.tmp)?")
+_WORK_ENTRY = re.compile(
+    r"source|target|baseline-[a-z_]+|fold-\d+|final|source_model|recipe\.yaml(\.[0-9a-f]{32}\.tmp)?"
+)
 # Recipe keys that cannot change what training computes, so --resume accepts them edited: names, where the run
 # folder goes and whether it may replace one, the Hub settings (used after training), how often the progress bar
 # updates and how many processes load data (the batches are the same).
@@ -157,16 +161,30 @@ def check_resume_recipe(work: Path, recipe_dict: dict) -> None:
         )
 
 
+def atomic_write(path: Path, write: Callable[[Path], object], fsync: bool = False) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: a reader sees the old file
+    or the new one, whole. When `write` raises, no temporary file stays behind. `fsync` puts the bytes on disk
+    before the name, for large files a power cut must not leave empty under their final name (weights, caches)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # unique: processes may write the same file
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_yaml(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer import __version__
+from hf_transfer.accelerator import fresh_accelerator
 from hf_transfer.backbones import Backbone, build_backbone
 from hf_transfer.checkpoint_paths import check_local_checkpoint
 from hf_transfer.data.splits import Splits, load_splits
@@ -150,12 +150,7 @@ class TransferRun:
             from hf_transfer.hub import check_push_ready
 
             check_push_ready(recipe)  # no token or an unnamed local base: say so now, not after training
-        # Accelerate keeps one global state per process; several runs in one process (the Python API, cv,
-        # baselines) each bring their own precision and accumulation, so clear what the last run set.
-        # The distributed part (PartialState) stays: `accelerate launch` set it up for this process.
-        AcceleratorState._reset_state()
-        GradientState._reset_state()
-        self.accelerator = Accelerator(
+        self.accelerator = fresh_accelerator(
             mixed_precision=recipe.train.mixed_precision,
             gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
             # Batches come from pinned memory on CUDA (train.py): their copies to the GPU need not wait.

@@ -36,6 +36,7 @@ from hf_transfer.errors import RecipeError, TrainingDivergedError
 from hf_transfer.metrics import classification_metrics, greater_is_better
 from hf_transfer.recipe import Recipe, TrainConfig
 from hf_transfer.registry import Registry
+from hf_transfer.run_folder import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -424,12 +425,6 @@ def _checkpoints_of_what_trains(accelerator: Accelerator):
 CHECKPOINT_FOLDER = re.compile(r"step-(\d+)(\.partial|\.previous)?")
 
 
-def _atomic_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 @dataclass
 class LoopState:
     """Where the loop stands. A checkpoint's trainer_state.json holds it, so a resumed run carries on exactly."""
@@ -554,7 +549,7 @@ class TrainingLoop:
                 accelerator.save_state(str(partial))
             accelerator.wait_for_everyone()  # every process has written its RNG state
             if accelerator.is_main_process:
-                _atomic_json(partial / "trainer_state.json", state)
+                write_json(partial / "trainer_state.json", state)
                 previous = path.with_name(path.name + ".previous")
                 if path.exists():
                     shutil.rmtree(previous, ignore_errors=True)
@@ -571,12 +566,8 @@ class TrainingLoop:
 
     def _save_best(self, model) -> None:
         if self.accelerator.is_main_process:
-            tmp = self.work_dir / "best.safetensors.tmp"
-            try:
-                save_file(trainable_state(self.accelerator.unwrap_model(model)), str(tmp))
-                os.replace(tmp, self.work_dir / "best.safetensors")
-            finally:
-                tmp.unlink(missing_ok=True)
+            state = trainable_state(self.accelerator.unwrap_model(model))
+            atomic_write(self.work_dir / "best.safetensors", lambda tmp: save_file(state, str(tmp)), fsync=True)
         self.accelerator.wait_for_everyone()
 
     def _better(self, value: float, best: float | None) -> bool:

@@ -80,7 +80,8 @@ def test_cp_then_validate_the_copy(tmp_path, capsys):
     copy = tmp_path / "minilm-lora-rotten-tomatoes.yaml"
     assert copy.read_text().startswith("# Run:")
     assert main(["validate", str(copy), "strategy.r=4"]) == 0
-    assert "valid" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "valid" in out and "strategy lora" in out and "Config" not in out  # the name a recipe uses
     assert main(["cp", "sentiment/minilm-lora-rotten-tomatoes", str(tmp_path)]) == 2  # no silent overwrite
     assert "--force" in capsys.readouterr().err
 

@@ -11,11 +11,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import text_recipe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer import hub as hub_module
@@ -282,3 +285,42 @@ def test_a_refused_push_leaves_no_staging_behind(run_copy, monkeypatch):
     with pytest.raises(HubError, match="refusing to push: notes.txt"):
         hub_module.push_run(run, "tester/fine", dry_run=True)
     assert list(temp.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The one atomic-write helper every file write of the package goes through
+
+
+@given(
+    old=st.binary(max_size=64), new=st.binary(min_size=1, max_size=64), fail_at=st.sampled_from(["write", "rename"])
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, old, new, fail_at):
+    folder = tmp_path / f"case-{uuid.uuid4().hex}"
+    folder.mkdir()
+    target = folder / "metrics.json"
+    target.write_bytes(old)
+
+    def writer(tmp: Path) -> None:
+        tmp.write_bytes(new[: len(new) // 2])  # half written, then the disk fills
+        if fail_at == "write":
+            raise OSError(28, "No space left on device")
+        tmp.write_bytes(new)
+
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    os.replace = failing_replace if fail_at == "rename" else real_replace
+    try:
+        with pytest.raises(OSError):
+            run_folder.atomic_write(target, writer, fsync=True)
+    finally:
+        os.replace = real_replace
+    assert target.read_bytes() == old
+    assert [p.name for p in folder.iterdir()] == ["metrics.json"]
+
+    run_folder.atomic_write(target, lambda tmp: tmp.write_bytes(new))
+    assert target.read_bytes() == new
+    assert [p.name for p in folder.iterdir()] == ["metrics.json"]

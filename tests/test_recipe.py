@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import subprocess
 import sys
 import typing
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -245,3 +247,21 @@ def capture_warnings():
         yield records
     finally:
         schema_logger.removeHandler(handler)
+
+
+def test_resume_accepts_a_work_folder_recipe_recorded_with_the_old_names_and_still_sees_changes(tmp_path):
+    from hf_transfer.run_folder import RECIPE_FILE, check_resume_recipe
+
+    current = recipe_from_dict(minimal(data={"train_files": ["a.csv"], "test_files": ["b.csv"]})).to_dict()
+    saved = copy.deepcopy(current)
+    saved["data"]["eval_files"] = saved["data"].pop("test_files")
+    saved["data"]["eval_split"] = saved["data"].pop("test_split")
+    saved["data"].pop("max_test_samples")
+    saved["data"]["max_eval_samples"] = saved["data"].pop("max_validation_samples")
+    (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(saved, sort_keys=False))
+    check_resume_recipe(tmp_path, current)
+
+    changed = copy.deepcopy(current)
+    changed["data"]["test_files"] = ["c.csv"]
+    with pytest.raises(RecipeError, match=r"differs from the interrupted run in data\.test_files"):
+        check_resume_recipe(tmp_path, changed)

@@ -171,7 +171,8 @@ def average_features(features: torch.Tensor, model: nn.Module) -> torch.Tensor:
 @contextmanager
 def single_thread():
     """One intra-op thread while transforming single images: their tensor ops are too small to gain from
-    threads, and on a busy CPU the thread pool's synchronisation cost 50x the work (48 ms vs 1 ms an image)."""
+    threads, and on a busy CPU the thread pool's synchronisation costs far more than the work (figures in
+    benchmarks/RESULTS.md)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -367,7 +367,3 @@ def load_sklearn_digits(config: str | None = None) -> DatasetDict:
         splits[name] = Dataset.from_dict({"image": images, "label": labels}, features=features, split=name)
     logger.info("sklearn:digits: classes %s, %d train, %d test", classes, len(splits["train"]), len(splits["test"]))
     return DatasetDict(splits)
-
-
-def is_builtin_dataset(name: str | None) -> bool:
-    return bool(name) and name in BUILTIN_DATASETS

@@ -1,6 +1,6 @@
 """Load a dataset through `datasets` into train / validation / test splits with integer labels and saved names.
 
-Both modalities come through here; `text.py` and `image.py` add what is particular to their columns.
+Both modalities come through here; `text.py` and `images.py` add what is particular to their columns.
 """
 
 from __future__ import annotations
