@@ -287,6 +287,28 @@ def test_a_hub_id_is_not_mistaken_for_a_missing_path():
     check_local_checkpoint("hf-hub:timm/resnet18.a1_in1k")
 
 
+@given(
+    namespace=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,10}", fullmatch=True),
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}[A-Za-z0-9]", fullmatch=True),
+    prefix=st.sampled_from(["./", "../", "/", "~/"]),
+)
+@settings(max_examples=50, deadline=None)
+def test_one_repo_id_check_for_push_download_and_the_card(namespace, name, prefix):
+    from hf_transfer.checkpoint_paths import is_repo_id
+    from hf_transfer.model_card import _is_hub_id
+
+    repo_id = f"{namespace}/{name}"
+    if ".." in name or "--" in repo_id:
+        return  # huggingface_hub refuses these spellings on their own
+    assert is_repo_id(repo_id, namespaced=True) and hub_module.is_hub_repo_id(repo_id) and _is_hub_id(repo_id)
+    assert is_repo_id(name) and not is_repo_id(name, namespaced=True)  # a canonical dataset, not a push target
+    path = prefix + repo_id
+    assert not is_repo_id(path) and not hub_module.is_hub_repo_id(path) and not _is_hub_id(path)
+    assert hub_module.base_model_of({}, override=repo_id) == repo_id
+    with pytest.raises(HubError, match=r"--base-model '.*' is not a Hub repo id"):
+        hub_module.base_model_of({}, override=path)
+
+
 # --- --resume checks the recipe it resumes against the one saved ----------------------------------------------
 
 
