@@ -259,11 +259,13 @@ def read_metadata(run_dir: Path) -> dict:
 
 
 def read_recipe_dict(run_dir: Path) -> dict:
-    """The recipe a run folder records, its keys renamed since the release that wrote it under their new names."""
+    """The recipe a run folder records, any key renamed since the release that wrote it under its current name."""
     return current_recipe_keys(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
 
 
 def current_recipe_keys(raw):
+    """A recorded recipe dict with its renamed keys under their current names, without a warning: the user did not
+    write that file (an older hf-transfer did) and has nothing to change."""
     from hf_transfer.recipe import Recipe
     from hf_transfer.schema import current_keys
 
