@@ -25,7 +25,7 @@ import yaml
 
 from hf_transfer.errors import HfTransferError, RecipeError
 from hf_transfer.recipe import Recipe
-from hf_transfer.run_folder import write_json
+from hf_transfer.run_folder import atomic_write, write_json
 from hf_transfer.strategies import FinetuneConfig, LinearProbeConfig, LoraStrategyConfig, strategy_name
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def search_space_for(recipe: Recipe) -> Callable:
 
 def without_test_split(recipe: Recipe) -> Recipe:
     """The recipe with its held-out test split removed, so that nothing a trial does can read it."""
-    return replace(recipe, data=replace(recipe.data, eval_files=[], eval_split=None))
+    return replace(recipe, data=replace(recipe.data, test_files=[], test_split=None))
 
 
 def check_sweepable(recipe: Recipe) -> None:
@@ -150,9 +150,7 @@ def write_best_recipe(path: Path, data: dict, header: list[str]) -> None:
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)  # one line per value
     text = "".join(f"# {line}\n" for line in header) + body
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --- the sweep ------------------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_lora_sweep_tunes_on_validation_only_and_its_best_recipe_reruns_to_the_b
     assert tuned.train.learning_rate == best["params"]["learning_rate"]
     assert tuned.strategy.r == best["params"]["r"] and tuned.strategy.alpha == 2 * best["params"]["r"]
     assert tuned.train.epochs == best["params"]["epochs"] and tuned.train.batch_size == 32
-    assert tuned.data.eval_files == [str(keyword_csvs["test"])]
+    assert tuned.data.test_files == [str(keyword_csvs["test"])]
 
     # ... and `hf-transfer run` on it, as is, trains to the best trial's validation value and reports on test.
     assert main(["run", str(best_path)]) == 0
