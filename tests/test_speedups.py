@@ -117,7 +117,7 @@ def _image_loop(tmp_path, checkpoint, csvs, workers):
         "description": "workers",
         "task": "image-classification",
         "model": {"checkpoint": str(checkpoint)},
-        "data": {"train_files": [str(csvs["train"])], "eval_files": [str(csvs["test"])], "augment": "model"},
+        "data": {"train_files": [str(csvs["train"])], "test_files": [str(csvs["test"])], "augment": "model"},
         "strategy": "finetune",
         "train": {"epochs": 2, "batch_size": 8, "seed": 3, "num_workers": workers},
         "output": {"dir": str(tmp_path / "out")},
