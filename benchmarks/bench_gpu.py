@@ -250,13 +250,9 @@ class StepTimer(Callback):
 
 
 def fresh_accelerator(precision: str):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
+    from hf_transfer.accelerator import fresh_accelerator as fresh
 
-    # As TransferRun.setup does: Accelerate keeps one global state per process, and each row sets its own.
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    return Accelerator(mixed_precision=precision)
+    return fresh(mixed_precision=precision)
 
 
 def recipe_for(spec: ModelSpec, strategy: str, batch_size: int, args, work_dir: Path):

@@ -5,7 +5,7 @@ and a plain loop, on the same model, batch size and device, over the Rotten Toma
 
     hf-transfer run sentiment/minilm-lora-rotten-tomatoes model.checkpoint=../shared/models/all-MiniLM-L6-v2 \
         data.train_files=../shared/data/rotten_tomatoes/train.csv \
-        data.eval_files=../shared/data/rotten_tomatoes/test.csv \
+        data.test_files=../shared/data/rotten_tomatoes/test.csv \
         data.max_train_samples=500 train.epochs=1 output.dir=/tmp/minilm-lora
     python benchmarks/bench_inference.py text --run /tmp/minilm-lora --batch-size 32
 

@@ -5,7 +5,7 @@ hf-transfer's (features extracted once, head trained on them), on the same backb
         model.checkpoint=local-dir:../shared/models/tf_efficientnet_lite0 --epochs 20 --seed-epochs 2
     python benchmarks/bench_linear_probe.py sentiment/minilm-linear-probe-rotten-tomatoes \
         model.checkpoint=../shared/models/all-MiniLM-L6-v2 data.train_files=../shared/data/rotten_tomatoes/train.csv \
-        data.eval_files=../shared/data/rotten_tomatoes/test.csv --epochs 20 --seed-epochs 1
+        data.test_files=../shared/data/rotten_tomatoes/test.csv --epochs 20 --seed-epochs 1
 
 Prints: one backbone pass over the train split; the seed loop's seconds per epoch (measured over --seed-epochs
 epochs) and its test accuracy; hf-transfer's cost for --epochs epochs (its one extraction of the train split plus

@@ -89,7 +89,7 @@ def main() -> int:
             [
                 f"model.checkpoint={checkpoint}",
                 f"data.train_files={args.train}",
-                f"data.eval_files={args.test}",
+                f"data.test_files={args.test}",
                 f"data.max_train_samples={args.train_samples}",
                 f"train.epochs={args.epochs}",
                 f"output.dir={tmp / ('run-' + name)}",

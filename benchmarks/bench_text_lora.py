@@ -158,7 +158,7 @@ def run_hf_transfer(args, train, test) -> dict:
     overrides = [
         f"model.checkpoint={args.model}",
         f"data.train_files={train_csv}",
-        f"data.eval_files={args.test}",
+        f"data.test_files={args.test}",
         "data.label_names=null",
         f"train.epochs={args.epochs}",
         f"train.batch_size={args.batch_size}",

@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.backbones import Backbone
 from hf_transfer.run_folder import atomic_write
-from hf_transfer.train import wants_channels_last
 
 logger = logging.getLogger(__name__)
 

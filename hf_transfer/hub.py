@@ -75,25 +75,17 @@ MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 30.0
 
-# The `hf` command arrived in huggingface_hub 0.34 (`huggingface-cli` left in 1.0); the declared floor is older, so a
-# message names the command of the version installed.
+# The shell commands that messages name: the `hf` CLI, which every huggingface_hub this package accepts has (it
+# arrived in 0.34; the declared floor is newer, and a test keeps it so).
 HF_CLI_SINCE = "0.34"
+HF_LOGIN = "hf auth login"
+HF_DOWNLOAD = "hf download"
 # What a Hugging Face access token looks like (hf_ and 34 letters), whoever's it is.
 HF_TOKEN_PATTERN = re.compile(rb"\bhf_[A-Za-z]{34}\b")
 
 
-def hub_cli(command: str) -> str:
-    """The shell command for `login` or `download` in the installed huggingface_hub's CLI."""
-    import huggingface_hub
-    from packaging.version import Version
-
-    if Version(huggingface_hub.__version__) >= Version(HF_CLI_SINCE):
-        return {"login": "hf auth login"}.get(command, f"hf {command}")
-    return f"huggingface-cli {command}"
-
-
 def no_token_message() -> str:
-    return f"no Hugging Face token: run `{hub_cli('login')}` or set HF_TOKEN"
+    return f"no Hugging Face token: run `{HF_LOGIN}` or set HF_TOKEN"
 
 
 NO_TOKEN = no_token_message()
@@ -237,7 +229,7 @@ def _hub_error(err: BaseException, action: str, repo_id: str, token: str | None,
         status = _status(err)
         if status == 401:
             text = (
-                f"the Hub did not accept your token while {action} (401 Unauthorized): run `{hub_cli('login')}` "
+                f"the Hub did not accept your token while {action} (401 Unauthorized): run `{HF_LOGIN}` "
                 "again or set HF_TOKEN to a valid token with write access."
             )
         elif status == 403:
@@ -632,7 +624,7 @@ def download_run(repo_id: str, revision: str | None = None, token: str | None = 
     except RepositoryNotFoundError:
         raise HubError(
             f"'{repo_id}' is neither a run folder on disk nor a model repo on the Hub that you can read; check the "
-            f"path or the repo id (for a private repo, run `{hub_cli('login')}` or set HF_TOKEN)."
+            f"path or the repo id (for a private repo, run `{HF_LOGIN}` or set HF_TOKEN)."
         ) from None
     except RevisionNotFoundError:
         raise HubError(f"{repo_id} has no revision '{revision}'; check the branch, tag or commit.") from None
@@ -661,7 +653,7 @@ def download_run(repo_id: str, revision: str | None = None, token: str | None = 
         # A repo must not decide on its own to run code on this machine: that takes a folder the user chose.
         raise ModelError(
             f"the recipe of '{repo_id}' sets model.trust_remote_code, which would run code from the Hub here; review "
-            f"the repo (`{hub_cli('download')} {repo_id} --local-dir DIR`) and load that folder if you trust it."
+            f"the repo (`{HF_DOWNLOAD} {repo_id} --local-dir DIR`) and load that folder if you trust it."
         )
     return folder
 

@@ -10,6 +10,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from torch import nn
 
+from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.backbones import build_backbone
 from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
 from hf_transfer.data.text import drop_empty_texts
@@ -18,7 +19,7 @@ from hf_transfer.metrics import classification_metrics
 from hf_transfer.recipe import recipe_from_dict
 from hf_transfer.run_folder import read_metadata, read_recipe_dict
 from hf_transfer.strategies import build_strategy
-from hf_transfer.train import ROW_INDEX, build_eval_loader, logits_of, wants_channels_last
+from hf_transfer.train import ROW_INDEX, build_eval_loader, logits_of
 
 logger = logging.getLogger(__name__)
 

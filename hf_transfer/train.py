@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.errors import RecipeError, TrainingDivergedError
 from hf_transfer.metrics import classification_metrics, greater_is_better
 from hf_transfer.recipe import Recipe, TrainConfig
@@ -118,13 +119,6 @@ def param_groups_with_decay(
         {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
         for (scale, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
     ]
-
-
-def wants_channels_last(model: nn.Module, device: torch.device | str) -> bool:
-    """Whether `model` runs faster in channels-last (NHWC) memory on `device`: a convolutional network on CUDA, where
-    cuDNN's tensor-core convolutions take NHWC without transposing around every layer (on CPUs the gain depends on
-    the kernels, and depthwise convolutions can lose)."""
-    return torch.device(device).type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def logits_of(output) -> torch.Tensor:

@@ -411,29 +411,9 @@ def _floor(package: str) -> str:
     return re.search(rf'"{package}\s*>=\s*([0-9.]+)', text).group(1)
 
 
-@pytest.mark.parametrize(
-    ("version", "login", "download"),
-    [("0.26.0", "huggingface-cli login", "huggingface-cli download"), ("0.34.0", "hf auth login", "hf download")],
-)
-def test_cli_commands_in_messages_exist_in_the_installed_huggingface_hub(monkeypatch, version, login, download):
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "__version__", version)
-    assert hub_module.hub_cli("login") == login
-    assert hub_module.hub_cli("download") == download
-    assert f"`{login}`" in hub_module.no_token_message()
-
-
-def test_the_declared_floor_gets_a_command_it_has():
+def test_the_declared_huggingface_hub_floor_has_the_cli_that_messages_name():
     from packaging.version import Version
 
-    floor = Version(_floor("huggingface_hub"))
-    expected = "hf auth login" if floor >= Version("0.34") else "huggingface-cli login"
-    import huggingface_hub
-
-    original = huggingface_hub.__version__
-    try:
-        huggingface_hub.__version__ = str(floor)
-        assert hub_module.hub_cli("login") == expected
-    finally:
-        huggingface_hub.__version__ = original
+    assert Version(_floor("huggingface_hub")) >= Version(hub_module.HF_CLI_SINCE)
+    assert f"`{hub_module.HF_LOGIN}`" in hub_module.no_token_message()
+    assert hub_module.HF_LOGIN == "hf auth login" and hub_module.HF_DOWNLOAD == "hf download"

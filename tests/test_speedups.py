@@ -17,6 +17,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForSequenceClassification
 
 import hf_transfer
+from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.backbones import build_backbone
 from hf_transfer.data.splits import load_splits
 from hf_transfer.predict import merged_for_inference
@@ -28,7 +29,6 @@ from hf_transfer.train import (
     build_adamw,
     build_train_sampler,
     resolve_num_workers,
-    wants_channels_last,
 )
 
 
