@@ -17,7 +17,8 @@ python3 .ci/lowest_constraints.py > "$venv/lowest-constraints.txt"
 echo "lowest versions installed in $((SECONDS - start)) s"
 
 # Text (probe, finetune, LoRA), images (timm probe, finetune, LoRA, transforms), the recipe schema, a sweep (optuna) and a push with
-# retries and a load back by repo id. Not test_push_lora_run_in_one_commit_then_load_it_back_by_repo_id: its
+# retries and a load back by repo id, the sweep, the label coding, the image cache key, TensorBoard tracking and
+# workers. Not test_push_lora_run_in_one_commit_then_load_it_back_by_repo_id: its
 # ModelCard.validate() posts to huggingface.co itself on older huggingface_hub (a test-side check, not our code).
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
     tests/test_recipe.py \
@@ -35,5 +36,10 @@ echo "lowest versions installed in $((SECONDS - start)) s"
     tests/test_hub_push.py::test_a_wrong_token_says_to_log_in_again \
     tests/test_hub_push.py::test_push_image_run_and_load_it_back \
     tests/test_sweep.py::test_probe_sweep_extracts_features_once_and_minimises_a_loss \
-    tests/test_sweep.py::test_every_proposal_stays_around_the_recipe_and_makes_a_valid_recipe
+    tests/test_sweep.py::test_every_proposal_stays_around_the_recipe_and_makes_a_valid_recipe \
+    tests/test_labels.py::test_every_split_uses_one_coding_and_names_the_rows_it_codes \
+    tests/test_labels.py::test_a_class_label_feature_keeps_its_names_and_ids \
+    tests/test_feature_cache.py::test_overwriting_the_images_in_place_is_a_cache_miss \
+    tests/test_tracking.py::test_tensorboard_gets_the_loss_learning_rate_and_every_evaluation_metric \
+    tests/test_speedups.py::test_workers_give_the_same_augmented_batches_as_the_main_process
 echo "lowest-versions job took $((SECONDS - start)) s"

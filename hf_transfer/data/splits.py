@@ -314,9 +314,7 @@ def encode_labels(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[
                     f"row {unseen} of {where} has label {split[column][unseen]!r}, which train never saw; "
                     f"known labels are {', '.join(coding.names[i] for i in sorted(seen))}."
                 )
-        if LABEL in split.column_names:
-            split = split.remove_columns(LABEL)
-        split = split.add_column(LABEL, ids, feature=datasets.Value("int64"))
+        split = with_label_ids(split, ids)
         if column != LABEL and column in split.column_names:
             split = split.remove_columns(column)
         encoded[role] = split
@@ -333,10 +331,19 @@ def coding_of_run(label_names: list[str], label_names_given: bool) -> LabelCodin
 
 def encode_labels_like(split: Dataset, column: str, coding: LabelCoding, where: str) -> Dataset:
     """`split` with a `labels` column of a trained run's class ids (see `coding_of_run`)."""
-    ids = coding.encode(split, column, where)
+    return with_label_ids(split, coding.encode(split, column, where))
+
+
+def with_label_ids(split: Dataset, ids: list[int]) -> Dataset:
+    """`split` with its `labels` column set to the class ids `ids`, as int64."""
     if LABEL in split.column_names:
         split = split.remove_columns(LABEL)
-    return split.add_column(LABEL, ids, feature=datasets.Value("int64"))
+    # Not add_column(feature=...): that argument is newer than the datasets floor. Python ints arrive as int64;
+    # only a column with nothing to infer from needs the cast.
+    split = split.add_column(LABEL, ids)
+    if split.features[LABEL] != datasets.Value("int64"):
+        split = split.cast_column(LABEL, datasets.Value("int64"))
+    return split
 
 
 def carve_validation(train: Dataset, fraction: float, seed: int, label_names: list[str]) -> tuple[Dataset, Dataset]:
