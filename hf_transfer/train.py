@@ -679,32 +679,34 @@ class TrainingLoop:
         n_batches = 0
         window_batches = 0
         epoch_start = time.perf_counter()
-        for batch in loader:
-            loss = self._train_step(batch)
-            loss_sum += loss
-            window += loss
-            n_batches += 1
-            window_batches += 1
-            bar.update(1)
-            if not accelerator.sync_gradients:
-                continue
-            state.global_step += 1
-            state.step_in_epoch += 1
-            step = state.global_step
-            checkpoint_due = cfg.save_every_steps and step % cfg.save_every_steps == 0
-            if step % cfg.log_every_steps == 0 or checkpoint_due:
-                mean = (window / window_batches).item()  # the one host sync, every log_every_steps
-                self._check_finite(mean, step, epoch)
-                bar.set_postfix(loss=f"{mean:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-                self._log({"train/loss": mean, "train/learning_rate": self._base_learning_rate()}, step)
-                window.zero_()
-                window_batches = 0
-            if checkpoint_due:
-                self._save_checkpoint(state.to_dict())
-            if accelerator.is_main_process:
-                for cb in self.callbacks:
-                    cb.on_step_end(step, epoch)
-        bar.close()
+        try:
+            for batch in loader:
+                loss = self._train_step(batch)
+                loss_sum += loss
+                window += loss
+                n_batches += 1
+                window_batches += 1
+                bar.update(1)
+                if not accelerator.sync_gradients:
+                    continue
+                state.global_step += 1
+                state.step_in_epoch += 1
+                step = state.global_step
+                checkpoint_due = cfg.save_every_steps and step % cfg.save_every_steps == 0
+                if step % cfg.log_every_steps == 0 or checkpoint_due:
+                    mean = (window / window_batches).item()  # the one host sync, every log_every_steps
+                    self._check_finite(mean, step, epoch)
+                    bar.set_postfix(loss=f"{mean:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                    self._log({"train/loss": mean, "train/learning_rate": self._base_learning_rate()}, step)
+                    window.zero_()
+                    window_batches = 0
+                if checkpoint_due:
+                    self._save_checkpoint(state.to_dict())
+                if accelerator.is_main_process:
+                    for cb in self.callbacks:
+                        cb.on_step_end(step, epoch)
+        finally:
+            bar.close()  # also when a step raises (NaN loss): no stray bar printed at exit
         train_loss = (loss_sum / max(n_batches, 1)).item()
         state.train_seconds += time.perf_counter() - epoch_start
         self._check_finite(train_loss, state.global_step, epoch)
