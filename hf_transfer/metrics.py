@@ -37,6 +37,24 @@ TOP_CONFUSIONS_SHOWN = 10
 PLOT_LABEL_WIDTH = 20
 PLOT_ANNOTATE_MAX_CLASSES = 30
 
+PER_LABEL_COLUMNS = (
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "f1"),
+    ("support", "support"),
+    ("average_precision", "AP"),
+    ("roc_auc", "roc_auc"),
+    ("threshold", "threshold"),
+)
+PER_TARGET_COLUMNS = (
+    ("mse", "mse"),
+    ("rmse", "rmse"),
+    ("mae", "mae"),
+    ("r2", "r2"),
+    ("pearson", "pearson"),
+    ("spearman", "spearman"),
+)
+
 _NON_METRIC_HISTORY_KEYS = frozenset({"epoch", "step", "num_samples", "learning_rate", "grad_norm", "total_flos"})
 
 
@@ -131,9 +149,50 @@ def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: Seque
     }
 
 
+METRIC_DIRECTIONS: dict[str, bool] = {
+    # single-label
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1_macro": True,
+    "precision_macro": True,
+    "recall_macro": True,
+    "roc_auc": True,
+    "log_loss": False,
+    # multi-label
+    "f1_micro": True,
+    "f1_weighted": True,
+    "f1_samples": True,
+    "precision_micro": True,
+    "recall_micro": True,
+    "subset_accuracy": True,
+    "hamming_loss": False,
+    "map_macro": True,
+    "roc_auc_macro": True,
+    # regression
+    "mse": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+    "pearson": True,
+    "spearman": True,
+}
+"""Whether a larger value is better, for every metric the metric functions return (True: greater is better)."""
+
+_SPLIT_PREFIXES = ("eval_", "validation_", "test_", "train_")
+
+
 def greater_is_better(metric: str) -> bool:
-    """False for losses ("loss", "log_loss", "eval_loss", anything ending in "loss"), True for every other metric."""
-    return not metric.strip().lower().endswith("loss")
+    """The direction of `metric`: False for errors and losses (mse, rmse, mae, hamming_loss, log_loss and anything
+    ending in "loss" or "error"), True for every other metric.
+
+    A split prefix ("eval_rmse") and a per-label / per-target suffix ("rmse/price", as cross-validation names them)
+    do not change the direction.
+    """
+    name = metric.strip().lower().split("/", 1)[0]
+    for candidate in (name, *(name[len(prefix) :] for prefix in _SPLIT_PREFIXES if name.startswith(prefix))):
+        if candidate in METRIC_DIRECTIONS:
+            return METRIC_DIRECTIONS[candidate]
+    return not name.endswith(("loss", "error"))
 
 
 def _validated_labels(y_true, num_classes: int) -> np.ndarray:
@@ -182,7 +241,8 @@ def _validated_probabilities(probs, num_samples: int, label_names: Sequence[str]
 
 
 def format_metrics_table(metrics: dict, title: str | None = None) -> str:
-    """A plain-text report: scalar metrics (4 decimals), a per-class table, then the confusion matrix.
+    """A plain-text report: scalar metrics (4 decimals), a per-class, per-label (multi-label) or per-target
+    (regression) table, then the confusion matrix (single-label).
 
     Up to 10 classes the matrix has (truncated) label names as column headers, up to 25 it uses class indices,
     beyond that it lists the most frequent confusions instead of the full matrix. Sections whose keys are missing
@@ -192,6 +252,10 @@ def format_metrics_table(metrics: dict, title: str | None = None) -> str:
     label_names = list(metrics.get("per_class", {}))
     if metrics.get("per_class"):
         sections.append(_per_class_section(metrics["per_class"]))
+    if metrics.get("per_label"):
+        sections.append(_rows_section("label", metrics["per_label"], PER_LABEL_COLUMNS))
+    if metrics.get("per_target"):
+        sections.append(_rows_section("target", metrics["per_target"], PER_TARGET_COLUMNS))
     if metrics.get("confusion_matrix"):
         matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
         if len(label_names) != len(matrix):
@@ -226,7 +290,8 @@ def _formatted_value(value) -> str:
 
 def _scalar_metrics_section(metrics: dict) -> str:
     """The scalar metrics, known ones first in a fixed order, then any other scalar keys, one per line."""
-    known = ["num_samples", *METRIC_NAMES]
+    # Multi-label and regression dicts come in their own reading order; single-label ones follow METRIC_NAMES.
+    known = [] if {"per_label", "per_target"} & metrics.keys() else ["num_samples", *METRIC_NAMES]
     scalar_keys = [key for key in known if key in metrics]
     scalar_keys += [
         key
@@ -239,9 +304,28 @@ def _scalar_metrics_section(metrics: dict) -> str:
     lines = [f"{'metric':<{width}}  value"]
     for key in scalar_keys:
         line = f"{key:<{width}}  {_formatted_value(metrics[key])}"
-        if key == "roc_auc" and metrics[key] is None and metrics.get("roc_auc_note"):
-            line += f"  ({metrics['roc_auc_note']})"
+        note = metrics.get(f"{key}_note") or metrics.get(f"{key.removesuffix('_macro')}_note")
+        if isinstance(note, str):
+            line += f"  ({note})"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def _rows_section(kind: str, rows: dict[str, dict], columns: Sequence[tuple[str, str]]) -> str:
+    """One line per label or target with the given (key, header) columns: ints as is, floats with 4 decimals, None
+    as n/a; a column no row has is left out."""
+    columns = [(key, header) for key, header in columns if any(key in row for row in rows.values())]
+    cells = {name: [_formatted_value(row.get(key)) for key, _ in columns] for name, row in rows.items()}
+    widths = [
+        max(len(header), *(len(values[i]) for values in cells.values())) for i, (_, header) in enumerate(columns)
+    ]
+    name_width = max(len(kind), *(len(truncated(name, TABLE_LABEL_WIDTH)) for name in rows))
+    lines = [f"{kind:<{name_width}}  " + "  ".join(f"{h:>{w}}" for (_, h), w in zip(columns, widths))]
+    for name, values in cells.items():
+        lines.append(
+            f"{truncated(name, TABLE_LABEL_WIDTH):<{name_width}}  "
+            + "  ".join(f"{v:>{w}}" for v, w in zip(values, widths))
+        )
     return "\n".join(lines)
 
 
@@ -479,6 +563,68 @@ def bootstrap_metric_difference(
         "confidence": float(confidence),
         "n_resamples": int(n_resamples),
     }
+
+
+def bootstrap_difference(
+    metric_fn: Callable,
+    y_true,
+    pred_a,
+    pred_b,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """Paired bootstrap confidence interval of metric_fn(y_true, pred_a) - metric_fn(y_true, pred_b), for any metric.
+
+    The rows (first axis) of `y_true`, `pred_a` and `pred_b` are resampled together, so 2-D multi-hot labels with
+    (n, K) scores, or (n, T) regression targets with predictions, resample as whole rows. `metric_fn` returns a
+    number, or None where the metric is undefined on a resample (a correlation on a resample with one distinct
+    target): those resamples are left out of the interval and counted in `undefined_resamples`. The result depends
+    only on the inputs and `seed`.
+
+    Returns {"metric", "a", "b", "difference", "ci_low", "ci_high", "confidence", "n_resamples",
+    "undefined_resamples"}; the interval is None when no resample is defined, and the difference when either whole-
+    set score is None. "difference" is a gain when the metric is greater-is-better, a loss otherwise.
+    """
+    if int(n_resamples) < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}.")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}.")
+    y_array, a_array, b_array = (np.asarray(values) for values in (y_true, pred_a, pred_b))
+    if len({len(y_array), len(a_array), len(b_array)}) != 1 or len(y_array) == 0:
+        raise ValueError(
+            f"y_true, pred_a and pred_b must be non-empty and equally long, got lengths "
+            f"{sorted({len(y_array), len(a_array), len(b_array)})}."
+        )
+    score_a, score_b = _defined(metric_fn(y_array, a_array)), _defined(metric_fn(y_array, b_array))
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(int(n_resamples)):
+        rows = rng.integers(0, len(y_array), size=len(y_array))
+        resampled_a = _defined(metric_fn(y_array[rows], a_array[rows]))
+        resampled_b = _defined(metric_fn(y_array[rows], b_array[rows]))
+        if resampled_a is not None and resampled_b is not None:
+            differences.append(resampled_a - resampled_b)
+    alpha = 1.0 - float(confidence)
+    ci_low = ci_high = None
+    if differences:
+        ci_low, ci_high = (float(q) for q in np.quantile(differences, [alpha / 2, 1.0 - alpha / 2]))
+    return {
+        "metric": getattr(metric_fn, "__name__", "metric"),
+        "a": score_a,
+        "b": score_b,
+        "difference": None if score_a is None or score_b is None else score_a - score_b,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "confidence": float(confidence),
+        "n_resamples": int(n_resamples),
+        "undefined_resamples": int(n_resamples) - len(differences),
+    }
+
+
+def _defined(value) -> float | None:
+    """`value` as a float, or None when it is None or NaN."""
+    return float(value) if _is_number(value) else None
 
 
 def _validated_paired_predictions(y_true, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
