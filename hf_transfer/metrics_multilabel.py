@@ -67,10 +67,10 @@ def multilabel_metrics(y_true, scores, label_names: Sequence[str], thresholds=DE
         "rows_without_labels": int((y_array.sum(axis=1) == 0).sum()),
     }
     for average in ("micro", "macro", "weighted", "samples"):
-        metrics[f"f1_{average}"] = float(sk_metrics.f1_score(y_array, y_pred, average=average, zero_division=0))
+        metrics[f"f1_{average}"] = _averaged(sk_metrics.f1_score, y_array, y_pred, average)
     for name, function in (("precision", sk_metrics.precision_score), ("recall", sk_metrics.recall_score)):
         for average in ("micro", "macro"):
-            metrics[f"{name}_{average}"] = float(function(y_array, y_pred, average=average, zero_division=0))
+            metrics[f"{name}_{average}"] = _averaged(function, y_array, y_pred, average)
     metrics["subset_accuracy"] = float(sk_metrics.accuracy_score(y_array, y_pred))
     metrics["hamming_loss"] = float(sk_metrics.hamming_loss(y_array, y_pred))
 
@@ -85,9 +85,13 @@ def multilabel_metrics(y_true, scores, label_names: Sequence[str], thresholds=DE
     if roc_auc_note:
         metrics["roc_auc_note"] = roc_auc_note
 
-    precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
-        y_array, y_pred, average=None, zero_division=0
-    )
+    if y_array.shape[1] > 1:
+        per_label = sk_metrics.precision_recall_fscore_support(y_array, y_pred, average=None, zero_division=0)
+    else:  # one label reads as binary to scikit-learn: ask for the positive class alone
+        per_label = sk_metrics.precision_recall_fscore_support(
+            y_array[:, 0], y_pred[:, 0], labels=[1], average=None, zero_division=0
+        )
+    precision, recall, f1, support = per_label
     metrics["per_label"] = {
         name: {
             "precision": float(precision[k]),
@@ -128,10 +132,21 @@ def multilabel_metric_fn(metric: str, thresholds=DEFAULT_THRESHOLD) -> Callable[
         function = {"f1": sk_metrics.f1_score, "precision": sk_metrics.precision_score}.get(
             name, sk_metrics.recall_score
         )
-        return float(function(y_array, y_pred, average=average, zero_division=0))
+        return _averaged(function, y_array, y_pred, average)
 
     value.__name__ = metric
     return value
+
+
+def _averaged(function, y_true: np.ndarray, y_pred: np.ndarray, average: str) -> float:
+    """scikit-learn's multi-label average of `function` (zero_division=0), also for a single label, which
+    scikit-learn reads as a binary task whose "macro" would average in the negative class."""
+    if y_true.shape[1] > 1:
+        return float(function(y_true, y_pred, average=average, zero_division=0))
+    if average == "samples":
+        # With one label a row's F1, precision and recall are all 1 when it is true and predicted, else 0.
+        return float(np.mean(y_true[:, 0] & y_pred[:, 0]))
+    return float(function(y_true[:, 0], y_pred[:, 0], labels=[1], average=average, zero_division=0))
 
 
 def _per_label_average_precision(y_true: np.ndarray, scores: np.ndarray) -> list[float | None]:

@@ -13,6 +13,9 @@ alpha <- gamma / |m|^2, beta <- (N - gamma) / |y - F m|^2, all of it in the basi
 singular values), so each iteration costs O(min(N, D)). LogME is the mean over classes of the maximised evidence
 divided by N: higher is better; it does not change when the features are scaled or rotated, nor when the rows or the
 class ids are permuted.
+
+The same evidence scores the other problem types: each label of a multi-label task is one 0/1 target, each
+regression target (standardised) is one real-valued target, and LogME is again the mean over targets.
 """
 
 from __future__ import annotations
@@ -22,10 +25,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hf_transfer.errors import DataError
+from hf_transfer.folds import FOLD_PROBLEM_TYPES, MULTI_LABEL, REGRESSION, SINGLE_LABEL, fold_indices
+
 LOGME_MAX_ITERATIONS = 100
 LOGME_TOLERANCE = 1e-6  # relative change of alpha / beta between iterations
 KNN_NEIGHBORS = 10
 LOGISTIC_CS = [1e-3, 1e-2, 1e-1, 1.0]  # inverse L2 strengths the linear probe chooses from
+KNN_SCORE_NAMES = {
+    SINGLE_LABEL: "knn_accuracy",
+    MULTI_LABEL: "knn_map_macro",
+    REGRESSION: "knn_neg_rmse",
+}
+"""What `knn_score` measures for each problem type, as a report would name it."""
 
 
 @dataclass
@@ -78,21 +90,49 @@ def _evidence(target: np.ndarray, u: np.ndarray, sigma: np.ndarray, n_features: 
     return Evidence(log_evidence / n, alpha, beta, iterations)
 
 
-def logme_evidences(features, labels, num_classes: int | None = None) -> list[Evidence]:
-    """The maximised evidence of each class's one-vs-rest target (classes absent from `labels` are skipped)."""
+def logme_evidences(
+    features, labels, num_classes: int | None = None, problem_type: str = SINGLE_LABEL
+) -> list[Evidence]:
+    """The maximised evidence of each target the labels make:
+
+    - single-label: each class's one-vs-rest 0/1 target (classes absent from `labels` are skipped);
+    - multi-label: each label's 0/1 column of the multi-hot `labels` (N, K) (a label that is all 0 or all 1 on these
+      rows is skipped: it tells nothing about the features);
+    - regression: each target column of `labels` (N,) or (N, T), standardised first (constant targets skipped), so
+      that targets in different units weigh the same in the mean and the model needs no intercept.
+    """
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels)
     if features.ndim != 2 or len(features) != len(labels):
         raise ValueError(f"features must be (N, D) with N = len(labels); got {features.shape} and {len(labels)}.")
+    targets = _logme_targets(labels, num_classes, problem_type)
     u, sigma = _svd_basis(features)
-    classes = np.unique(labels) if num_classes is None else [c for c in range(num_classes) if (labels == c).any()]
-    return [_evidence((labels == c).astype(np.float64), u, sigma, features.shape[1]) for c in classes]
+    return [_evidence(target, u, sigma, features.shape[1]) for target in targets]
 
 
-def logme(features, labels) -> float:
-    """LogME of `features` (N, D) for integer `labels` (N,): the mean over classes of the maximised log evidence
-    per example. Higher means the labels are more linearly predictable from the features."""
-    return float(np.mean([e.log_evidence for e in logme_evidences(features, labels)]))
+def _logme_targets(labels: np.ndarray, num_classes: int | None, problem_type: str) -> list[np.ndarray]:
+    if problem_type == SINGLE_LABEL:
+        classes = np.unique(labels) if num_classes is None else [c for c in range(num_classes) if (labels == c).any()]
+        return [(labels == c).astype(np.float64) for c in classes]
+    columns = labels.astype(np.float64)
+    columns = columns[:, None] if columns.ndim == 1 else columns
+    varying = [columns[:, t] for t in range(columns.shape[1]) if np.ptp(columns[:, t]) > 0]
+    if problem_type == MULTI_LABEL:
+        if not varying:
+            raise DataError("LogME needs a label that some rows have and others lack; every label is all 0 or all 1.")
+        return varying
+    if problem_type == REGRESSION:
+        if not varying:
+            raise DataError("LogME needs a regression target that varies; every target is constant on these rows.")
+        return [(column - column.mean()) / column.std() for column in varying]
+    raise ValueError(f"problem_type must be one of {', '.join(FOLD_PROBLEM_TYPES)}, got {problem_type!r}.")
+
+
+def logme(features, labels, problem_type: str = SINGLE_LABEL) -> float:
+    """LogME of `features` (N, D) for `labels`: the mean over targets (classes, labels or regression targets; see
+    `logme_evidences`) of the maximised log evidence per example. Higher means the labels are more linearly
+    predictable from the features."""
+    return float(np.mean([e.log_evidence for e in logme_evidences(features, labels, problem_type=problem_type)]))
 
 
 def _folds(labels: np.ndarray, folds: int, seed: int):
@@ -110,6 +150,50 @@ def knn_accuracy(features, labels, folds: int = 5, seed: int = 0) -> float:
     smallest_train_fold = len(labels) - math.ceil(len(labels) / folds)
     knn = KNeighborsClassifier(n_neighbors=max(1, min(KNN_NEIGHBORS, smallest_train_fold)), metric="cosine")
     return float(cross_val_score(knn, features, labels, cv=_folds(labels, folds, seed)).mean())
+
+
+def knn_score(features, labels, problem_type: str = SINGLE_LABEL, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated score of k nearest neighbours by cosine similarity, in the form the problem type needs
+    (`KNN_SCORE_NAMES` names it; higher is better for all three):
+
+    - single-label: accuracy of the neighbours' vote (`knn_accuracy`);
+    - multi-label: macro mean average precision of the neighbours' label frequencies, over the labels with a
+      positive row in the validation fold (iteratively stratified folds);
+    - regression: minus the RMSE of the neighbours' mean, on targets standardised over all rows (so 0 is perfect and
+      -1 is about what predicting the mean gives; several targets are averaged), over quantile-binned folds.
+    """
+    if problem_type == SINGLE_LABEL:
+        return knn_accuracy(features, labels, folds=folds, seed=seed)
+    from sklearn.metrics import average_precision_score
+    from sklearn.neighbors import KNeighborsRegressor
+
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if problem_type == MULTI_LABEL:
+        targets = labels
+    elif problem_type == REGRESSION:
+        targets = labels[:, None] if labels.ndim == 1 else labels
+        spread = targets.std(axis=0)
+        targets = (targets - targets.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    else:
+        raise ValueError(f"problem_type must be one of {', '.join(FOLD_PROBLEM_TYPES)}, got {problem_type!r}.")
+    scores = []
+    for train, validation in fold_indices(problem_type, labels, folds, seed):
+        knn = KNeighborsRegressor(n_neighbors=max(1, min(KNN_NEIGHBORS, len(train))), metric="cosine")
+        predicted = knn.fit(features[train], targets[train]).predict(features[validation])
+        predicted = predicted.reshape(len(validation), -1)
+        truth = targets[validation]
+        if problem_type == REGRESSION:
+            scores.append(-float(np.sqrt(((predicted - truth) ** 2).mean(axis=0)).mean()))
+            continue
+        with_positives = [k for k in range(truth.shape[1]) if truth[:, k].any()]
+        if with_positives:
+            scores.append(
+                float(np.mean([average_precision_score(truth[:, k], predicted[:, k]) for k in with_positives]))
+            )
+    if not scores:
+        raise DataError("kNN mAP needs a validation fold with a positive label; every label is all 0 on these rows.")
+    return float(np.mean(scores))
 
 
 def linear_probe_accuracy(features, labels, folds: int = 5, seed: int = 0) -> float:
