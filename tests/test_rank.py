@@ -13,7 +13,15 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from hf_transfer.cli import main
-from hf_transfer.transferability import knn_accuracy, linear_probe_accuracy, logme, logme_evidences
+from hf_transfer.errors import DataError
+from hf_transfer.transferability import (
+    KNN_SCORE_NAMES,
+    knn_accuracy,
+    knn_score,
+    linear_probe_accuracy,
+    logme,
+    logme_evidences,
+)
 
 # --------------------------------------------------------------------------------------------------------------------
 # LogME
@@ -62,6 +70,68 @@ def test_logme_is_the_maximised_gaussian_evidence(n, d):
         for da, db in ((1.5, 1.0), (1 / 1.5, 1.0), (1.0, 1.5), (1.0, 1 / 1.5)):  # a maximum along both axes
             assert evidence(fit.alpha * da, fit.beta * db) <= fit.log_evidence + 1e-9
     assert math.isfinite(logme(np.zeros((20, 4)), np.arange(20) % 2))  # constant features: finite, no NaN
+
+
+def _regression_task(n=200, d=16, targets=2, seed=0):
+    """Targets in different units, features whose first directions carry them, and random features."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, targets))
+    y = latent * np.array([1.0, 1000.0, 0.01][:targets]) + np.array([5.0, -300.0, 0.0][:targets])
+    informative = rng.normal(size=(n, d))
+    informative[:, :targets] += 2.0 * latent
+    return y, informative, rng.normal(size=(n, d))
+
+
+def _multilabel_task(n=200, d=16, labels=4, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, labels)) < 0.3).astype(int)
+    y[0] = 0  # a row without labels
+    informative = rng.normal(size=(n, d))
+    informative[:, :labels] += 2.0 * y
+    return y, informative, rng.normal(size=(n, d))
+
+
+def test_regression_logme_and_knn_prefer_the_features_that_carry_the_targets():
+    y, informative, noise = _regression_task()
+    assert logme(informative, y, problem_type="regression") > logme(noise, y, problem_type="regression") + 0.1
+    assert knn_score(informative, y, "regression", folds=3) > knn_score(noise, y, "regression", folds=3) + 0.2
+    assert -1.5 < knn_score(noise, y, "regression", folds=3) < -0.8  # about the error of predicting the mean
+    one = y[:, 0]
+    assert logme(informative, one, problem_type="regression") > logme(noise, one, problem_type="regression") + 0.1
+    assert KNN_SCORE_NAMES["regression"] == "knn_neg_rmse"
+
+
+def test_regression_logme_does_not_depend_on_the_targets_units():
+    y, features, _ = _regression_task(seed=1)
+    reference = logme(features, y, problem_type="regression")
+    assert logme(features, y * [3.0, 0.001] + 42.0, problem_type="regression") == pytest.approx(reference, abs=1e-9)
+    # the mean over targets: each target's evidence counts once
+    per_target = [logme(features, y[:, t], problem_type="regression") for t in range(2)]
+    assert reference == pytest.approx(np.mean(per_target))
+
+
+def test_multilabel_logme_and_knn_prefer_the_features_that_carry_the_labels():
+    y, informative, noise = _multilabel_task()
+    kind = "multi_label_classification"
+    assert logme(informative, y, problem_type=kind) > logme(noise, y, problem_type=kind) + 0.05
+    assert knn_score(informative, y, kind, folds=3) > knn_score(noise, y, kind, folds=3) + 0.2
+    # one label per target: a single-label task with one-hot rows scores the same through both forms
+    classes = np.arange(200) % 3
+    assert logme(informative, np.eye(3)[classes], problem_type=kind) == pytest.approx(logme(informative, classes))
+    assert knn_score(informative, classes, folds=3) == knn_accuracy(informative, classes, folds=3)
+
+
+def test_targets_that_never_vary_are_skipped_or_named():
+    y, features, _ = _multilabel_task(seed=2)
+    y[:, 3] = 0  # a label no row has
+    assert logme(features, y, problem_type="multi_label_classification") == pytest.approx(
+        logme(features, y[:, :3], problem_type="multi_label_classification")
+    )
+    with pytest.raises(DataError, match="all 0 or all 1"):
+        logme(features, np.zeros((200, 2)), problem_type="multi_label_classification")
+    with pytest.raises(DataError, match="constant"):
+        logme(features, np.full(200, 3.0), problem_type="regression")
+    assert math.isfinite(knn_score(features, np.full(200, 3.0), "regression", folds=3))
 
 
 # --------------------------------------------------------------------------------------------------------------------
