@@ -18,7 +18,7 @@ echo "lowest versions installed in $((SECONDS - start)) s"
 
 # Text (probe, finetune, LoRA), images (timm probe, finetune, LoRA, transforms), the recipe schema, a sweep (optuna) and a push with
 # retries and a load back by repo id, the sweep, the label coding, the image cache key, TensorBoard tracking and
-# workers. Not test_push_lora_run_in_one_commit_then_load_it_back_by_repo_id: its
+# workers, the multi-label / regression metrics and iterative-stratification folds. Not test_push_lora_run_in_one_commit_then_load_it_back_by_repo_id: its
 # ModelCard.validate() posts to huggingface.co itself on older huggingface_hub (a test-side check, not our code).
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
     tests/test_recipe.py \
@@ -41,5 +41,8 @@ echo "lowest versions installed in $((SECONDS - start)) s"
     tests/test_labels.py::test_a_class_label_feature_keeps_its_names_and_ids \
     tests/test_feature_cache.py::test_overwriting_the_images_in_place_is_a_cache_miss \
     tests/test_tracking.py::test_tensorboard_gets_the_loss_learning_rate_and_every_evaluation_metric \
-    tests/test_speedups.py::test_workers_give_the_same_augmented_batches_as_the_main_process
+    tests/test_speedups.py::test_workers_give_the_same_augmented_batches_as_the_main_process \
+    tests/test_metrics_multilabel.py::test_agrees_with_sklearn_on_random_shapes \
+    tests/test_metrics_multilabel.py::test_multilabel_folds_beat_plain_kfold_on_a_rare_label \
+    tests/test_metrics_regression.py::test_agrees_with_sklearn_on_random_shapes
 echo "lowest-versions job took $((SECONDS - start)) s"

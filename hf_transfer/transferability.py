@@ -38,6 +38,13 @@ KNN_SCORE_NAMES = {
     REGRESSION: "knn_neg_rmse",
 }
 """What `knn_score` measures for each problem type, as a report would name it."""
+LINEAR_SCORE_NAMES = {
+    SINGLE_LABEL: "linear_accuracy",
+    MULTI_LABEL: "linear_map_macro",
+    REGRESSION: "linear_r2",
+}
+"""What `linear_probe_score` measures for each problem type, as a report would name it."""
+RIDGE_ALPHAS = np.logspace(-2, 4, 13)  # L2 strengths the ridge probe chooses from (features are standardised)
 
 
 @dataclass
@@ -210,3 +217,45 @@ def linear_probe_accuracy(features, labels, folds: int = 5, seed: int = 0) -> fl
     probe = GridSearchCV(LogisticRegression(max_iter=2000), {"C": LOGISTIC_CS}, cv=inner, scoring="accuracy")
     scores = cross_val_score(make_pipeline(StandardScaler(), probe), features, labels, cv=_folds(labels, folds, seed))
     return float(scores.mean())
+
+
+def linear_probe_score(features, labels, problem_type: str = SINGLE_LABEL, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated score of a linear probe on standardised features, in the form the problem type needs
+    (`LINEAR_SCORE_NAMES` names it; higher is better for all three):
+
+    - single-label: accuracy of a logistic regression (`linear_probe_accuracy`);
+    - multi-label: macro mean average precision of a ridge regression on the 0/1 label columns, over the labels with
+      a positive row in the validation fold (least squares rather than one logistic search per label, which would
+      cost labels x strengths x inner folds fits);
+    - regression: R² of a ridge regression, averaged over targets.
+
+    The ridge strength is chosen inside each training fold by RidgeCV's efficient leave-one-out search, per target.
+    """
+    if problem_type == SINGLE_LABEL:
+        return linear_probe_accuracy(features, labels, folds=folds, seed=seed)
+    if problem_type not in (MULTI_LABEL, REGRESSION):
+        raise ValueError(f"problem_type must be one of {', '.join(FOLD_PROBLEM_TYPES)}, got {problem_type!r}.")
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import average_precision_score, r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    targets = labels[:, None] if labels.ndim == 1 else labels
+    scores = []
+    for train, validation in fold_indices(problem_type, labels, folds, seed):
+        probe = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True))
+        predicted = probe.fit(features[train], targets[train]).predict(features[validation])
+        predicted, truth = predicted.reshape(len(validation), -1), targets[validation]
+        if problem_type == REGRESSION:
+            scores.append(float(r2_score(truth, predicted)))
+            continue
+        with_positives = [k for k in range(truth.shape[1]) if truth[:, k].any()]
+        if with_positives:
+            scores.append(
+                float(np.mean([average_precision_score(truth[:, k], predicted[:, k]) for k in with_positives]))
+            )
+    if not scores:
+        raise DataError("linear mAP needs a validation fold with a positive label; every label is all 0 here.")
+    return float(np.mean(scores))

@@ -16,9 +16,11 @@ from hf_transfer.cli import main
 from hf_transfer.errors import DataError
 from hf_transfer.transferability import (
     KNN_SCORE_NAMES,
+    LINEAR_SCORE_NAMES,
     knn_accuracy,
     knn_score,
     linear_probe_accuracy,
+    linear_probe_score,
     logme,
     logme_evidences,
 )
@@ -96,6 +98,9 @@ def test_regression_logme_and_knn_prefer_the_features_that_carry_the_targets():
     assert logme(informative, y, problem_type="regression") > logme(noise, y, problem_type="regression") + 0.1
     assert knn_score(informative, y, "regression", folds=3) > knn_score(noise, y, "regression", folds=3) + 0.2
     assert -1.5 < knn_score(noise, y, "regression", folds=3) < -0.8  # about the error of predicting the mean
+    assert linear_probe_score(informative, y, "regression", folds=3) > 0.6  # R²
+    assert abs(linear_probe_score(noise, y, "regression", folds=3)) < 0.2
+    assert LINEAR_SCORE_NAMES["regression"] == "linear_r2"
     one = y[:, 0]
     assert logme(informative, one, problem_type="regression") > logme(noise, one, problem_type="regression") + 0.1
     assert KNN_SCORE_NAMES["regression"] == "knn_neg_rmse"
@@ -115,6 +120,8 @@ def test_multilabel_logme_and_knn_prefer_the_features_that_carry_the_labels():
     kind = "multi_label_classification"
     assert logme(informative, y, problem_type=kind) > logme(noise, y, problem_type=kind) + 0.05
     assert knn_score(informative, y, kind, folds=3) > knn_score(noise, y, kind, folds=3) + 0.2
+    assert linear_probe_score(informative, y, kind, folds=3) > linear_probe_score(noise, y, kind, folds=3) + 0.3
+    assert linear_probe_score(noise, y, kind, folds=3) < 0.45  # about the labels' rate (0.3): chance for mAP
     # one label per target: a single-label task with one-hot rows scores the same through both forms
     classes = np.arange(200) % 3
     assert logme(informative, np.eye(3)[classes], problem_type=kind) == pytest.approx(logme(informative, classes))
