@@ -55,9 +55,11 @@ def multilabel_metrics(y_true, scores, label_names: Sequence[str], thresholds=DE
     per_label {name: {precision, recall, f1, support, average_precision, roc_auc, threshold}}.
 
     F1 / precision / recall follow scikit-learn with zero_division=0 (a label never true nor predicted scores 0 and
-    counts in the macro mean, as scikit-learn counts it). Average precision needs a positive row and ROC-AUC a
-    positive and a negative row: the macro means run over the labels where they are defined, and `map_note` /
-    `roc_auc_note` name the labels left out (the mean is None, with its note, when no label qualifies).
+    counts in the macro mean, as scikit-learn counts it; a row without labels and without predictions likewise
+    scores 0 in f1_samples, which is why rows_without_labels is reported beside it). Average precision needs a
+    positive row and ROC-AUC a positive and a negative row: the macro means run over the labels where they are
+    defined, and `map_note` / `roc_auc_note` name the labels left out (the mean is None, with its note, when no label
+    qualifies).
     """
     y_array, score_array, names = _validated(y_true, scores, label_names)
     cuts = _validated_thresholds(thresholds, len(names))
