@@ -97,7 +97,7 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
     run.setup()
     accelerator, backbone, seed = run.accelerator, run.target_backbone, recipe.train.seed
     with accelerator.main_process_first():
-        data, label_names = load_train_split(recipe.data, backbone, seed)
+        data, label_names = load_train_split(recipe.data, backbone, seed, recipe.problem_type)
     fold_rows = stratified_folds(data[LABEL], folds, seed, label_names)
 
     extraction_seconds = None
@@ -114,6 +114,7 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
             validation=rows_of(data, validation_rows),
             test=None,
             label_names=label_names,
+            problem_type=recipe.problem_type,
         )
         stage = run.run_stage(f"fold-{i}", recipe, backbone, splits=splits)
         per_fold.append(
@@ -131,6 +132,7 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
     report = {
         "recipe": recipe.name,
         "task": recipe.task,
+        "problem_type": recipe.problem_type,
         "strategy": strategy_name(recipe.strategy),
         "checkpoint": recipe.model.checkpoint,
         "folds": folds,

@@ -21,6 +21,9 @@ from hf_transfer.schema import build_dataclass, to_dict
 from hf_transfer.strategies import STRATEGY_CONFIGS, strategy_name
 
 TASKS = ("text-classification", "image-classification")
+# transformers' names (a model config's `problem_type`), so a pushed text model scores as its pipeline expects
+ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
+PROBLEM_TYPES: tuple[str, ...] = get_args(ProblemType)
 # accelerate's tracker names (LoggerType, less "all": a recipe says which trackers it reports to)
 Tracker = Literal["tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"]
 
@@ -95,9 +98,38 @@ class DataConfig:
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column."})
     image_column: str = field(default="image", metadata={"help": "Column holding images or image paths."})
-    label_column: str = field(default="label", metadata={"help": "Column holding labels (strings or integers)."})
+    label_column: str = field(
+        default="label",
+        metadata={
+            "help": "Column holding labels: strings or integers; for multi-label a list per row (or a separated "
+            "string, see label_separator); for regression the numeric target."
+        },
+    )
     label_names: list[str] | None = field(
-        default=None, metadata={"help": "Names for integer labels 0..K-1, in order."}
+        default=None,
+        metadata={"help": "Names for integer labels 0..K-1, in order (multi-label: every label a row may carry)."},
+    )
+    label_separator: str | None = field(
+        default=None,
+        metadata={"help": 'Multi-label: labels written as one string in label_column, e.g. "|" for "comedy|drama".'},
+    )
+    label_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Multi-label: one 0/1 (or true/false) column per label, named after it (Jigsaw style); "
+            "regression: several numeric target columns (multi-output). Replaces label_column."
+        },
+    )
+    allow_empty_labels: bool = field(
+        default=True,
+        metadata={"help": "Multi-label: rows with no label are kept (and counted); false makes them an error."},
+    )
+    standardize_targets: bool = field(
+        default=False,
+        metadata={
+            "help": "Regression: train on (y - mean) / std of the train split; the scaling is saved with the run "
+            "and undone at prediction."
+        },
     )
     validation_fraction: float = field(
         default=0.1,
@@ -110,7 +142,12 @@ class DataConfig:
         default=None, metadata={"range": "[1, inf)", "help": "Use at most this many train rows."}
     )
     train_samples_per_class: int | None = field(
-        default=None, metadata={"range": "[1, inf)", "help": "Keep at most this many train rows per class (few-shot)."}
+        default=None,
+        metadata={
+            "range": "[1, inf)",
+            "help": "Keep at most this many train rows per class (few-shot); multi-label: rows are kept while each "
+            "of their labels has fewer than this many positives; not for regression, which has no classes.",
+        },
     )
     max_validation_samples: int | None = field(
         default=None, metadata={"range": "[1, inf)", "help": "Use at most this many validation rows."}
@@ -144,6 +181,59 @@ class DataConfig:
             # Local files given on top of a shipped recipe's Hub dataset: the files win (and the record says so).
             self.dataset, self.config, self.data_dir = None, None, None
             self.validation_split = self.test_split = None
+        if self.label_columns is not None:
+            if not self.label_columns:
+                raise RecipeError("data.label_columns is empty; name at least one column, or leave it out.")
+            repeated = sorted({c for c in self.label_columns if self.label_columns.count(c) > 1})
+            if repeated:
+                raise RecipeError(f"data.label_columns names '{repeated[0]}' twice; list each column once.")
+        if self.label_separator is not None and not self.label_separator:
+            raise RecipeError('data.label_separator is empty; give the character between labels, e.g. "|".')
+
+
+def check_problem_data(data: DataConfig, problem_type: str, where: str = "data") -> None:
+    """The data keys that only one problem type reads, refused under another (one sentence each, naming both)."""
+    single, multi = problem_type == "single_label_classification", problem_type == "multi_label_classification"
+    if data.label_columns is not None and single:
+        raise RecipeError(
+            f"{where}.label_columns needs problem_type multi_label_classification (0/1 columns) or regression "
+            f"(target columns); a single-label task reads one {where}.label_column."
+        )
+    if data.label_separator is not None and not multi:
+        raise RecipeError(
+            f"{where}.label_separator splits several labels per row, so it needs problem_type "
+            "multi_label_classification; remove it or set problem_type."
+        )
+    if data.label_separator is not None and data.label_columns is not None:
+        raise RecipeError(
+            f"{where}.label_separator reads {where}.label_column, which {where}.label_columns replaces; keep one."
+        )
+    if data.standardize_targets and problem_type != "regression":
+        raise RecipeError(
+            f"{where}.standardize_targets scales regression targets; it needs problem_type regression, not "
+            f"{problem_type}."
+        )
+    if not data.allow_empty_labels and not multi:
+        raise RecipeError(
+            f"{where}.allow_empty_labels is about multi-label rows with no label; it needs problem_type "
+            "multi_label_classification."
+        )
+    if problem_type == "regression":
+        if data.label_names is not None:
+            raise RecipeError(
+                f"{where}.label_names names classes, which regression has none of; the targets are named after "
+                f"their columns ({where}.label_column or {where}.label_columns), so remove it."
+            )
+        if data.train_samples_per_class is not None:
+            raise RecipeError(
+                f"{where}.train_samples_per_class keeps rows per class, which regression has none of; use "
+                f"{where}.max_train_samples instead."
+            )
+    if multi and data.label_columns is not None and data.label_names is not None:
+        raise RecipeError(
+            f"{where}.label_names is not read with {where}.label_columns: the labels are named after the columns; "
+            "remove one of them."
+        )
 
 
 def require_data_source(data: DataConfig, where: str) -> None:
@@ -279,6 +369,7 @@ class Recipe:
     name: str = "recipe"
     description: str = ""
     task: Literal["text-classification", "image-classification"] = "text-classification"
+    problem_type: ProblemType = "single_label_classification"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     strategy: Any = None
@@ -291,6 +382,7 @@ class Recipe:
 
     def __post_init__(self):
         require_data_source(self.data, "data")
+        check_problem_data(self.data, self.problem_type)
 
     @property
     def modality(self) -> str:

@@ -179,7 +179,14 @@ class TransferRun:
         columns, fields = backbone.required_columns()
         with accelerator.main_process_first():
             if splits is None:
-                splits = load_splits(recipe.data, columns, fields, recipe.train.seed, check_rows=backbone.check_rows)
+                splits = load_splits(
+                    recipe.data,
+                    columns,
+                    fields,
+                    recipe.train.seed,
+                    check_rows=backbone.check_rows,
+                    problem_type=recipe.problem_type,
+                )
             strategy = build_strategy(recipe.strategy, backbone)
             set_seed(recipe.train.seed)
             plan = strategy.plan(splits, recipe, accelerator)
@@ -346,6 +353,7 @@ class TransferRun:
         metadata = {
             "format": FORMAT_VERSION,
             "task": recipe.task,
+            "problem_type": recipe.problem_type,
             "strategy": stage.strategy.name,
             "strategy_config": recipe.to_dict()["strategy"],
             "strategy_metadata": stage.strategy.metadata(),

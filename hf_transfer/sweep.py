@@ -214,7 +214,9 @@ def sweep(
     accelerator, backbone, data_seed = run.accelerator, run.target_backbone, base.train.seed
     columns, fields = backbone.required_columns()
     with accelerator.main_process_first():
-        splits = load_splits(base.data, columns, fields, data_seed, check_rows=backbone.check_rows)
+        splits = load_splits(
+            base.data, columns, fields, data_seed, check_rows=backbone.check_rows, problem_type=base.problem_type
+        )
     if splits.test is not None:  # without_test_split guarantees it; a trial must never score on test rows
         raise RuntimeError("the sweep's data still hold a test split")
 
@@ -228,6 +230,8 @@ def sweep(
             test=None,
             label_names=splits.label_names,
             validation_carved=splits.validation_carved,
+            problem_type=splits.problem_type,
+            target_scaling=splits.target_scaling,
         )
         extraction_seconds = round(time.perf_counter() - extraction_start, 2)
         del probe  # its frozen extractor: every trial trains on the features alone

@@ -6,7 +6,8 @@ images (`hf_transfer.load(run).predict([...])`). Every image becomes RGB: graysc
 included (transparent pixels go on white).
 
 Also here: `sklearn:digits`, scikit-learn's 8x8 handwritten digits as a `datasets` dataset with an Image feature,
-built offline (`data.dataset: sklearn:digits`, `data.config: "0-4"` for a subset of the classes).
+built offline (`data.dataset: sklearn:digits`, `data.config: "0-4"` for a subset of the classes), and
+`sklearn:digits-multilabel`, several of those digits pasted into one image ("which digits are in it?").
 """
 
 from __future__ import annotations
@@ -366,4 +367,66 @@ def load_sklearn_digits(config: str | None = None) -> DatasetDict:
         labels = [to_id[int(digits.target[i])] for i in indices]
         splits[name] = Dataset.from_dict({"image": images, "label": labels}, features=features, split=name)
     logger.info("sklearn:digits: classes %s, %d train, %d test", classes, len(splits["train"]), len(splits["test"]))
+    return DatasetDict(splits)
+
+
+DIGITS_MULTILABEL_SIZES = {"train": 2000, "test": 500}
+DIGITS_GRID = 2  # cells per side of the canvas
+DIGITS_CELL = 16  # pixels per cell side: each 8x8 digit upscaled twice, so a canvas is 32x32
+
+
+def paste_digits(
+    images: np.ndarray, targets: np.ndarray, count: int, seed: int
+) -> tuple[list[np.ndarray], list[list[int]]]:
+    """`count` canvases of a 2x2 grid, each with 2-4 of the source digits (`images` 8x8 in 0-16, `targets` their
+    digits) pasted into random cells (the others left blank), and for each canvas its cells' digits (-1: blank)."""
+    rng = np.random.default_rng(seed)
+    canvases, cells = [], []
+    side = DIGITS_GRID * DIGITS_CELL
+    for _ in range(count):
+        canvas = np.zeros((side, side), dtype=np.uint8)
+        filled = rng.choice(DIGITS_GRID**2, size=int(rng.integers(2, DIGITS_GRID**2 + 1)), replace=False)
+        digits = [-1] * DIGITS_GRID**2
+        for cell, source in zip(filled, rng.choice(len(images), size=len(filled), replace=False)):
+            pixels = np.round(images[source] * (255.0 / 16.0)).astype(np.uint8)
+            scale = DIGITS_CELL // pixels.shape[0]
+            y, x = divmod(int(cell), DIGITS_GRID)
+            block = np.kron(pixels, np.ones((scale, scale), dtype=np.uint8))
+            canvas[y * DIGITS_CELL : (y + 1) * DIGITS_CELL, x * DIGITS_CELL : (x + 1) * DIGITS_CELL] = block
+            digits[int(cell)] = int(targets[source])
+        canvases.append(canvas)
+        cells.append(digits)
+    return canvases, cells
+
+
+@BUILTIN_DATASETS.register("sklearn:digits-multilabel")
+def load_sklearn_digits_multilabel(config: str | None = None, seed: int = 0) -> DatasetDict:
+    """ "Which digits are in it?": 2,000 train and 500 test 32x32 grayscale images, each a 2x2 grid with 2-4 of
+    scikit-learn's digits pasted into its cells (blank cells allowed), labelled with the distinct digits present.
+
+    Columns `image` (an Image feature, mode L) and `label` (a list of ClassLabel "0".."9": a Hub-style
+    Sequence(ClassLabel), read with problem_type multi_label_classification). Built offline and deterministically
+    from `seed`; the source digits are split first (sklearn:digits's own 80/20 split), so no test image reuses a
+    digit drawn in train. `data.config` selects no subset here: leave it out.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if config is not None and str(config).strip().lower() not in ("", "default", "all"):
+        raise DataError(f"data.config '{config}' is not a configuration of sklearn:digits-multilabel; leave it out.")
+    digits = load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION, random_state=0, stratify=digits.target
+    )
+    names = [str(d) for d in range(10)]
+    features = Features({"image": ImageFeature(), "label": [ClassLabel(names=names)]})
+    splits = {}
+    for offset, (name, indices) in enumerate((("train", np.sort(train_idx)), ("test", np.sort(test_idx)))):
+        canvases, cells = paste_digits(
+            digits.images[indices], digits.target[indices], DIGITS_MULTILABEL_SIZES[name], seed + offset
+        )
+        labels = [sorted({d for d in row if d >= 0}) for row in cells]
+        images = [Image.fromarray(canvas) for canvas in canvases]
+        splits[name] = Dataset.from_dict({"image": images, "label": labels}, features=features, split=name)
+    logger.info("sklearn:digits-multilabel: %d train, %d test", len(splits["train"]), len(splits["test"]))
     return DatasetDict(splits)

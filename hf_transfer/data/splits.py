@@ -21,18 +21,25 @@ from hf_transfer.recipe import DataConfig
 logger = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-LABEL = "labels"  # the column every prepared split carries: integer class ids
+LABEL = "labels"  # the column every prepared split carries: class ids, multi-hot vectors or targets (see Splits)
 
 
 @dataclass
 class Splits:
-    """Train, validation (for model selection) and an optional held-out test split, labels as integers."""
+    """Train, validation (for model selection) and an optional held-out test split.
+
+    The `labels` column holds, by `problem_type`: single_label_classification, the class id (int); multi_label_
+    classification, K floats 0.0/1.0 in the order of `label_names`; regression, T floats (the targets named by
+    `label_names`, standardised with `target_scaling` = {"mean": [T], "std": [T]} when data.standardize_targets).
+    """
 
     train: Dataset
     validation: Dataset
     test: Dataset | None
     label_names: list[str]
     validation_carved: bool = False
+    problem_type: str = "single_label_classification"
+    target_scaling: dict | None = None
 
     def items(self):
         yield "train", self.train
@@ -277,15 +284,18 @@ def coding_from_train(train: Dataset, cfg: DataConfig, where: str) -> LabelCodin
                 f"row {row} of {where} has label {raw!r} in column '{column}'; labels must be strings or integers."
             )
         values.append(value)
-    distinct = set(values)
-    if all(isinstance(v, int) for v in distinct):
-        names = [str(v) for v in sorted(distinct)]
-    else:
-        # 1 and "1" in one column (JSON) are the same class; numeric strings sort as numbers, "2" before "10"
-        texts = {str(v) for v in distinct}
-        numeric = all(_is_integer_literal(t) for t in texts)
-        names = sorted(texts, key=lambda t: (int(t), t)) if numeric else sorted(texts)
+    names = names_of_values(set(values))
     return LabelCoding(names=names, keys=names, indexed=False)
+
+
+def names_of_values(distinct: set) -> list[str]:
+    """Class names for the distinct label values train holds: integers in numeric order, else text order."""
+    if all(isinstance(v, int) for v in distinct):
+        return [str(v) for v in sorted(distinct)]
+    # 1 and "1" in one column (JSON) are the same class; numeric strings sort as numbers, "2" before "10"
+    texts = {str(v) for v in distinct}
+    numeric = all(_is_integer_literal(t) for t in texts)
+    return sorted(texts, key=lambda t: (int(t), t)) if numeric else sorted(texts)
 
 
 def encode_labels(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]]:
@@ -383,32 +393,66 @@ def load_splits(
     field_of: dict[str, str],
     seed: int,
     check_rows: Callable[[DatasetDict], DatasetDict] | None = None,
+    problem_type: str = "single_label_classification",
 ) -> Splits:
     """The recipe's data as Splits: rows checked (`Backbone.check_rows`: images decode), columns checked, labels
-    encoded, validation carved, sizes limited."""
+    encoded (class ids, multi-hot vectors or targets, by `problem_type`), validation carved, sizes limited."""
+    from hf_transfer.data import targets
+
     raw = load_raw_splits(cfg)
     if check_rows is not None:
         raw = check_rows(raw)
-    require_columns(
-        raw, required_columns + [cfg.label_column], cfg, field_of | {cfg.label_column: "data.label_column"}
-    )
-    raw, names = encode_labels(raw, cfg)
+    single = problem_type == "single_label_classification"
+    label_columns = [cfg.label_column] if single else targets.label_columns_of(cfg)
+    label_field = "data.label_columns" if cfg.label_columns and not single else "data.label_column"
+    require_columns(raw, required_columns + label_columns, cfg, field_of | dict.fromkeys(label_columns, label_field))
+    if single:
+        raw, names = encode_labels(raw, cfg)
+    elif problem_type == targets.MULTI_LABEL:
+        raw, names = targets.encode_multilabel(raw, cfg)
+    else:
+        raw, names = targets.encode_regression(raw, cfg)
     train = raw["train"]
     carved = "validation" not in raw
     if carved:
         if len(train) < 4:
             raise DataError(f"train has {len(train)} rows, too few to carve a validation split; add rows.")
-        train, validation = carve_validation(train, cfg.validation_fraction, seed, names)
+        carve = {targets.MULTI_LABEL: targets.carve_multilabel, targets.REGRESSION: targets.carve_regression}
+        if single:
+            train, validation = carve_validation(train, cfg.validation_fraction, seed, names)
+        else:
+            train, validation = carve[problem_type](train, cfg.validation_fraction, seed)
     else:
         validation = raw["validation"]
-    train = limit(per_class(train, cfg.train_samples_per_class, seed), cfg.max_train_samples, seed)
+    few_shot = targets.per_label if problem_type == targets.MULTI_LABEL else per_class
+    if problem_type == targets.REGRESSION and cfg.train_samples_per_class is not None:
+        raise DataError(
+            "data.train_samples_per_class keeps rows per class, which regression has none of; use "
+            "data.max_train_samples instead."
+        )
+    train = limit(few_shot(train, cfg.train_samples_per_class, seed), cfg.max_train_samples, seed)
     validation = limit(validation, cfg.max_validation_samples, seed)
     test = limit(raw["test"], cfg.max_test_samples, seed) if "test" in raw else None
+    scaling = None
+    if problem_type == targets.REGRESSION and cfg.standardize_targets:
+        # from the rows that train, so validation and test stay unseen
+        scaling = targets.target_scaling_of(train)
+        train, validation = targets.standardize(train, scaling), targets.standardize(validation, scaling)
+        test = targets.standardize(test, scaling) if test is not None else None
     logger.info(
-        "data: %d train, %d validation%s, %d classes",
+        "data: %d train, %d validation%s, %d %s",
         len(train),
         len(validation),
         f", {len(test)} test" if test is not None else "",
         len(names),
+        {targets.MULTI_LABEL: "labels", targets.REGRESSION: "targets"}.get(problem_type, "classes"),
     )
-    return Splits(train=train, validation=validation, test=test, label_names=names, validation_carved=carved)
+    return Splits(
+        train=train,
+        validation=validation,
+        test=test,
+        label_names=names,
+        validation_carved=carved,
+        problem_type=problem_type,
+        target_scaling=scaling,
+    )

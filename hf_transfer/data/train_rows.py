@@ -16,16 +16,18 @@ if TYPE_CHECKING:
     from hf_transfer.backbones import Backbone
 
 
-def load_train_split(data: DataConfig, backbone: Backbone, seed: int) -> tuple[Dataset, list[str]]:
-    """The recipe's train rows with integer labels and the label names, every row kept for the caller's own held-out
-    parts (no validation carved); data.train_samples_per_class and data.max_train_samples still apply."""
+def load_train_split(
+    data: DataConfig, backbone: Backbone, seed: int, problem_type: str = "single_label_classification"
+) -> tuple[Dataset, list[str]]:
+    """The recipe's train rows with their labels (see `Splits`) and the label names, every row kept for the caller's
+    own held-out parts (no validation carved); data.train_samples_per_class and data.max_train_samples still apply."""
     # Naming the train data as the validation source too makes load_splits carve nothing; that copy goes unused.
     if data.dataset:
         data = replace(data, validation_split=data.train_split, test_split=None)
     else:
         data = replace(data, validation_files=list(data.train_files), test_files=[])
     columns, fields = backbone.required_columns()
-    splits = load_splits(data, columns, fields, seed, check_rows=backbone.check_rows)
+    splits = load_splits(data, columns, fields, seed, check_rows=backbone.check_rows, problem_type=problem_type)
     return splits.train, splits.label_names
 
 
