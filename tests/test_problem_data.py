@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from datasets import ClassLabel, Dataset, Features, Sequence, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from hf_transfer.data.images import BUILTIN_DATASETS, DIGITS_CELL, DIGITS_GRID, paste_digits
 from hf_transfer.data.splits import load_splits
-from hf_transfer.data.targets import carve_multilabel, per_label, rows_without_labels, unscale_targets
+from hf_transfer.data.targets import (
+    carve_multilabel,
+    encode_targets_like,
+    per_label,
+    rows_without_labels,
+    unscale_targets,
+)
 from hf_transfer.errors import DataError, RecipeError
 from hf_transfer.recipe import PROBLEM_TYPES, DataConfig, recipe_from_dict
 
@@ -138,6 +144,21 @@ def test_zero_one_columns_are_named_after_the_columns(tmp_path):
     assert not {"toxic", "insult", "threat"} & set(splits.train.column_names)
 
 
+def test_new_data_is_read_with_a_trained_runs_label_order(tmp_path):
+    """What `eval` needs: new rows coded in the run's label order, a label it does not know named with its row."""
+    cfg = DataConfig(train_files=["unused.jsonl"])
+    split = Dataset.from_dict({"text": ["a", "b"], "label": [["horror"], ["drama", "comedy"]]})
+    names = ["drama", "horror", "comedy"]  # the run's order, not the data's
+    encoded = encode_targets_like(split, cfg, MULTI, names, "new.jsonl")
+    assert encoded["labels"] == [[0, 1, 0], [1, 0, 1]]
+    unknown = Dataset.from_dict({"text": ["a"], "label": [["western"]]})
+    with pytest.raises(DataError, match=r"row 0 of new.jsonl has label 'western' in column 'label', which the run"):
+        encode_targets_like(unknown, cfg, MULTI, names, "new.jsonl")
+    targets = Dataset.from_dict({"text": ["a"], "score": ["2.5"]})
+    regression = DataConfig(train_files=["unused.jsonl"], label_column="score", standardize_targets=True)
+    assert encode_targets_like(targets, regression, REGRESSION, ["score"], "new.csv")["labels"] == [[2.5]]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Multi-label errors: one line naming the column and the row
 # --------------------------------------------------------------------------------------------------------------------
@@ -148,6 +169,13 @@ def test_a_label_column_value_that_is_not_zero_or_one_names_column_and_row(tmp_p
     with pytest.raises(DataError, match=r"row 1 of the train split .* has 'yes' in column 'insult'") as err:
         load(tmp_path, {"train": rows * 3}, ".csv", label_columns=["toxic", "insult"])
     assert "\n" not in str(err.value)
+
+
+def test_a_label_column_no_train_row_has_is_refused_in_validation(tmp_path):
+    train = [{"text": "a", "toxic": 1, "insult": 0}, {"text": "b", "toxic": 0, "insult": 0}]
+    validation = [{"text": "c", "toxic": 0, "insult": 0}, {"text": "d", "toxic": 1, "insult": 1}]
+    with pytest.raises(DataError, match=r"row 1 of the validation split .* label 'insult' .*which no train row has"):
+        load(tmp_path, {"train": train, "validation": validation}, ".jsonl", label_columns=["toxic", "insult"])
 
 
 def test_rows_without_a_label_are_an_error_when_the_recipe_forbids_them(tmp_path):
@@ -243,7 +271,13 @@ def test_one_numeric_column_and_several_give_target_vectors(tmp_path):
 
 @pytest.mark.parametrize(
     ("suffix", "bad", "shown"),
-    [(".csv", "high", "'high'"), (".jsonl", None, "no value"), (".jsonl", "nan", "'nan'"), (".jsonl", True, "True")],
+    [
+        (".csv", "high", "'high'"),
+        (".csv", "", "no value"),
+        (".jsonl", None, "no value"),
+        (".jsonl", "nan", "'nan'"),
+        (".jsonl", True, "True"),
+    ],
 )
 def test_a_target_that_is_not_a_number_names_column_and_row(tmp_path, suffix, bad, shown):
     values = [1.0, 2.0, bad, 4.0, 5.0]
@@ -251,6 +285,22 @@ def test_a_target_that_is_not_a_number_names_column_and_row(tmp_path, suffix, ba
         load(tmp_path, {"train": target_rows("a", values)}, suffix, REGRESSION, label_column="score")
     assert "row 2 of the train split" in str(err.value)
     assert f"has {shown} in column 'score' (data.label_column)" in str(err.value)
+
+
+def test_targets_follow_the_rows_that_a_row_check_kept(tmp_path):
+    """Rows dropped before coding (an empty text, a bad image) must not shift the targets onto other rows."""
+    rows = [{"text": f"t {i}", "score": float(i), "flag": i % 2} for i in range(8)]
+    files = {role: [write(tmp_path / f"{role}.jsonl", rows)] for role in ("train", "validation")}
+
+    def drop_first_two(raw):
+        return DatasetDict({role: split.select(range(2, len(split))) for role, split in raw.items()})
+
+    for problem_type, data in ((REGRESSION, {"label_column": "score"}), (MULTI, {"label_columns": ["flag"]})):
+        cfg = DataConfig(train_files=files["train"], validation_files=files["validation"], **data)
+        splits = load_splits(cfg, ["text"], TEXT_FIELDS, 0, check_rows=drop_first_two, problem_type=problem_type)
+        for text, value in zip(splits.validation["text"], splits.validation["labels"]):
+            i = int(text.split()[1])
+            assert value == ([float(i)] if problem_type == REGRESSION else [float(i % 2)])
 
 
 def test_standardised_targets_use_train_statistics_and_the_scaling_undoes_them(tmp_path):
@@ -422,3 +472,42 @@ def test_digits_multilabel_test_images_use_only_held_out_digits():
             y, x = divmod(cell, DIGITS_GRID)
             block = canvas[y * DIGITS_CELL : (y + 1) * DIGITS_CELL, x * DIGITS_CELL : (x + 1) * DIGITS_CELL]
             assert not block.any() or block.tobytes() in held_out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run records its problem type
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_a_run_records_its_problem_type_beside_the_task(tmp_path, tiny_bert_dir, sentiment_csvs):
+    from helpers import text_recipe
+
+    from hf_transfer.cli import main
+    from hf_transfer.recipe import load_recipe
+    from hf_transfer.run_folder import METADATA_FILE, RECIPE_FILE
+
+    recipe = text_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        sentiment_csvs,
+        "linear_probe",
+        problem_type="single_label_classification",
+        data={"max_train_samples": 64, "max_validation_samples": 32, "max_test_samples": 32},
+        train={"epochs": 1},
+    )
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    metadata = json.loads((run_dir / METADATA_FILE).read_text())
+    assert metadata["task"] == "text-classification"
+    assert metadata["problem_type"] == "single_label_classification"
+    assert load_recipe(str(run_dir / RECIPE_FILE)).problem_type == "single_label_classification"
+
+
+def test_resuming_with_another_problem_type_is_refused(tmp_path):
+    from hf_transfer.run_folder import check_resume_recipe, save_work_recipe
+
+    multi = recipe(MULTI, label_separator="|")
+    save_work_recipe(tmp_path, multi.to_dict())
+    check_resume_recipe(tmp_path, multi.to_dict())  # the same recipe resumes
+    with pytest.raises(RecipeError, match="differs from the interrupted run in data.label_separator, problem_type"):
+        check_resume_recipe(tmp_path, recipe().to_dict())

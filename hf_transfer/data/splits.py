@@ -196,7 +196,7 @@ def label_value(value):
     return value if isinstance(value, str) else None
 
 
-def _is_integer_literal(text: str) -> bool:
+def is_integer_literal(text: str) -> bool:
     try:
         int(text)
     except ValueError:
@@ -224,7 +224,7 @@ class LabelCoding:
         text = str(value)
         if text in self._index:
             return self._index[text]
-        if self.indexed and _is_integer_literal(text) and 0 <= int(text) < len(self.names):
+        if self.indexed and is_integer_literal(text) and 0 <= int(text) < len(self.names):
             return int(text)  # an id written as text (a quoted JSON number, a CSV column with a stray word)
         return None
 
@@ -294,7 +294,7 @@ def names_of_values(distinct: set) -> list[str]:
         return [str(v) for v in sorted(distinct)]
     # 1 and "1" in one column (JSON) are the same class; numeric strings sort as numbers, "2" before "10"
     texts = {str(v) for v in distinct}
-    numeric = all(_is_integer_literal(t) for t in texts)
+    numeric = all(is_integer_literal(t) for t in texts)
     return sorted(texts, key=lambda t: (int(t), t)) if numeric else sorted(texts)
 
 
@@ -335,7 +335,7 @@ def coding_of_run(label_names: list[str], label_names_given: bool) -> LabelCodin
     """How a trained run reads labels of new data: by name; integers are ids only where the run's names were not
     integer values themselves (data.label_names, a ClassLabel, string classes), so that a run trained on {1, 2}
     never reads 0 as its class "1"."""
-    indexed = label_names_given or not all(_is_integer_literal(n) for n in label_names)
+    indexed = label_names_given or not all(is_integer_literal(n) for n in label_names)
     return LabelCoding(names=list(label_names), keys=list(label_names), indexed=indexed)
 
 

@@ -21,6 +21,7 @@ from hf_transfer.data.splits import (
     MISSING,
     LabelCoding,
     describe_split,
+    is_integer_literal,
     label_value,
     names_of_values,
 )
@@ -48,6 +49,18 @@ def list_inner_feature(feature):
     if isinstance(feature, list_types):
         return feature.feature
     return None
+
+
+def _numeric_column(split: Dataset, column: str) -> np.ndarray | None:
+    """An integer or float column as float64 straight from Arrow (nulls as NaN), None for any other type: a fast
+    path for large files, which then only need the row-by-row reading where a cell is wrong."""
+    feature = split.features.get(column)
+    dtype = getattr(feature, "dtype", "")
+    if not (dtype.startswith("int") or dtype.startswith("uint") or dtype.startswith("float")):
+        return None
+    # through the formatter, not split.data: that would ignore the rows a `select` (dropped empty texts) left
+    stored = split.select_columns([column]).with_format("arrow")[column]
+    return np.asarray(stored.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def with_float_vectors(split: Dataset, vectors, drop: list[str]) -> Dataset:
@@ -81,6 +94,10 @@ def _indicator_matrix(split: Dataset, columns: list[str], where: str) -> np.ndar
     """The 0/1 label columns as an (n, K) matrix; any other value is an error naming its column and row."""
     matrix = np.zeros((len(split), len(columns)), dtype=np.float32)
     for k, column in enumerate(columns):
+        numbers = _numeric_column(split, column)
+        if numbers is not None and np.isin(numbers, (0.0, 1.0)).all():
+            matrix[:, k] = numbers
+            continue
         for row, raw in enumerate(split[column]):
             value = _binary(raw)
             if value is None:
@@ -257,27 +274,54 @@ def _number(raw) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _target_matrix(split: Dataset, columns: list[str], field: str, where: str) -> np.ndarray:
+    matrix = np.zeros((len(split), len(columns)), dtype=np.float64)
+    for t, column in enumerate(columns):
+        numbers = _numeric_column(split, column)
+        if numbers is not None and np.isfinite(numbers).all():
+            matrix[:, t] = numbers
+            continue
+        for row, cell in enumerate(split[column]):
+            value = _number(cell)
+            if value is None:
+                what = "no value" if cell is None or (isinstance(cell, str) and not cell.strip()) else repr(cell)
+                raise DataError(
+                    f"row {row} of {where} has {what} in column '{column}' ({field}); regression targets must "
+                    "be finite numbers, so fix the cell or drop the row."
+                )
+            matrix[row, t] = value
+    return matrix
+
+
 def encode_regression(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]]:
     """Every split's targets as a list of T floats, and the target names (the columns). A cell that is not a finite
     number is an error naming its column and row: nothing is cast or dropped silently."""
     columns = label_columns_of(cfg)
     field = "data.label_columns" if cfg.label_columns else "data.label_column"
-    encoded = {}
-    for role, split in raw.items():
-        where = describe_split(role, cfg)
-        matrix = np.zeros((len(split), len(columns)), dtype=np.float64)
-        for t, column in enumerate(columns):
-            for row, cell in enumerate(split[column]):
-                value = _number(cell)
-                if value is None:
-                    what = "no value" if cell is None or (isinstance(cell, str) and not cell.strip()) else repr(cell)
-                    raise DataError(
-                        f"row {row} of {where} has {what} in column '{column}' ({field}); regression targets must "
-                        "be finite numbers, so fix the cell or drop the row."
-                    )
-                matrix[row, t] = value
-        encoded[role] = with_float_vectors(split, matrix, columns)
+    encoded = {
+        role: with_float_vectors(split, _target_matrix(split, columns, field, describe_split(role, cfg)), columns)
+        for role, split in raw.items()
+    }
     return DatasetDict(encoded), columns
+
+
+def encode_targets_like(
+    split: Dataset, cfg: DataConfig, problem_type: str, label_names: list[str], where: str
+) -> Dataset:
+    """New data (`eval`) with a `labels` column as a trained run reads it: multi-hot in the run's label order (a
+    label the run does not know is an error naming the row), or the targets in the data's own units (unscaled:
+    compare them with `unscale_targets` of the predictions). `cfg` is the run's data section (its columns)."""
+    columns = label_columns_of(cfg)
+    if problem_type == REGRESSION:
+        field = "data.label_columns" if cfg.label_columns else "data.label_column"
+        return with_float_vectors(split, _target_matrix(split, columns, field, where), columns)
+    if cfg.label_columns:
+        return with_float_vectors(split, _indicator_matrix(split, columns, where), columns)
+    lists = _label_lists(split, cfg, where)
+    indexed = bool(cfg.label_names) or not all(is_integer_literal(n) for n in label_names)
+    coding = LabelCoding(names=list(label_names), keys=list(label_names), indexed=indexed)
+    known = f"which the run does not know; its labels are {', '.join(label_names)}."
+    return with_float_vectors(split, _multi_hot(lists, coding, cfg.label_column, where, known), columns)
 
 
 def target_scaling_of(train: Dataset) -> dict:
