@@ -14,6 +14,8 @@ import math
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from hf_transfer.data.splits import (
@@ -66,12 +68,24 @@ def _numeric_column(split: Dataset, column: str) -> np.ndarray | None:
 def with_float_vectors(split: Dataset, vectors, drop: list[str]) -> Dataset:
     """`split` without the `drop` columns and with `labels` set to one list of float32 per row."""
     split = split.remove_columns([c for c in {*drop, LABEL} if c in split.column_names])
-    rows = np.asarray(vectors, dtype=np.float32).reshape(len(split), -1).tolist()
+    matrix = np.asarray(vectors, dtype=np.float32).reshape(len(split), -1) if len(split) else np.zeros((0, 1))
+    # Built in Arrow: a list of Python lists per row is what makes a large file slow to code.
+    offsets = pa.array(np.arange(0, matrix.size + 1, max(matrix.shape[1], 1), dtype=np.int32)[: len(split) + 1])
+    rows = pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel(), type=pa.float32()))
     split = split.add_column(LABEL, rows)
     wanted = datasets.Sequence(datasets.Value("float32"))
     if split.features[LABEL] != wanted:
         split = split.cast_column(LABEL, wanted)
     return split
+
+
+def label_matrix(split: Dataset) -> np.ndarray:
+    """The `labels` column of a multi-label or regression split as an (n, K) float64 array, read from Arrow."""
+    if len(split) == 0:
+        return np.zeros((0, 0))
+    stored = split.select_columns([LABEL]).with_format("arrow")[LABEL]
+    flat = pc.list_flatten(stored)
+    return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(len(split), -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,7 +265,7 @@ def _label_field(cfg: DataConfig) -> str:
 
 def rows_without_labels(split: Dataset) -> int:
     """How many rows of a multi-label split carry no label at all."""
-    return int((~np.asarray(split[LABEL], dtype=np.float32).any(axis=1)).sum()) if len(split) else 0
+    return int((~label_matrix(split).any(axis=1)).sum())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -326,7 +340,7 @@ def encode_targets_like(
 
 def target_scaling_of(train: Dataset) -> dict:
     """The mean and standard deviation of each target over `train` (a constant target gets std 1)."""
-    targets = np.asarray(train[LABEL], dtype=np.float64)
+    targets = label_matrix(train)
     mean, std = targets.mean(axis=0), targets.std(axis=0)
     std[std == 0] = 1.0
     return {"mean": mean.tolist(), "std": std.tolist()}
@@ -334,7 +348,7 @@ def target_scaling_of(train: Dataset) -> dict:
 
 def standardize(split: Dataset, scaling: dict) -> Dataset:
     """`split` with its targets replaced by (y - mean) / std."""
-    targets = np.asarray(split[LABEL], dtype=np.float64).reshape(len(split), -1)
+    targets = label_matrix(split)
     scaled = (targets - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
     return with_float_vectors(split, scaled, [])
 
@@ -355,7 +369,7 @@ def carve_multilabel(train: Dataset, fraction: float, seed: int) -> tuple[Datase
     """A validation split with each label's share kept (iterative stratification, from the maintained
     `iterative-stratification` package, else a seeded random split); a label whose every positive landed in
     validation gets one of them back, so train keeps every label it had."""
-    labels = np.asarray(train[LABEL], dtype=np.float32) > 0.5
+    labels = label_matrix(train) > 0.5
     n = len(train)
     try:
         from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
@@ -382,7 +396,7 @@ def carve_regression(train: Dataset, fraction: float, seed: int) -> tuple[Datase
     (plain random where the bins are too small to stratify)."""
     from sklearn.model_selection import train_test_split
 
-    targets = np.asarray(train[LABEL], dtype=np.float64)[:, 0]
+    targets = label_matrix(train)[:, 0]
     rows = np.arange(len(train))
     validation_size = max(1, int(round(len(train) * fraction)))
     bins = min(10, validation_size, len(train) - validation_size)
@@ -403,7 +417,7 @@ def per_label(split: Dataset, n: int | None, seed: int) -> Dataset:
     that mostly occurs beside a frequent one may end with fewer."""
     if n is None:
         return split
-    labels = np.asarray(split[LABEL], dtype=np.float32) > 0.5
+    labels = label_matrix(split) > 0.5
     counts = np.zeros(labels.shape[1] + 1, dtype=int)  # the last: rows without a label
     keep = []
     for row in np.random.default_rng(seed).permutation(len(split)):
