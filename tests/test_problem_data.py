@@ -174,7 +174,7 @@ def test_a_label_column_value_that_is_not_zero_or_one_names_column_and_row(tmp_p
 def test_a_label_column_no_train_row_has_is_refused_in_validation(tmp_path):
     train = [{"text": "a", "toxic": 1, "insult": 0}, {"text": "b", "toxic": 0, "insult": 0}]
     validation = [{"text": "c", "toxic": 0, "insult": 0}, {"text": "d", "toxic": 1, "insult": 1}]
-    with pytest.raises(DataError, match=r"row 1 of the validation split .* label 'insult' .*which no train row has"):
+    with pytest.raises(DataError, match=r"row 1 of the validation split .* label 'insult' in column 'insult', which"):
         load(tmp_path, {"train": train, "validation": validation}, ".jsonl", label_columns=["toxic", "insult"])
 
 
@@ -196,6 +196,13 @@ def test_a_test_label_train_never_had_names_split_file_column_and_row(tmp_path):
     message = str(err.value)
     assert "row 1 of the test split (data.test_files:" in message and "test.jsonl" in message
     assert "'western' in column 'label'" in message and "train never had" in message
+
+
+def test_a_named_label_no_train_row_has_is_refused_in_test(tmp_path):
+    names = ["comedy", "drama", "horror", "western"]
+    test_rows = genre_rows("te", [["drama"], ["western"]])
+    with pytest.raises(DataError, match=r"row 1 of the test split .* 'western' in column 'label', which no train"):
+        load(tmp_path, {"train": genre_rows("tr"), "test": test_rows}, ".jsonl", label_names=names)
 
 
 def test_a_train_label_outside_label_names_is_an_error(tmp_path):

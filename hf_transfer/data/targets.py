@@ -231,13 +231,15 @@ def encode_multilabel(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, l
     encoded = {}
     for role, matrix in matrices.items():
         where = describe_split(role, cfg)
-        if role != "train" and cfg.label_columns:
+        if role != "train":
             unseen = np.flatnonzero(matrix[:, ~seen].any(axis=1))
             if unseen.size:
                 label = names[int(np.flatnonzero(matrix[unseen[0]] * ~seen)[0])]
+                column = label if cfg.label_columns else cfg.label_column
+                fix = "drop the column from data.label_columns" if cfg.label_columns else "drop the row"
                 raise DataError(
-                    f"row {unseen[0]} of {where} has label '{label}' (column '{label}'), which no train row has; "
-                    "a model cannot learn it, so add train rows with it or drop the column from data.label_columns."
+                    f"row {unseen[0]} of {where} has label '{label}' in column '{column}', which no train row has; "
+                    f"a model cannot learn it, so add train rows with it or {fix}."
                 )
         empty = np.flatnonzero(~matrix.any(axis=1))
         if empty.size:
