@@ -95,6 +95,8 @@ def _snippet(metadata: dict, location: str, revision: str | None = None) -> tupl
     base = backbone.get("hub_id") or backbone.get("checkpoint")
     names = metadata["label_names"]
     at = f', revision="{revision}"' if revision else ""
+    if backbone["library"] == "transformers" and backbone.get("modality") == "image":
+        return _transformers_image_snippet(strategy, base, names, location, at)
     if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):
         code = (
             "from peft import PeftModel\n"
@@ -130,6 +132,37 @@ def _snippet(metadata: dict, location: str, revision: str | None = None) -> tupl
             "    print(labels[model(transform(image).unsqueeze(0)).argmax(-1).item()])"
         )
         return "timm", code
+    return None
+
+
+def _transformers_image_snippet(strategy: str, base: str, names: list[str], location: str, at: str):
+    """A fine-tuned transformers image model is a plain repo for `pipeline`; an adapter loads on its base model with
+    the image processor the run saved."""
+    if strategy == "finetune":
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("image-classification", model="{location}"{at})\n'
+            'print(classifier("image.jpg")[0]["label"])'
+        )
+        return "transformers", code
+    if strategy in ("lora", "ia3"):
+        code = (
+            "import torch\n"
+            "from peft import PeftModel\n"
+            "from PIL import Image\n"
+            "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+            f"labels = {json.dumps(names)}\n"
+            "base = AutoModelForImageClassification.from_pretrained(\n"
+            f'    "{base}", num_labels=len(labels), ignore_mismatched_sizes=True,\n'
+            "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
+            ")\n"
+            f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
+            f'processor = AutoImageProcessor.from_pretrained("{location}"{at})\n'
+            'inputs = processor(Image.open("image.jpg").convert("RGB"), return_tensors="pt")\n'
+            "with torch.no_grad():\n"
+            "    print(labels[model(**inputs).logits.argmax(-1).item()])"
+        )
+        return "PEFT and transformers", code
     return None
 
 

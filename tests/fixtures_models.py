@@ -268,3 +268,58 @@ def build_hub_cache(cache_dir: Path, repo_id: str, folder: Path, repo_type: str 
     # huggingface_hub reads the ref without stripping: no trailing newline.
     (repo_dir / "refs" / "main").write_text(commit)
     return snapshot
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Images: tiny transformers vision models (and CLIP / SigLIP, whose image tower is the backbone)
+# --------------------------------------------------------------------------------------------------------------------
+
+TINY_VISION_FAMILIES = ("vit", "dinov2", "convnext", "resnet", "clip", "siglip")
+
+
+def _tiny_vision_parts(family: str):
+    """(model, image processor) of `family`, random, hidden size 32, 2 layers, 32x32 inputs, with the image processor
+    class (and its kind of resizing and cropping) that the family's Hub checkpoints ship."""
+    import transformers as tf
+
+    # A wider initialisation than the 0.02 of real checkpoints: random tiny encoders then keep images apart.
+    transformer = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, initializer_range=0.2
+    )
+    vision = dict(transformer, image_size=TINY_IMAGE_SIZE, patch_size=8)
+    text = dict(transformer, vocab_size=99, max_position_embeddings=16)
+    mean_std = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    square = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    if family == "vit":  # like google/vit-base-patch16-224-in21k: an encoder without a classifier
+        return tf.ViTModel(tf.ViTConfig(**vision)), tf.ViTImageProcessor(size=square, **mean_std)
+    if family == "dinov2":  # resize the shorter side, then a centre crop (BitImageProcessor, as facebook/dinov2-*)
+        config = tf.Dinov2Config(**{k: v for k, v in vision.items() if k != "intermediate_size"}, mlp_ratio=2)
+        processor = tf.BitImageProcessor(size={"shortest_edge": 36}, crop_size=square, do_convert_rgb=True)
+        return tf.Dinov2Model(config), processor
+    if family == "convnext":
+        config = tf.ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], patch_size=4)
+        return tf.ConvNextModel(config), tf.ConvNextImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE})
+    if family == "resnet":  # like microsoft/resnet-50, which ships a ConvNext image processor
+        config = tf.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic")
+        return tf.ResNetModel(config), tf.ConvNextImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE})
+    if family == "clip":  # the whole dual encoder, as openai/clip-* checkpoints hold it
+        config = tf.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+        processor = tf.CLIPImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size=square)
+        return tf.CLIPModel(config), processor
+    if family == "siglip":
+        config = tf.SiglipConfig(text_config=text, vision_config=vision)
+        return tf.SiglipModel(config), tf.SiglipImageProcessor(size=square)
+    raise ValueError(f"no tiny vision model for {family!r}; choose one of {TINY_VISION_FAMILIES}")
+
+
+def build_tiny_vision_model(folder: Path, family: str, seed: int = 0) -> Path:
+    """Save a random tiny transformers vision checkpoint of `family` (see `TINY_VISION_FAMILIES`) into `folder`:
+    config.json, model.safetensors and preprocessor_config.json, as a Hub checkpoint holds them."""
+    import torch
+
+    torch.manual_seed(seed)
+    model, processor = _tiny_vision_parts(family)
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import metadata
+from pathlib import Path
 
 from hf_transfer.backbones.base import Backbone
+from hf_transfer.checkpoint_paths import is_repo_id
 from hf_transfer.errors import RecipeError
 from hf_transfer.recipe import DataConfig, ModelConfig
 from hf_transfer.registry import Registry
@@ -35,6 +38,9 @@ def _register_builtin() -> None:
 
     BACKBONES.register("transformers:text")(TransformersTextBackbone)
     BACKBONES.register("timm:image")(_import_timm_backbone())
+    from hf_transfer.backbones.transformers_image import TransformersImageBackbone
+
+    BACKBONES.register("transformers:image")(TransformersImageBackbone)
 
 
 def _import_timm_backbone() -> type[Backbone]:
@@ -49,10 +55,48 @@ def _import_timm_backbone() -> type[Backbone]:
 _register_builtin()
 
 
-def backbone_key(library: str, modality: str) -> str:
+def backbone_key(library: str, modality: str, model_cfg: ModelConfig | None = None) -> str:
     if library == "auto":
-        library = "timm" if modality == "image" else "transformers"
+        if modality != "image":
+            library = "transformers"
+        else:
+            library = "transformers" if model_cfg and is_transformers_vision_checkpoint(model_cfg) else "timm"
     return f"{library}:{modality}"
+
+
+def _checkpoint_config(model_cfg: ModelConfig) -> dict | None:
+    """The checkpoint's config.json (a folder's, or a Hub id's, downloaded or cached), or None where it has none."""
+    checkpoint = model_cfg.checkpoint
+    if checkpoint.startswith(("local-dir:", "hf-hub:", "timm/")):
+        return None  # timm's own spellings
+    folder = Path(checkpoint).expanduser()
+    if folder.is_dir():
+        path = folder / "config.json"
+    elif is_repo_id(checkpoint, namespaced=True):
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(checkpoint, "config.json", revision=model_cfg.revision))
+        except Exception:  # not on the Hub, not cached offline, no config.json: timm's loader says what is wrong
+            return None
+    else:
+        return None  # a timm model name
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def is_transformers_vision_checkpoint(model_cfg: ModelConfig) -> bool:
+    """Whether `library: auto` hands an image checkpoint to transformers: its config.json names a vision
+    `model_type` (timm's config.json names an `architecture` instead)."""
+    config = _checkpoint_config(model_cfg)
+    if not config or "architecture" in config:
+        return False
+    from hf_transfer.backbones.transformers_image import vision_model_types
+
+    return config.get("model_type") in vision_model_types()
 
 
 def build_backbone(
@@ -65,7 +109,7 @@ def build_backbone(
 ) -> Backbone:
     """The backbone for `model_cfg`, whole: `preprocessing_source` (a run folder) and `new_head` (a source stage's
     classifier as the start) are fixed here, not set on it later, so nothing depends on the order of calls."""
-    key = backbone_key(model_cfg.library, modality)
+    key = backbone_key(model_cfg.library, modality, model_cfg)
     if key not in BACKBONES:
         library, _ = key.split(":")
         raise RecipeError(f"model.library '{library}' does not serve {modality} tasks; choose another library.")

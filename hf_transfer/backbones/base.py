@@ -18,13 +18,15 @@ from hf_transfer.recipe import DataConfig, ModelConfig
 class Backbone(ABC):
     """A pretrained checkpoint and everything that depends on which one it is.
 
-    Subclasses: `TransformersTextBackbone`, `TimmImageBackbone`. A backbone builds the classifier for the
-    user's labels, the frozen feature extractor, the dataset preprocessing and collator, and knows the model's
-    layer structure (for unfreezing the last N blocks, layer-wise LR decay and LoRA targets).
+    Subclasses: `TransformersTextBackbone`, `TimmImageBackbone`, `TransformersImageBackbone`. A backbone builds the
+    classifier for the user's labels, the frozen feature extractor, the dataset preprocessing and collator, and knows
+    the model's layer structure (for unfreezing the last N blocks, layer-wise LR decay and LoRA targets).
     """
 
     modality: str
     library: str
+    # The linear probe's `strategy.pooling` values this backbone's feature extractor takes.
+    poolings: tuple[str, ...] = ("mean", "cls")
 
     def __init__(
         self,

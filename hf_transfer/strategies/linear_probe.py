@@ -80,7 +80,16 @@ class LinearProbe(Strategy):
 
     @cached_property
     def extractor(self) -> nn.Module:
-        return self.backbone.build_feature_extractor(self.config.pooling)
+        return self.backbone.build_feature_extractor(self.checked_pooling())
+
+    def checked_pooling(self) -> str:
+        pooling, valid = self.config.pooling, self.backbone.poolings
+        if pooling not in valid:
+            raise RecipeError(
+                f"strategy.pooling '{pooling}' is not one that {self.backbone.library} {self.backbone.modality} "
+                f"models take; choose one of {', '.join(valid)}."
+            )
+        return pooling
 
     def split_features(self, split, accelerator, name: str) -> FeatureDataset:
         """The features of `split`: one backbone pass, none when they are cached, and none when `split` already is
@@ -124,7 +133,7 @@ class LinearProbe(Strategy):
 
     def load(self, run_dir: Path, label_names: list[str]):
         state = load_file(str(Path(run_dir) / HEAD_FILE))
-        extractor = self.backbone.build_feature_extractor(self.config.pooling)
+        extractor = self.backbone.build_feature_extractor(self.checked_pooling())
         first = state["net.1.weight"]
         head = self._head(first.shape[1], len(label_names))
         head.load_state_dict(state)

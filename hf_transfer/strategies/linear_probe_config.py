@@ -11,12 +11,18 @@ class LinearProbeConfig:
     """Args:
     pooling: how token/patch features become one vector: `mean` (sentence-transformers checkpoints such as
         MiniLM have no trained pooler and want it) or `cls` (the first token; for timm, the model's own pooling).
+        transformers image models also take `pooler` (the model's pooled output: CLIP's and DINOv2's normalised
+        class token, SigLIP's attention head, a CNN's global average), `cls+mean` (the class token and the mean
+        of the patch tokens concatenated, as DINOv2's linear evaluation does) and `projection` (CLIP's image
+        embedding).
     head: `linear`, or `mlp` (one hidden layer of `hidden_size`).
     smote: add synthetic train rows to the smaller classes (SMOTE, from imbalanced-learn) until every class has as
         many as the largest; only the train features are resampled, never validation or test.
     """
 
-    pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "mean or cls pooling of features."})
+    pooling: Literal["mean", "cls", "pooler", "cls+mean", "projection"] = field(
+        default="mean", metadata={"help": "Pooling of features: mean, cls, pooler, cls+mean or projection."}
+    )
     head: Literal["linear", "mlp"] = field(default="linear", metadata={"help": "linear or mlp head."})
     hidden_size: int = field(default=256, metadata={"range": "[1, inf)", "help": "Hidden units of the mlp head."})
     dropout: float = field(default=0.0, metadata={"range": "[0, 1)", "help": "Dropout before the head's layers."})

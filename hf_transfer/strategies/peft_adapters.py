@@ -27,6 +27,22 @@ def _peft_wrapping() -> Iterator[None]:
         yield
 
 
+def adaptable_module_names(model, heads: list[str]) -> list[str]:
+    """The distinct last names of the Linear and convolution layers outside the head: what `target_modules` may
+    name (PEFT matches a name against the end of each module's dotted path)."""
+    from torch import nn
+
+    names: list[str] = []
+    for name, module in model.named_modules():
+        if any(name == h or name.startswith(h + ".") for h in heads):
+            continue
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf not in names:
+                names.append(leaf)
+    return names
+
+
 class _PeftStrategy(Strategy):
     def peft_config(self, model):
         raise NotImplementedError
@@ -34,6 +50,7 @@ class _PeftStrategy(Strategy):
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
         model = self.backbone.build_classifier(splits.label_names)
         config = self.peft_config(model)
+        self._check_targets(model, config.target_modules)
         try:
             with _peft_wrapping():
                 model = get_peft_model(model, config)
@@ -43,6 +60,20 @@ class _PeftStrategy(Strategy):
         config.base_model_name_or_path = self.backbone.base_model_id or self.backbone.checkpoint
         return plan_for_model(
             model, self.backbone, splits, recipe, param_groups_with_decay(model, recipe.train.weight_decay)
+        )
+
+    def _check_targets(self, model, targets) -> None:
+        """A one-line error naming the module names there are when the targets name none of the model's (PEFT
+        matches each name against the end of every module's dotted path)."""
+        if not targets or isinstance(targets, str):  # a regular expression: PEFT's own check
+            return
+        modules = [name for name, _ in model.named_modules() if name]
+        if any(name == t or name.endswith("." + t) for t in targets for name in modules):
+            return
+        names = adaptable_module_names(model, self.backbone.head_module_names(model))
+        raise RecipeError(
+            f"strategy.target_modules {sorted(targets)} match no module of '{self.backbone.checkpoint}'; its "
+            f"adaptable modules are named {', '.join(names)}."
         )
 
     def save(self, model, out_dir: Path) -> list[str]:
