@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_models import build_tiny_timm
+from fixtures_models import build_tiny_timm, build_tiny_vision_model
 
 import hf_transfer
+from hf_transfer.checkpoint_paths import is_repo_id
 from hf_transfer.cli import main
 from hf_transfer.data.images import load_sklearn_digits
 from hf_transfer.data.splits import limit
@@ -41,11 +42,13 @@ def header_command(name: str, kind: str) -> list[str]:
 
 def test_the_issue_recipes_are_shipped():
     assert IMAGE_RECIPES == [
+        "images/dinov2-small-linear-probe",
         "images/efficientnet-lite0-linear-probe-digits",
         "images/efficientnet-lite0-lora-digits",
         "images/resnet18-finetune",
         "images/resnet18-linear-probe",
         "images/vit-base-lora-beans",
+        "images/vit-lora-beans",
     ]
 
 
@@ -53,7 +56,8 @@ def test_the_issue_recipes_are_shipped():
 def test_image_recipes_validate_with_hub_ids_by_default(name):
     recipe = load_recipe(name)
     assert recipe.task == "image-classification"
-    assert recipe.model.checkpoint.startswith("timm/")  # a Hub id: no local path in a shipped recipe
+    assert is_repo_id(recipe.model.checkpoint, namespaced=True)  # a Hub id: no local path in a shipped recipe
+    assert recipe.model.checkpoint.startswith(("timm/", "google/", "facebook/"))
     load_recipe(name, header_command(name, "Override")[2:])
 
 
@@ -125,4 +129,35 @@ def test_resnet18_recipes_run_as_shown_on_a_folder_of_images(
     metadata = json.loads((run_dir / "hf_transfer.json").read_text())
     assert metadata["backbone"]["hub_id"] == "timm/resnet18.a1_in1k"
     assert metadata["label_names"] == ["one", "two", "zero"]
+    assert hf_transfer.load(run_dir).predict([str(next((tmp_path / "my_images" / "one").glob("*.png")))])
+
+
+@pytest.mark.parametrize(
+    ("name", "hub_id", "family"),
+    [
+        ("images/dinov2-small-linear-probe", "facebook/dinov2-small", "dinov2"),
+        ("images/vit-lora-beans", "google/vit-base-patch16-224-in21k", "vit"),
+    ],
+)
+def test_transformers_image_recipes_run_as_shown_on_a_folder_of_images(
+    name, hub_id, family, tmp_path, local_hub_cache, digits_imagefolder, monkeypatch
+):
+    """The transformers recipes, on a tiny random stand-in cached under the checkpoint's Hub id: `library: auto` (or
+    the recipe's `transformers`) loads it with transformers, and the run folder predicts. The beans recipe's Hub
+    dataset is replaced by the local digits folder, the only override."""
+    local_hub_cache(hub_id, build_tiny_vision_model(tmp_path / family, family))
+    shutil.copytree(digits_imagefolder / "train", tmp_path / "my_images")
+    monkeypatch.chdir(tmp_path)
+    data = (
+        [] if "dinov2" in name else ["data.dataset=imagefolder", "data.data_dir=my_images", "data.image_column=image"]
+    )
+    data += (
+        [] if "dinov2" in name else ["data.label_column=label", "data.validation_split=null", "data.test_split=null"]
+    )
+    assert main([*header_command(name, "Run"), *data, "train.epochs=1"]) == 0
+    run_dir = tmp_path / "outputs" / name.split("/")[1]
+    metadata = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert metadata["backbone"]["library"] == "transformers" and metadata["backbone"]["hub_id"] == hub_id
+    assert metadata["label_names"] == ["one", "two", "zero"]
+    assert (run_dir / "preprocessor_config.json").is_file()
     assert hf_transfer.load(run_dir).predict([str(next((tmp_path / "my_images" / "one").glob("*.png")))])

@@ -25,7 +25,11 @@ from torchvision import transforms
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 from hf_transfer.backbones.base import Backbone
-from hf_transfer.backbones.timm_image import TimmImageBackbone, short_module_names
+from hf_transfer.backbones.timm_image import (
+    TimmImageBackbone,
+    _frozen_norms_keep_their_statistics,
+    short_module_names,
+)
 from hf_transfer.errors import ModelError, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -287,7 +291,7 @@ class TransformersImageBackbone(Backbone):
             raise _load_error(self.checkpoint, err) from None
         if self.new_head:
             self.reset_head(model)
-        return model
+        return with_frozen_norms_kept(model)
 
     def build_feature_extractor(self, pooling: str) -> nn.Module:
         config = self.config
@@ -441,9 +445,16 @@ class TransformersImageBackbone(Backbone):
                 f"run folder '{run_dir}' holds a model for {model.config.num_labels} labels, "
                 f"not {len(label_names)}; it is damaged or from another run."
             )
-        return model
+        return with_frozen_norms_kept(model)
 
     # --- run folder -----------------------------------------------------------------------------------------
     def save_preprocessing(self, out_dir: Path, label_names: list[str] | None = None) -> None:
         """preprocessor_config.json: the image processor the run used (data.image_size included)."""
         self.image_processor.save_pretrained(out_dir)
+
+
+def with_frozen_norms_kept(model: nn.Module) -> nn.Module:
+    """`model` whose BatchNorms (HF ResNet, EfficientNet, MobileViT) keep their running statistics while their scale
+    and shift do not train (LoRA, IA3, frozen blocks), as timm's backbone does and for the same reason."""
+    model.register_forward_pre_hook(_frozen_norms_keep_their_statistics, with_kwargs=True)
+    return model
