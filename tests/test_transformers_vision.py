@@ -23,7 +23,7 @@ from hf_transfer.backbones import BACKBONES, build_backbone
 from hf_transfer.cli import main
 from hf_transfer.errors import ModelError, RecipeError
 from hf_transfer.hub import push_run
-from hf_transfer.recipe import ModelConfig
+from hf_transfer.recipe import DataConfig, ModelConfig
 from hf_transfer.strategies import LinearProbeConfig, build_strategy
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220)}
@@ -229,6 +229,10 @@ def test_image_size_resizes_the_processor_and_the_run_folder_records_it(tmp_path
         assert [s["score"] for s in sorted(scored, key=lambda s: names.index(s["label"]))] == pytest.approx(
             row.tolist(), abs=1e-4
         )
+    # a ViT's fixed grid of position embeddings: a one-line error, not a shape mismatch in its first forward
+    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), DataConfig(image_size=48), "image")
+    with pytest.raises(RecipeError, match=r"^data.image_size is 48 but .* only takes the 32x32 images"):
+        vit.build_classifier(list(COLOURS))
 
 
 @pytest.mark.parametrize(
@@ -319,8 +323,6 @@ def test_lora_targets_that_match_nothing_are_one_line_naming_the_modules_there_a
 
 
 def test_augment_levels_map_onto_torchvision_with_the_processors_numbers(vision_dir):
-    from hf_transfer.recipe import DataConfig
-
     def transform(augment: str):
         backbone = build_backbone(
             ModelConfig(checkpoint=str(vision_dir("clip"))), DataConfig(augment=augment), "image"

@@ -63,7 +63,9 @@ CONV_TARGETS = {
     "resnet": ["convolution"],
     "efficientnet": ["expand_conv", "project_conv"],
 }
-FEEDFORWARD_OUTPUTS = ("fc2", "output.dense", "pwconv2")
+# Families whose position embeddings are a fixed grid the classifier does not resize on its own (DINOv2 interpolates,
+# Swin and the CNNs take any size): `data.image_size` would need them resampled, which the saved repo could not say.
+FIXED_GRID = {"vit", "deit", "beit", "data2vec-vision", "vit_msn", "clip", "siglip", "siglip2"}
 POOLINGS = ("mean", "cls", "pooler", "cls+mean", "projection")
 # data.augment -> torchvision training transforms. "model" is the transformers image-classification example's
 # (RandomResizedCrop + horizontal flip); "light" crops from 70-100% without flips, for digits, text and small
@@ -275,7 +277,7 @@ class TransformersImageBackbone(Backbone):
         id2label = dict(enumerate(label_names))
         label2id = {name: i for i, name in id2label.items()}
         kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **self._common_kwargs())
-        self.config  # noqa: B018 - a clear error for a checkpoint that is no vision model
+        self._check_image_size()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)
@@ -293,7 +295,17 @@ class TransformersImageBackbone(Backbone):
             self.reset_head(model)
         return with_frozen_norms_kept(model)
 
+    def _check_image_size(self) -> None:
+        size, config = self.data_cfg.image_size, self.config
+        native = getattr(getattr(config, "vision_config", config), "image_size", None)
+        if size and config.model_type in FIXED_GRID and native and size != native:
+            raise RecipeError(
+                f"data.image_size is {size} but '{self.checkpoint}' ({config.model_type}) only takes the {native}x"
+                f"{native} images its position embeddings were trained on; remove data.image_size."
+            )
+
     def build_feature_extractor(self, pooling: str) -> nn.Module:
+        self._check_image_size()
         config = self.config
         prefix = self._prefix_tokens()
         if pooling not in POOLINGS:
