@@ -48,7 +48,11 @@ class ModelConfig:
 
     checkpoint: str = field(default="", metadata={"help": "Hub id, local folder, or timm model name of the backbone."})
     library: Literal["auto", "transformers", "timm"] = field(
-        default="auto", metadata={"help": "Which library loads the checkpoint; auto picks timm for timm names."}
+        default="auto",
+        metadata={
+            "help": "Which library loads the checkpoint; auto: transformers for text, and for images when the "
+            "checkpoint's config.json has a transformers vision model_type, else timm."
+        },
     )
     hub_id: str | None = field(
         default=None,

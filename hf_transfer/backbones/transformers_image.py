@@ -240,7 +240,7 @@ class TransformersImageBackbone(Backbone):
             "input_size": (3, int(height), int(width)),
             "mean": tuple(processor.image_mean) if normalize else (0.0, 0.0, 0.0),
             "std": tuple(processor.image_std) if normalize else (1.0, 1.0, 1.0),
-            "interpolation": int(getattr(processor, "resample", 3) or 3),
+            "interpolation": 3 if getattr(processor, "resample", None) is None else int(processor.resample),
         }
 
     def transform(self, train: bool) -> Callable:
