@@ -211,15 +211,19 @@ def test_finetune_last_block_with_layer_decay_is_a_plain_transformers_repo_that_
         assert {s["label"]: s["score"] for s in scored} == pytest.approx(mine["probabilities"], abs=1e-4)
 
 
-def test_image_size_resizes_the_processor_and_the_run_folder_records_it(tmp_path, vision_dir, squares):
+def test_image_size_resizes_the_processor_and_the_position_grid_and_the_run_folder_records_both(
+    tmp_path, vision_dir, squares
+):
     from transformers import pipeline
 
     recipe = vision_recipe(
-        tmp_path, vision_dir("convnext"), "finetune", squares, data={"image_size": 48}, train={"epochs": 1}
+        tmp_path, vision_dir("vit"), "finetune", squares, data={"image_size": 48}, train={"epochs": 1}
     )
     run_dir = hf_transfer.run(str(recipe))
     saved = json.loads((run_dir / "preprocessor_config.json").read_text())
-    assert saved["size"] == {"shortest_edge": 48}
+    assert saved["size"] == {"height": 48, "width": 48}
+    # a ViT's fixed grid of position embeddings is resampled, and the saved config says the new size
+    assert json.loads((run_dir / "config.json").read_text())["image_size"] == 48
     classifier = hf_transfer.load(run_dir)
     assert classifier.backbone.data_config["input_size"] == (3, 48, 48)
     ours = classifier.predict_proba(squares["test_images"][:3])
@@ -229,10 +233,14 @@ def test_image_size_resizes_the_processor_and_the_run_folder_records_it(tmp_path
         assert [s["score"] for s in sorted(scored, key=lambda s: names.index(s["label"]))] == pytest.approx(
             row.tolist(), abs=1e-4
         )
-    # a ViT's fixed grid of position embeddings: a one-line error, not a shape mismatch in its first forward
-    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), DataConfig(image_size=48), "image")
-    with pytest.raises(RecipeError, match=r"^data.image_size is 48 but .* only takes the 32x32 images"):
-        vit.build_classifier(list(COLOURS))
+    native = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, "image").build_classifier(["a"])
+    resized = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), DataConfig(image_size=48), "image")
+    assert torch.equal(resized.build_classifier(["a"]).vit.embeddings.cls_token, native.vit.embeddings.cls_token)
+    # resize-then-crop processors keep their ratio; CLIP's tower takes the new grid too
+    dinov2 = build_backbone(ModelConfig(checkpoint=str(vision_dir("dinov2"))), DataConfig(image_size=64), "image")
+    assert dinov2.image_processor.size.shortest_edge == 72 and dinov2.data_config["input_size"] == (3, 64, 64)
+    clip = build_backbone(ModelConfig(checkpoint=str(vision_dir("clip"))), DataConfig(image_size=48), "image")
+    assert clip.build_feature_extractor("pooler")(pixel_values=torch.randn(2, 3, 48, 48)).shape == (2, HIDDEN)
 
 
 @pytest.mark.parametrize(

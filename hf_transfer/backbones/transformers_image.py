@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -63,8 +64,8 @@ CONV_TARGETS = {
     "resnet": ["convolution"],
     "efficientnet": ["expand_conv", "project_conv"],
 }
-# Families whose position embeddings are a fixed grid the classifier does not resize on its own (DINOv2 interpolates,
-# Swin and the CNNs take any size): `data.image_size` would need them resampled, which the saved repo could not say.
+# Families whose position embeddings are a fixed grid their models do not resize on their own (DINOv2 interpolates,
+# Swin and the CNNs take any size): `data.image_size` resamples it (see `_at_image_size`).
 FIXED_GRID = {"vit", "deit", "beit", "data2vec-vision", "vit_msn", "clip", "siglip", "siglip2"}
 POOLINGS = ("mean", "cls", "pooler", "cls+mean", "projection")
 # data.augment -> torchvision training transforms. "model" is the transformers image-classification example's
@@ -277,7 +278,6 @@ class TransformersImageBackbone(Backbone):
         id2label = dict(enumerate(label_names))
         label2id = {name: i for i, name in id2label.items()}
         kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **self._common_kwargs())
-        self._check_image_size()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)
@@ -291,21 +291,55 @@ class TransformersImageBackbone(Backbone):
                 )
         except (OSError, ValueError) as err:
             raise _load_error(self.checkpoint, err) from None
+        model = self._at_image_size(model)
         if self.new_head:
             self.reset_head(model)
         return with_frozen_norms_kept(model)
 
-    def _check_image_size(self) -> None:
+    def _new_grid(self) -> int | None:
+        """`data.image_size` where it differs from the fixed size a ViT-like's position embeddings were trained at
+        (DINOv2 interpolates them itself; Swin and the CNNs take any size), else None."""
         size, config = self.data_cfg.image_size, self.config
         native = getattr(getattr(config, "vision_config", config), "image_size", None)
         if size and config.model_type in FIXED_GRID and native and size != native:
-            raise RecipeError(
-                f"data.image_size is {size} but '{self.checkpoint}' ({config.model_type}) only takes the {native}x"
-                f"{native} images its position embeddings were trained on; remove data.image_size."
-            )
+            return size
+        return None
+
+    def _at_image_size(self, model: nn.Module) -> nn.Module:
+        """`model` rebuilt for `data.image_size` images with its position embeddings resampled to the new grid
+        (bicubic, the class token kept), as timm does, so that the saved config.json says the new size and a
+        pipeline loads it as is. A model with other position-dependent weights (BEiT's relative position tables)
+        cannot be: a one-line error then."""
+        size = self._new_grid()
+        if size is None:
+            return model
+        config = copy.deepcopy(model.config)
+        vision = getattr(config, "vision_config", None)
+        if hasattr(config, "image_size") and not hasattr(config, "vision_config"):
+            config.image_size = size
+        if vision is not None:
+            vision.image_size = size
+        resized = type(model)(config)
+        target = resized.state_dict()
+        state = {}
+        for name, tensor in model.state_dict().items():
+            wanted = target.get(name)
+            if wanted is None or wanted.shape == tensor.shape:
+                state[name] = tensor
+            elif name.endswith("position_ids"):
+                state[name] = wanted
+            else:
+                state[name] = resampled_positions(tensor, wanted.shape)
+                if state[name] is None:
+                    raise RecipeError(
+                        f"data.image_size is {size} but '{self.checkpoint}' ({self.config.model_type}) has weights "
+                        f"for its {getattr(vision or config, 'image_size', '?')}-pixel inputs that cannot be "
+                        f"resampled ({name}); remove data.image_size."
+                    )
+        resized.load_state_dict(state)
+        return resized
 
     def build_feature_extractor(self, pooling: str) -> nn.Module:
-        self._check_image_size()
         config = self.config
         prefix = self._prefix_tokens()
         if pooling not in POOLINGS:
@@ -341,6 +375,7 @@ class TransformersImageBackbone(Backbone):
                 encoder = model_class(tower)
         except (OSError, ValueError) as err:
             raise _load_error(self.checkpoint, err) from None
+        encoder = self._at_image_size(encoder)
         return VisionFeatureExtractor(encoder, pooling, prefix).eval().requires_grad_(False)
 
     def head_module_names(self, model: nn.Module) -> list[str]:
@@ -470,3 +505,23 @@ def with_frozen_norms_kept(model: nn.Module) -> nn.Module:
     and shift do not train (LoRA, IA3, frozen blocks), as timm's backbone does and for the same reason."""
     model.register_forward_pre_hook(_frozen_norms_keep_their_statistics, with_kwargs=True)
     return model
+
+
+def resampled_positions(table: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """A position-embedding table (`(1, tokens, dim)` or `(tokens, dim)`) resampled to `shape`: its leading 0-2
+    prefix tokens (class, distillation) kept, the square grid after them interpolated bicubically; None where the
+    table is not such a grid (a weight that is not a position embedding)."""
+    old, new = table.shape[-2], shape[-2]
+    if table.ndim != len(shape) or table.shape[-1] != shape[-1] or table.ndim not in (2, 3):
+        return None
+    for prefix in (0, 1, 2):
+        old_side, new_side = math.isqrt(old - prefix), math.isqrt(new - prefix)
+        if old_side**2 == old - prefix and new_side**2 == new - prefix:
+            rows = table.reshape(old, -1)
+            grid = rows[prefix:].reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2).float()
+            grid = torch.nn.functional.interpolate(
+                grid, size=(new_side, new_side), mode="bicubic", align_corners=False
+            )
+            grid = grid.permute(0, 2, 3, 1).reshape(new_side * new_side, -1).to(table.dtype)
+            return torch.cat([rows[:prefix], grid]).reshape(shape)
+    return None
