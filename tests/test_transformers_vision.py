@@ -289,7 +289,7 @@ def test_lora_on_a_siglip_tower_by_hub_id_pushes_with_a_card_snippet_that_runs(
         assert capsys.readouterr().out.strip() == local["label"]
 
 
-def test_a_pushed_finetuned_repo_loads_through_pipeline_by_repo_id(tmp_path, vision_dir, squares, monkeypatch):
+def test_a_pushed_finetuned_repo_loads_through_pipeline_by_repo_id(tmp_path, vision_dir, squares, monkeypatch, capsys):
     from transformers import pipeline
 
     recipe = vision_recipe(
@@ -312,6 +312,15 @@ def test_a_pushed_finetuned_repo_loads_through_pipeline_by_repo_id(tmp_path, vis
         theirs = pipeline("image-classification", model="tester/resnet-squares", device="cpu")(
             squares["test_images"][:4], top_k=3
         )
+        # the card's snippet is that same pipeline call, on an image named as it expects
+        card = hub.files("tester/resnet-squares")["README.md"].decode()
+        code = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)[-1]
+        assert 'pipeline("image-classification", model="tester/resnet-squares")' in code
+        monkeypatch.chdir(tmp_path)
+        shutil.copyfile(squares["test_images"][0], tmp_path / "image.jpg")
+        capsys.readouterr()
+        exec(compile(code, "README.md", "exec"), {"__name__": "__card__"})
+        assert capsys.readouterr().out.strip() == ours[0]["label"]
     for mine, scored in zip(ours, theirs):
         assert scored[0]["label"] == mine["label"]
         assert {s["label"]: s["score"] for s in scored} == pytest.approx(mine["probabilities"], abs=1e-4)
@@ -350,3 +359,24 @@ def test_augment_levels_map_onto_torchvision_with_the_processors_numbers(vision_
     image = Image.new("RGB", (40, 30), (200, 10, 10))
     expected = processor(images=image, return_tensors="pt")["pixel_values"][0]
     assert torch.equal(none(image), expected)  # the processor itself: what a pipeline feeds the model
+
+
+def test_default_adapter_targets_per_family(vision_dir):
+    expected_lora = {
+        "vit": ["q_proj", "v_proj"],
+        "dinov2": ["q_proj", "v_proj"],
+        "clip": ["q_proj", "v_proj"],
+        "siglip": ["q_proj", "v_proj"],
+        "convnext": ["pwconv1", "pwconv2"],
+        "resnet": ["convolution"],
+    }
+    for family, targets in expected_lora.items():
+        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, "image")
+        model = backbone.build_classifier(["a", "b"])
+        assert backbone.default_lora_targets(model) == targets, family
+        assert backbone.head_module_names(model) == ["classifier"], family
+    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, "image")
+    assert vit.default_ia3_targets(vit.build_classifier(["a", "b"])) == {
+        "target_modules": ["k_proj", "v_proj", "fc2"],
+        "feedforward_modules": ["fc2"],
+    }
