@@ -380,3 +380,18 @@ def test_default_adapter_targets_per_family(vision_dir):
         "target_modules": ["k_proj", "v_proj", "fc2"],
         "feedforward_modules": ["fc2"],
     }
+
+
+def test_the_feature_cache_key_follows_the_processor_and_pooling(vision_dir, squares):
+    from datasets import Dataset
+
+    from hf_transfer.features import feature_cache_key
+
+    rows = Dataset.from_dict({"image": squares["test_images"][:2], "labels": [0, 1]})
+
+    def key(pooling="mean", **data) -> str:
+        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir("dinov2"))), DataConfig(**data), "image")
+        return feature_cache_key(backbone, rows, pooling)
+
+    assert key() == key()  # a second run reads the first one's features
+    assert len({key(), key(image_size=64), key("cls+mean"), key(augment="none")}) == 3  # augmenting is not extracting
