@@ -282,6 +282,7 @@ def cmd_rank(args) -> int:
         label_column=args.label_column,
         image_column=args.image_column,
         pooling=args.pooling,
+        templates=args.template,
     )
     report = rank_checkpoints(
         args.checkpoints,
@@ -291,6 +292,7 @@ def cmd_rank(args) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         by=args.by,
+        zero_shot=args.zero_shot,
     )
     print(json.dumps(report, indent=2) if args.json else format_rank_table(report))
     return 0
@@ -413,9 +415,24 @@ def build_parser() -> argparse.ArgumentParser:
         "rank",
         help="Score candidate checkpoints on a sample of your data before training.",
         description="Extract each checkpoint's features of the same sample of labelled data and score them: "
-        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost.",
+        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost. "
+        "--zero-shot candidates (CLIP, SigLIP or text encoders) are scored by their accuracy from the label names "
+        "alone.",
     )
-    p.add_argument("--checkpoints", nargs="+", required=True, help="Local folders or Hub ids (timm names for images).")
+    p.add_argument("--checkpoints", nargs="+", help="Local folders or Hub ids (timm names for images).")
+    p.add_argument(
+        "--zero-shot",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="Also score these CLIP / SigLIP checkpoints (or text encoders for text) zero-shot: their accuracy on the "
+        "same rows from the label names alone (templates and descriptions from --recipe's zero_shot section).",
+    )
+    p.add_argument(
+        "--template",
+        action="append",
+        help="A zero-shot prompt with {label} in it; repeat to average several (default 'a photo of a {label}.' for "
+        "images, '{label}' for texts).",
+    )
     p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
     p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
     p.add_argument("--task", choices=["text-classification", "image-classification"], help="Default: text.")
@@ -425,7 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=1000, help="Score on at most this many rows (default 1000).")
     p.add_argument("--pooling", choices=["mean", "cls"], help="Feature pooling (default mean, or the recipe's).")
     p.add_argument("--folds", type=int, default=5, help="Folds of the kNN and linear-probe accuracy (default 5).")
-    p.add_argument("--by", default="logme", choices=["logme", "linear_accuracy", "knn_accuracy"], help="Rank by.")
+    p.add_argument(
+        "--by",
+        choices=["logme", "linear_accuracy", "knn_accuracy", "zero_shot_accuracy"],
+        help="Rank by (default logme, or zero_shot_accuracy when only --zero-shot candidates are given).",
+    )
     p.add_argument("--seed", type=int, default=0, help="Seed of the sample and the folds.")
     p.add_argument("--batch-size", type=int, default=64, help="Batch size of the feature pass.")
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
