@@ -115,13 +115,14 @@ class ZeroShotClassifier:
             processor = loader.from_pretrained(self.checkpoint.removeprefix("local-dir:"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise self._not_usable(f"has no usable tokenizer or processor ({_first_line(err)})") from None
-        if self.kind != "text" and getattr(processor, "image_processor", None) is None:
+        if self.modality == "image" and getattr(processor, "image_processor", None) is None:
             raise self._not_usable("has no image processor (preprocessor_config.json) beside its tokenizer")
         return processor
 
     @property
     def tokenizer(self):
-        return self.processor if self.kind == "text" else self.processor.tokenizer
+        # a processor holds its tokenizer; a CLIP folder without an image processor loads as the tokenizer itself
+        return getattr(self.processor, "tokenizer", self.processor)
 
     def check(self) -> None:
         """A ModelError now, before any training, if the checkpoint cannot serve: its config, kind and processor."""

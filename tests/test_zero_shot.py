@@ -364,6 +364,16 @@ def test_text_zero_shot_with_a_sentence_encoder(keyword_encoder_dir, keyword_csv
     assert templated == pytest.approx((labels == 0).mean())  # `pos` still ties; `negative` now wins every tie
 
 
+def test_a_clip_checkpoint_serves_text_tasks_with_its_text_tower(tiny_clip_dir, keyword_csvs):
+    from datasets import load_dataset
+
+    split = load_dataset("csv", data_files=str(keyword_csvs["test"]), split="train").select(range(10))
+    classifier = ZeroShotClassifier(ZeroShotConfig(checkpoint=str(tiny_clip_dir)), "text", DataConfig())
+    probs = classifier.predict_proba({"test": split}, ["neg", "pos"], 4)["test"]
+    assert classifier.kind == "clip" and probs.shape == (10, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert classifier.describe(["neg", "pos"])["prompts"] == {"neg": ["neg"], "pos": ["pos"]}  # the text default
+
+
 def replace_checkpoint(config: ZeroShotConfig, folder: Path) -> ZeroShotConfig:
     from dataclasses import replace
 
