@@ -46,6 +46,13 @@ def cmd_run(args) -> int:
     return 0
 
 
+BASELINE_WORDS = {
+    "scratch": "from scratch",
+    "head_only": "with the head only",
+    "zero_shot": "zero-shot from the label names",
+}
+
+
 def transfer_lines(metrics: dict) -> list[str]:
     """The no-transfer comparison and the source task's retention, one line each, for the end of a run."""
     lines = []
@@ -54,7 +61,7 @@ def transfer_lines(metrics: dict) -> list[str]:
         for name, gain in transfer["gains"].items():
             lines.append(
                 f"transfer: {gain['metric']} {gain['a']:.4f} vs {gain['b']:.4f} "
-                f"{'from scratch' if name == 'scratch' else 'with the head only'}, gain {gain['difference']:+.4f} "
+                f"{BASELINE_WORDS.get(name, name)}, gain {gain['difference']:+.4f} "
                 f"({int(gain['confidence'] * 100)}% CI {gain['ci_low']:+.4f} to {gain['ci_high']:+.4f})"
             )
     source = metrics.get("source")

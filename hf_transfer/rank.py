@@ -190,7 +190,7 @@ def rank_checkpoints(
             labels, label_names, folds, f"rows in the sample of {len(sample)}", "raise --max-samples or lower --folds"
         )
     logger.info(
-        "rank: %d candidates on %d rows, %d classes", len(backbones) + len(zero_shot), len(sample), len(label_names)
+        "rank: %d candidates on %d rows, %d classes", len({*checkpoints, *zero_shot}), len(sample), len(label_names)
     )
 
     accelerator = fresh_accelerator()

@@ -378,7 +378,8 @@ class TransferRun:
             "versions": library_versions(),
         }
         if "zero_shot" in self.baselines:  # the checkpoint and prompts the zero-shot baseline used
-            metadata["zero_shot"] = self.baselines["zero_shot"].record
+            record = self.baselines["zero_shot"].record
+            metadata["zero_shot"] = record | {"checkpoint_path": absolute_checkpoint(record["checkpoint"])}
         write_json(staging / METADATA_FILE, metadata)
         write_json(
             staging / LABELS_FILE,

@@ -12,6 +12,8 @@ import torch
 import yaml
 from fixtures_models import TEXT_SPECIAL_TOKENS, write_csv_rows
 from helpers import text_recipe, write_recipe
+from hypothesis import given
+from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.cli import main
@@ -232,6 +234,23 @@ def test_templates_are_rendered_as_documented():
     }  # fmt: skip
 
 
+@given(
+    labels=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4, unique=True),
+    templates=st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6)), min_size=1, max_size=3),
+    described=st.lists(st.text(min_size=1, max_size=8).filter(str.strip), max_size=3),
+)
+def test_every_template_meets_every_description_verbatim(labels, templates, described):
+    descriptions = {labels[0]: described} if described else {}
+    rendered_templates = [f"{before}{{label}}{after}" for before, after in templates]
+    config = ZeroShotConfig(templates=rendered_templates, descriptions=descriptions)
+    prompts = label_prompts(labels, config, "image")
+    assert list(prompts) == labels
+    for label, rendered in prompts.items():
+        texts = described if label in descriptions else [label]
+        # descriptions outer, templates inner; the text around {label} is kept as written (braces too)
+        assert rendered == [before + text + after for text in texts for before, after in templates]
+
+
 def test_descriptions_must_name_labels():
     with pytest.raises(RecipeError, match=r"zero_shot.descriptions names 'kat'.*cat, dog"):
         label_prompts(["cat", "dog"], ZeroShotConfig(descriptions={"kat": "a cat"}), "image")
@@ -410,7 +429,7 @@ def test_zero_shot_baseline_end_to_end(tmp_path, tiny_timm_dir, tiny_clip_dir, c
     assert gain["a"] == pytest.approx(metrics["test"][transfer["metric"]])
     assert gain["ci_low"] <= gain["difference"] <= gain["ci_high"]
     assert set(transfer["gains"]) == {"zero_shot", "head_only"}
-    assert "transfer:" in printed and "zero_shot" in printed
+    assert "vs 1.0000 zero-shot from the label names, gain" in printed and "with the head only, gain" in printed
     # the run folder says what classified: the checkpoint, the templates and every label's prompts
     record = json.loads((run_dir / "hf_transfer.json").read_text())["zero_shot"]
     assert record["checkpoint"] == str(tiny_clip_dir) and record["kind"] == "clip"
@@ -444,6 +463,7 @@ def test_zero_shot_baseline_of_a_text_run(tmp_path, keyword_encoder_dir, keyword
         "descriptions": {"neg": "bad", "pos": "good"},
         "prompts": {"neg": ["bad"], "pos": ["good"]},
         "temperature": 0.05,
+        "checkpoint_path": str(keyword_encoder_dir.resolve()),
     }
 
 
