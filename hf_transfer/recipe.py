@@ -460,6 +460,11 @@ class Recipe:
     def __post_init__(self):
         require_data_source(self.data, "data")
         check_problem_data(self.data, self.problem_type)
+        if "zero_shot" in self.baseline and self.problem_type != "single_label_classification":
+            raise RecipeError(
+                f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
+                f"single_label_classification, not {self.problem_type}; remove zero_shot from baseline."
+            )
 
     @property
     def zero_shot_config(self) -> ZeroShotConfig:

@@ -275,6 +275,12 @@ def test_zero_shot_section_mistakes_are_one_line_errors(section, message, tmp_pa
     assert "\n" not in str(info.value)
 
 
+def test_zero_shot_baseline_is_single_label_only():
+    raw = {"model": {"checkpoint": "m"}, "data": {"train_files": ["t.csv"]}, "strategy": "linear_probe"}
+    with pytest.raises(RecipeError, match=r"^baseline zero_shot .* not regression; remove zero_shot from baseline"):
+        recipe_from_dict(raw | {"baseline": ["zero_shot"], "problem_type": "regression"})
+
+
 def test_zero_shot_checkpoint_defaults_to_the_model():
     raw = {"model": {"checkpoint": "m"}, "data": {"train_files": ["t.csv"]}, "strategy": "linear_probe"}
     assert recipe_from_dict(raw | {"baseline": ["zero_shot"]}).zero_shot_config.checkpoint == "m"
