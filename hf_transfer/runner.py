@@ -49,6 +49,7 @@ from hf_transfer.train import (
     TrainingLoop,
     TrainingPlan,
     check_trackers_installed,
+    scalar_metrics,
     tracker_config,
 )
 from hf_transfer.transfer import forgetting_metrics, merged
@@ -278,7 +279,15 @@ class TransferRun:
         splits = self.target.splits
         evaluated = {name: split for name, split in splits.items() if name in self.target.result.final}
         batch_size = self.recipe.eval.batch_size or 2 * self.recipe.train.batch_size
-        return zero_shot_stage(self.zero_shot, evaluated, splits.label_names, batch_size, self.accelerator.device)
+        stage = zero_shot_stage(self.zero_shot, evaluated, splits.label_names, batch_size, self.accelerator.device)
+        # the trackers see it as they see a trained baseline's final evaluation (a no-op without train.report_to)
+        final = {
+            f"{stage.name}/final/{split}/{key}": value
+            for split, metrics in stage.result.final.items()
+            for key, value in scalar_metrics(metrics).items()
+        }
+        self.accelerator.log(final, step=self.steps_logged)
+        return stage
 
     # --- what the run measured ------------------------------------------------------------------------------
     def transfer_report(self, split: str) -> dict | None:

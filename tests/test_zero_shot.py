@@ -453,7 +453,7 @@ def test_zero_shot_baseline_of_a_text_run(tmp_path, keyword_encoder_dir, keyword
         keyword_encoder_dir,
         keyword_csvs,
         "linear_probe",
-        train={"epochs": 1},
+        train={"epochs": 1, "report_to": "tensorboard"},
         baseline=["zero_shot"],
         zero_shot={"descriptions": {"neg": "bad", "pos": "good"}},  # the checkpoint: the recipe's model
     )
@@ -471,6 +471,16 @@ def test_zero_shot_baseline_of_a_text_run(tmp_path, keyword_encoder_dir, keyword
         "temperature": 0.05,
         "checkpoint_path": str(keyword_encoder_dir.resolve()),
     }
+    # the trackers get the baseline's final metrics as they get a trained baseline's
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = {}
+    for folder in {p.parent for p in (run_dir / "runs").rglob("events.out.tfevents.*")}:
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        logged |= {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    assert logged["baseline-zero_shot/final/test/accuracy"] == 1.0
+    assert "baseline-zero_shot/final/validation/f1_macro" in logged
 
 
 def test_a_bad_zero_shot_checkpoint_fails_before_training(tmp_path, tiny_timm_dir, colour_csvs, capsys):
