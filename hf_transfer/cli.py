@@ -46,6 +46,13 @@ def cmd_run(args) -> int:
     return 0
 
 
+BASELINE_WORDS = {
+    "scratch": "from scratch",
+    "head_only": "with the head only",
+    "zero_shot": "zero-shot from the label names",
+}
+
+
 def transfer_lines(metrics: dict) -> list[str]:
     """The no-transfer comparison and the source task's retention, one line each, for the end of a run."""
     lines = []
@@ -54,7 +61,7 @@ def transfer_lines(metrics: dict) -> list[str]:
         for name, gain in transfer["gains"].items():
             lines.append(
                 f"transfer: {gain['metric']} {gain['a']:.4f} vs {gain['b']:.4f} "
-                f"{'from scratch' if name == 'scratch' else 'with the head only'}, gain {gain['difference']:+.4f} "
+                f"{BASELINE_WORDS.get(name, name)}, gain {gain['difference']:+.4f} "
                 f"({int(gain['confidence'] * 100)}% CI {gain['ci_low']:+.4f} to {gain['ci_high']:+.4f})"
             )
     source = metrics.get("source")
@@ -282,6 +289,7 @@ def cmd_rank(args) -> int:
         label_column=args.label_column,
         image_column=args.image_column,
         pooling=args.pooling,
+        templates=args.template,
     )
     report = rank_checkpoints(
         args.checkpoints,
@@ -291,6 +299,7 @@ def cmd_rank(args) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         by=args.by,
+        zero_shot=args.zero_shot,
     )
     print(json.dumps(report, indent=2) if args.json else format_rank_table(report))
     return 0
@@ -413,9 +422,24 @@ def build_parser() -> argparse.ArgumentParser:
         "rank",
         help="Score candidate checkpoints on a sample of your data before training.",
         description="Extract each checkpoint's features of the same sample of labelled data and score them: "
-        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost.",
+        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost. "
+        "--zero-shot candidates (CLIP, SigLIP or text encoders) are scored by their accuracy from the label names "
+        "alone.",
     )
-    p.add_argument("--checkpoints", nargs="+", required=True, help="Local folders or Hub ids (timm names for images).")
+    p.add_argument("--checkpoints", nargs="+", help="Local folders or Hub ids (timm names for images).")
+    p.add_argument(
+        "--zero-shot",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="Also score these CLIP / SigLIP checkpoints (or text encoders for text) zero-shot: their accuracy on the "
+        "same rows from the label names alone (templates and descriptions from --recipe's zero_shot section).",
+    )
+    p.add_argument(
+        "--template",
+        action="append",
+        help="A zero-shot prompt with {label} in it; repeat to average several (default 'a photo of a {label}.' for "
+        "images, '{label}' for texts).",
+    )
     p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
     p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
     p.add_argument("--task", choices=["text-classification", "image-classification"], help="Default: text.")
@@ -425,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=1000, help="Score on at most this many rows (default 1000).")
     p.add_argument("--pooling", choices=["mean", "cls"], help="Feature pooling (default mean, or the recipe's).")
     p.add_argument("--folds", type=int, default=5, help="Folds of the kNN and linear-probe accuracy (default 5).")
-    p.add_argument("--by", default="logme", choices=["logme", "linear_accuracy", "knn_accuracy"], help="Rank by.")
+    p.add_argument(
+        "--by",
+        choices=["logme", "linear_accuracy", "knn_accuracy", "zero_shot_accuracy"],
+        help="Rank by (default logme, or zero_shot_accuracy when only --zero-shot candidates are given).",
+    )
     p.add_argument("--seed", type=int, default=0, help="Seed of the sample and the folds.")
     p.add_argument("--batch-size", type=int, default=64, help="Batch size of the feature pass.")
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")

@@ -228,7 +228,7 @@ def build_model_card(
     if baseline:
         baseline_rows = [("with transfer", f"{baseline['a']:.4f}")]
         baseline_rows += [
-            (f"{name} baseline", f"{value:.4f}") for name, value in baseline.get("baselines", {}).items()
+            (_baseline_name(name, metadata), f"{value:.4f}") for name, value in baseline.get("baselines", {}).items()
         ]
         baseline_rows.append(
             (
@@ -297,6 +297,14 @@ def build_model_card(
         versions=metadata.get("versions", {}),
         limitations=limitations,
     )
+
+
+def _baseline_name(name: str, metadata: dict) -> str:
+    """A baseline's row in the card; the zero-shot one says which checkpoint classified from the label names."""
+    zero_shot = metadata.get("zero_shot") if name == "zero_shot" else None
+    if zero_shot:
+        return f"zero_shot baseline (`{zero_shot['checkpoint']}` from label names, no training)"
+    return f"{name} baseline"
 
 
 def write_model_card(out_dir: Path, recipe: Recipe, metadata: dict, metrics: dict) -> None:

@@ -5,13 +5,18 @@ caches them), and three scores say how well its frozen features suit the labels,
 cross-validated kNN accuracy, cross-validated linear-probe (logistic regression) accuracy, and LogME
 (`hf_transfer.transferability`). The table ranks the candidates by one of them and shows what each costs: its
 parameters and the seconds its feature pass took.
+
+`--zero-shot A B` adds zero-shot candidates (CLIP / SigLIP, or text encoders; `hf_transfer.zero_shot`): their score is
+the accuracy of classifying the same rows from the label names alone (no folds: nothing is fitted), with the
+templates and descriptions of the recipe's `zero_shot` section or `--template`. A checkpoint given to both flags is
+one row with every score.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,14 +26,16 @@ from hf_transfer.data.splits import check_files_exist
 from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
 from hf_transfer.errors import DataError, HfTransferError, ModelError
 from hf_transfer.features import cache_root, extract_features, feature_cache_key
-from hf_transfer.recipe import TASKS, DataConfig, ModelConfig, load_recipe
+from hf_transfer.recipe import TASKS, DataConfig, ModelConfig, ZeroShotConfig, load_recipe
 from hf_transfer.strategies import LinearProbeConfig
 from hf_transfer.strategies.base import count_parameters
 from hf_transfer.transferability import knn_accuracy, linear_probe_accuracy, logme
+from hf_transfer.zero_shot import ZeroShotClassifier
 
 logger = logging.getLogger(__name__)
 
-SCORES = ("logme", "linear_accuracy", "knn_accuracy")
+SCORES = ("logme", "linear_accuracy", "knn_accuracy", "zero_shot_accuracy")
+FEATURE_SCORES = SCORES[:3]
 # Below this many rows per feature dimension LogME's evidence is dominated by its prior (with 384-dimensional MiniLM
 # features, 200 Rotten Tomatoes rows ranked a random-weight copy above the pretrained model; 400 rows did not).
 LOGME_ROWS_PER_DIMENSION = 2
@@ -40,6 +47,7 @@ FLAG_OF_FIELD = {
     "data.label_column": "--label-column",
     "data.image_column": "--image-column",
     "data.max_train_samples": "--max-samples",
+    "zero_shot.templates": "--template",
 }
 
 
@@ -52,6 +60,7 @@ class RankInputs:
     library: str = "auto"
     pooling: str = "mean"
     from_recipe: bool = False
+    zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
 
     @property
     def modality(self) -> str:
@@ -66,9 +75,20 @@ def rank_inputs(
     label_column: str | None = None,
     image_column: str | None = None,
     pooling: str | None = None,
+    templates: list[str] | None = None,
 ) -> RankInputs:
-    """The data settings of `hf-transfer rank`: a recipe's (its data, task, library and probe pooling), or files;
-    flags given on top replace the recipe's values."""
+    """The data settings of `hf-transfer rank`: a recipe's (its data, task, library, probe pooling and zero_shot
+    section), or files; flags given on top replace the recipe's values."""
+    inputs = _rank_inputs(recipe, data, task, text_column, label_column, image_column, pooling)
+    if templates:
+        try:
+            inputs.zero_shot = replace(inputs.zero_shot, templates=list(templates))
+        except HfTransferError as err:
+            raise _in_flag_terms(err, inputs) from None
+    return inputs
+
+
+def _rank_inputs(recipe, data, task, text_column, label_column, image_column, pooling) -> RankInputs:
     columns = {"text_column": text_column, "label_column": label_column, "image_column": image_column}
     columns = {k: v for k, v in columns.items() if v}
     if task is not None and task not in TASKS:
@@ -86,6 +106,7 @@ def rank_inputs(
             library=loaded.model.library,
             pooling=pooling or strategy_pooling,
             from_recipe=True,
+            zero_shot=loaded.zero_shot or ZeroShotConfig(),
         )
     if not data:
         raise HfTransferError("rank needs data: give --data FILE... (csv/json/jsonl/parquet) or --recipe RECIPE.")
@@ -101,7 +122,7 @@ def _in_flag_terms(err: HfTransferError, inputs: RankInputs) -> HfTransferError:
     """`err` with recipe fields named by the flags that set them (when the settings came from flags)."""
     message = str(err)
     for field_name, flag in FLAG_OF_FIELD.items():
-        if field_name == "model.checkpoint" or not inputs.from_recipe:
+        if field_name in ("model.checkpoint", "zero_shot.templates") or not inputs.from_recipe:
             message = message.replace(field_name, flag)
     return type(err)(message)
 
@@ -122,13 +143,23 @@ def rank_checkpoints(
     folds: int = 5,
     seed: int = 0,
     batch_size: int = 64,
-    by: str = "logme",
+    by: str | None = None,
+    zero_shot: list[str] | None = None,
 ) -> dict:
-    """Scores of each checkpoint's frozen features on one sample of the data, best first by `by`."""
-    if not checkpoints:
-        raise HfTransferError("--checkpoints needs at least one checkpoint (a local folder or a cached Hub id).")
+    """Scores of each checkpoint's frozen features (and of each `zero_shot` checkpoint's zero-shot accuracy) on one
+    sample of the data, best first by `by` (default logme, or zero_shot_accuracy when only zero-shot candidates)."""
+    checkpoints, zero_shot = list(checkpoints or []), list(zero_shot or [])
+    if not checkpoints and not zero_shot:
+        raise HfTransferError(
+            "--checkpoints needs at least one checkpoint (a local folder or a cached Hub id), or give --zero-shot."
+        )
+    by = by or ("logme" if checkpoints else "zero_shot_accuracy")
     if by not in SCORES:
         raise HfTransferError(f"--by '{by}' is not a score; choose one of {', '.join(SCORES)}.")
+    if by == "zero_shot_accuracy" and not zero_shot:
+        raise HfTransferError("--by zero_shot_accuracy needs zero-shot candidates; name them with --zero-shot.")
+    if by in FEATURE_SCORES and not checkpoints:
+        raise HfTransferError(f"--by {by} scores --checkpoints, and none were given; add them or rank by zero-shot.")
     if folds < 2:
         raise HfTransferError(f"--folds is {folds}; the kNN and linear scores need at least 2 folds.")
     if max_samples < 2 * folds:
@@ -142,19 +173,28 @@ def rank_checkpoints(
             build_backbone(ModelConfig(checkpoint=c, library=inputs.library), data_cfg, inputs.modality)
             for c in checkpoints
         ]
+        zero_shot_models = [
+            ZeroShotClassifier(replace(inputs.zero_shot, checkpoint=c), inputs.modality, data_cfg, field="--zero-shot")
+            for c in zero_shot
+        ]
         for backbone in backbones:  # a bad candidate fails before any extraction
             check_loadable(backbone)
-        sample, label_names = load_train_split(data_cfg, backbones[0], seed)
+        for classifier in zero_shot_models:
+            classifier.check()
+        sample, label_names = load_train_split(data_cfg, (backbones or zero_shot_models)[0], seed)
     except (DataError, ModelError) as err:
         raise _in_flag_terms(err, inputs) from None
     labels = np.asarray(sample["labels"])
-    require_rows_per_class(
-        labels, label_names, folds, f"rows in the sample of {len(sample)}", "raise --max-samples or lower --folds"
+    if backbones:
+        require_rows_per_class(
+            labels, label_names, folds, f"rows in the sample of {len(sample)}", "raise --max-samples or lower --folds"
+        )
+    logger.info(
+        "rank: %d candidates on %d rows, %d classes", len({*checkpoints, *zero_shot}), len(sample), len(label_names)
     )
-    logger.info("rank: %d candidates on %d rows, %d classes", len(backbones), len(sample), len(label_names))
 
     accelerator = fresh_accelerator()
-    candidates = []
+    rows: dict[str, dict] = {}
     for backbone in backbones:
         cached = (cache_root() / f"{feature_cache_key(backbone, sample, inputs.pooling)}.safetensors").is_file()
         start = time.perf_counter()
@@ -170,30 +210,47 @@ def rank_checkpoints(
         del extractor
         x = features.features.double().numpy()
         y = features.labels.numpy()
-        candidates.append(
+        rows[backbone.checkpoint] = {
+            "checkpoint": backbone.checkpoint,
+            "logme": logme(x, y),
+            "knn_accuracy": knn_accuracy(x, y, folds, seed),
+            "linear_accuracy": linear_probe_accuracy(x, y, folds, seed),
+            "zero_shot_accuracy": None,
+            "parameters": parameters,
+            "feature_dim": int(x.shape[1]),
+            "extraction_seconds": round(seconds, 2),
+            "features_cached": cached,
+        }
+    for classifier in zero_shot_models:
+        start = time.perf_counter()
+        model = classifier.model.to(accelerator.device)
+        probs = classifier.predict_proba({"sample": sample}, label_names, batch_size)["sample"]
+        row = rows.setdefault(
+            classifier.checkpoint,
             {
-                "checkpoint": backbone.checkpoint,
-                "logme": logme(x, y),
-                "knn_accuracy": knn_accuracy(x, y, folds, seed),
-                "linear_accuracy": linear_probe_accuracy(x, y, folds, seed),
-                "parameters": parameters,
-                "feature_dim": int(x.shape[1]),
-                "extraction_seconds": round(seconds, 2),
-                "features_cached": cached,
-            }
+                "checkpoint": classifier.checkpoint,
+                **dict.fromkeys(FEATURE_SCORES),
+                "parameters": count_parameters(model)["total"],
+                "feature_dim": None,
+                "extraction_seconds": 0.0,
+                "features_cached": False,
+            },
         )
-    candidates.sort(key=lambda row: row[by], reverse=True)
+        row["zero_shot_accuracy"] = float((probs.argmax(1) == labels).mean())
+        row["zero_shot_seconds"] = round(time.perf_counter() - start, 2)
+        del model, classifier.model
+    candidates = sorted(rows.values(), key=lambda row: (row[by] is not None, row[by] or 0.0), reverse=True)
     for place, row in enumerate(candidates, start=1):
         row["rank"] = place
     notes = []
-    widest = max(row["feature_dim"] for row in candidates)
-    if len(sample) < LOGME_ROWS_PER_DIMENSION * widest:
+    widest = max((row["feature_dim"] for row in candidates if row["feature_dim"]), default=0)
+    if backbones and len(sample) < LOGME_ROWS_PER_DIMENSION * widest:
         notes.append(
             f"LogME compares candidates reliably with at least {LOGME_ROWS_PER_DIMENSION}x more rows than feature "
             f"dimensions ({widest}); raise --max-samples above {len(sample)} if the data has more rows."
         )
         logger.warning(notes[-1])
-    return {
+    report = {
         "task": inputs.task,
         "samples": len(sample),
         "label_names": label_names,
@@ -204,11 +261,22 @@ def rank_checkpoints(
         "candidates": candidates,
         "notes": notes,
     }
+    if zero_shot_models:
+        report["zero_shot"] = {
+            "templates": inputs.zero_shot.templates_for(inputs.modality),
+            "descriptions": dict(inputs.zero_shot.descriptions),
+        }
+    return report
+
+
+def _score(value, width: int) -> str:
+    return f"{value:>{width}.4f}" if value is not None else f"{'-':>{width}}"
 
 
 def format_rank_table(report: dict) -> str:
     """The candidates best first: scores, then cost (parameters, feature dimension, seconds of the feature pass)."""
     rows = report["candidates"]
+    zero_shot = "zero_shot" in report
     width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))
     title = (
         f"Ranked by {report['ranked_by']} on {report['samples']} rows ({len(report['label_names'])} classes, "
@@ -216,16 +284,24 @@ def format_rank_table(report: dict) -> str:
     )
     header = (
         f"{'#':>2}  {'checkpoint':<{width}}  {'LogME':>8}  {'kNN acc':>7}  {'linear acc':>10}  "
-        f"{'params':>8}  {'dim':>5}  {'extract s':>9}"
+        + (f"{'zero-shot acc':>13}  " if zero_shot else "")
+        + f"{'params':>8}  {'dim':>5}  {'extract s':>9}"
     )
     lines = [title, "=" * len(title), header]
     for r in rows:
         seconds = f"{r['extraction_seconds']:.2f}" + ("*" if r["features_cached"] else " ")
+        if r["feature_dim"] is None:
+            seconds = "-"
         lines.append(
-            f"{r['rank']:>2}  {r['checkpoint']:<{width}}  {r['logme']:>8.4f}  {r['knn_accuracy']:>7.4f}  "
-            f"{r['linear_accuracy']:>10.4f}  {r['parameters'] / 1e6:>7.2f}M  {r['feature_dim']:>5}  {seconds:>9}"
+            f"{r['rank']:>2}  {r['checkpoint']:<{width}}  {_score(r['logme'], 8)}  {_score(r['knn_accuracy'], 7)}  "
+            f"{_score(r['linear_accuracy'], 10)}  "
+            + (f"{_score(r['zero_shot_accuracy'], 13)}  " if zero_shot else "")
+            + f"{r['parameters'] / 1e6:>7.2f}M  {r['feature_dim'] or '-':>5}  {seconds:>9}"
         )
     if any(r["features_cached"] for r in rows):
         lines.append("* features read from the cache: the seconds are not those of a backbone pass")
+    if zero_shot:
+        templates = " | ".join(report["zero_shot"]["templates"])
+        lines.append(f"zero-shot: accuracy on all {report['samples']} rows from the label names; prompts: {templates}")
     lines += [f"note: {note}" for note in report.get("notes", [])]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The recipe schema (model, data, strategy, train, eval, output, hub; source, baseline): YAML plus overrides.
+"""The recipe schema (model, data, strategy, train, eval, output, hub; source, baseline, zero_shot): YAML + overrides.
 
 A recipe names components (`strategy: lora`, `train.optimizer: adamw`) from the project's registries; no value
 is ever imported as a Python path, so a recipe downloaded from anywhere cannot run arbitrary code.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -368,6 +368,82 @@ class SourceConfig:
         require_data_source(self.data, "source.data")
 
 
+DEFAULT_ZERO_SHOT_TEMPLATES = {"image": ["a photo of a {label}."], "text": ["{label}"]}
+"""The prompts a zero-shot baseline uses when `zero_shot.templates` is left out, per modality."""
+ZERO_SHOT_TEMPERATURE = 0.05
+
+
+@dataclass
+class ZeroShotConfig:
+    """The zero-shot classifier behind `baseline: [zero_shot]` and `hf-transfer rank --zero-shot`: no training, each
+    label's prompts are embedded and every input goes to the label whose prompts it is most similar to.
+
+    Args:
+    checkpoint: a CLIP or SigLIP checkpoint (images or texts), or a sentence-embedding text encoder (texts, mean
+        pooled); default the recipe's model.checkpoint.
+    templates: prompts in which `{label}` is replaced by the label's name, or by each of its descriptions; nothing
+        else in a template is special. Several are averaged (the mean of the normalised embeddings, normalised
+        again, as in CLIP's paper). Default `a photo of a {label}.` for images, `{label}` for texts.
+    descriptions: label name -> a text, or a list of texts, put in the templates instead of the name.
+    temperature: texts only: the scores are softmax(cosine similarity / temperature); CLIP uses its learnt logit
+        scale, SigLIP its sigmoid scores normalised to sum to 1.
+    """
+
+    checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "CLIP / SigLIP checkpoint, or a sentence-embedding text encoder; default model.checkpoint."},
+    )
+    templates: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts with {label} in them, averaged when several (default 'a photo of a {label}.' for "
+            "images, '{label}' for texts)."
+        },
+    )
+    descriptions: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Label name -> text or list of texts that replace the name in the templates."},
+    )
+    temperature: float = field(
+        default=ZERO_SHOT_TEMPERATURE,
+        metadata={"range": "(0, inf)", "help": "Text encoders: scores are softmax(cosine / temperature)."},
+    )
+
+    def __post_init__(self):
+        if self.templates is not None:
+            if not self.templates:
+                raise RecipeError(
+                    "zero_shot.templates is an empty list; give at least one prompt such as 'a photo of a {label}.' "
+                    "or leave the key out for the default."
+                )
+            for i, template in enumerate(self.templates):
+                if not template.strip():
+                    raise RecipeError(
+                        f"zero_shot.templates[{i}] is empty; write a prompt with {{label}} in it, "
+                        "e.g. 'a photo of a {label}.'."
+                    )
+                if "{label}" not in template:
+                    raise RecipeError(
+                        f"zero_shot.templates[{i}] '{template}' has no {{label}}; put {{label}} where the label's "
+                        "name (or description) goes."
+                    )
+        for label, texts in self.descriptions.items():
+            texts = [texts] if isinstance(texts, str) else texts
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+                raise RecipeError(
+                    f"zero_shot.descriptions.{label} must be a non-empty text or a list of non-empty texts, "
+                    f"not {self.descriptions[label]!r}."
+                )
+
+    def templates_for(self, modality: str) -> list[str]:
+        return list(self.templates) if self.templates is not None else list(DEFAULT_ZERO_SHOT_TEMPLATES[modality])
+
+    def descriptions_of(self, label: str) -> list[str]:
+        """What stands for `label` in the templates: its descriptions, or its name when it has none."""
+        texts = self.descriptions.get(label, label)
+        return [texts] if isinstance(texts, str) else list(texts)
+
+
 @dataclass
 class Recipe:
     name: str = "recipe"
@@ -382,11 +458,23 @@ class Recipe:
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     source: SourceConfig | None = None
-    baseline: list[Literal["scratch", "head_only"]] = field(default_factory=list)
+    baseline: list[Literal["scratch", "head_only", "zero_shot"]] = field(default_factory=list)
+    zero_shot: ZeroShotConfig | None = None
 
     def __post_init__(self):
         require_data_source(self.data, "data")
         check_problem_data(self.data, self.problem_type)
+        if "zero_shot" in self.baseline and self.problem_type != "single_label_classification":
+            raise RecipeError(
+                f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
+                f"single_label_classification, not {self.problem_type}; remove zero_shot from baseline."
+            )
+
+    @property
+    def zero_shot_config(self) -> ZeroShotConfig:
+        """The zero_shot section, its checkpoint defaulting to model.checkpoint."""
+        config = self.zero_shot or ZeroShotConfig()
+        return replace(config, checkpoint=config.checkpoint or self.model.checkpoint)
 
     @property
     def modality(self) -> str:

@@ -49,9 +49,11 @@ from hf_transfer.train import (
     TrainingLoop,
     TrainingPlan,
     check_trackers_installed,
+    scalar_metrics,
     tracker_config,
 )
 from hf_transfer.transfer import forgetting_metrics, merged
+from hf_transfer.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +168,10 @@ class TransferRun:
         # Fail on a bad target before spending time on the source stage (a missing folder before loading any data).
         check_local_checkpoint(recipe.model.checkpoint)
         self.target_backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
+        self.zero_shot = None
+        if "zero_shot" in recipe.baseline:
+            self.zero_shot = ZeroShotClassifier(recipe.zero_shot_config, recipe.modality, recipe.data)
+            self.zero_shot.check()  # a checkpoint that cannot classify zero-shot fails before any training
 
     def run_stage(
         self, name: str, recipe: Recipe, backbone: Backbone | None = None, splits: Splits | None = None
@@ -257,13 +263,31 @@ class TransferRun:
             target_backbone = build_backbone(target_model, recipe.data, recipe.modality, new_head=True)
         self.target = self.run_stage("target", target_recipe, target_backbone)
         self.baselines = {
-            # scratch: the recipe's own architecture from random weights; head_only: on the target's start
-            name: self.run_stage(
+            # scratch: the recipe's own architecture from random weights; head_only: on the target's start;
+            # zero_shot: no training, on the target's own evaluation rows
+            name: self.run_zero_shot()
+            if name == "zero_shot"
+            else self.run_stage(
                 f"baseline-{name}", baseline_recipe(recipe if name == "scratch" else target_recipe, name)
             )
             for name in recipe.baseline
         }
         return self.target
+
+    def run_zero_shot(self) -> ZeroShotStage:
+        """The zero-shot baseline, scored on exactly the rows the target was evaluated on."""
+        splits = self.target.splits
+        evaluated = {name: split for name, split in splits.items() if name in self.target.result.final}
+        batch_size = self.recipe.eval.batch_size or 2 * self.recipe.train.batch_size
+        stage = zero_shot_stage(self.zero_shot, evaluated, splits.label_names, batch_size, self.accelerator.device)
+        # the trackers see it as they see a trained baseline's final evaluation (a no-op without train.report_to)
+        final = {
+            f"{stage.name}/final/{split}/{key}": value
+            for split, metrics in stage.result.final.items()
+            for key, value in scalar_metrics(metrics).items()
+        }
+        self.accelerator.log(final, step=self.steps_logged)
+        return stage
 
     # --- what the run measured ------------------------------------------------------------------------------
     def transfer_report(self, split: str) -> dict | None:
@@ -362,6 +386,9 @@ class TransferRun:
             "weights": weight_files,
             "versions": library_versions(),
         }
+        if "zero_shot" in self.baselines:  # the checkpoint and prompts the zero-shot baseline used
+            record = self.baselines["zero_shot"].record
+            metadata["zero_shot"] = record | {"checkpoint_path": absolute_checkpoint(record["checkpoint"])}
         write_json(staging / METADATA_FILE, metadata)
         write_json(
             staging / LABELS_FILE,

@@ -185,6 +185,7 @@ def test_nan_and_inf_are_refused_for_every_numeric_field(data):
         "OutputConfig": "output",
         "HubConfig": "hub",
         "ModelConfig": "model",
+        "ZeroShotConfig": "zero_shot",
     }.get(cls.__name__)
     raw = minimal()
     if section:

@@ -98,6 +98,12 @@ def check_rank(done, cwd):
     assert "all-MiniLM-L6-v2" in done.stdout and "logme" in done.stdout.lower()
 
 
+def check_rank_zero_shot(done, cwd):
+    (row,) = [line for line in done.stdout.splitlines() if "all-MiniLM-L6-v2" in line]
+    zero_shot = float(row.split()[5])  # MiniLM from the names `negative` / `positive`: 0.65 on the test split
+    assert "zero-shot acc" in done.stdout and 0.55 < zero_shot < 0.8, done.stdout
+
+
 CHECKS = {
     "hf-transfer run quickstart/digits-source-to-target": check_quickstart,
     'hf-transfer predict outputs/minilm-lora-rotten-tomatoes "A small gem of a movie." --json': check_predict,
@@ -110,6 +116,9 @@ CHECKS = {
     "model.checkpoint=local-dir:../shared/models/tf_efficientnet_lite0 --trials 5": check_sweep,
     "hf-transfer rank --checkpoints ../shared/models/all-MiniLM-L6-v2 --data ../shared/data/rotten_tomatoes/train.csv "
     "--max-samples 1000": check_rank,
+    "hf-transfer rank --recipe sentiment/minilm-linear-probe-rotten-tomatoes --data "
+    "../shared/data/rotten_tomatoes/train.csv --checkpoints ../shared/models/all-MiniLM-L6-v2 --zero-shot "
+    "../shared/models/all-MiniLM-L6-v2 --max-samples 1000": check_rank_zero_shot,
 }
 
 
