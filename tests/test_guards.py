@@ -289,7 +289,7 @@ def test_a_hub_id_is_not_mistaken_for_a_missing_path():
 
 
 @given(
-    namespace=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,10}", fullmatch=True),
+    namespace=st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,9}[A-Za-z0-9])?", fullmatch=True),  # no id ends in - or .
     name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}[A-Za-z0-9]", fullmatch=True),
     prefix=st.sampled_from(["./", "../", "/", "~/"]),
 )
