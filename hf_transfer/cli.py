@@ -164,14 +164,25 @@ def cmd_predict(args) -> int:
     _check_at_least_one(args.batch_size, "--batch-size")
     classifier = load(args.run, revision=args.revision)
     inputs = _read_inputs(args, classifier)
-    predictions = classifier.predict(inputs, batch_size=args.batch_size)
+    predictions = classifier.predict(inputs, batch_size=args.batch_size, threshold=args.threshold)
     if args.json:
         print(json.dumps([{"input": str(x), **p} for x, p in zip(inputs, predictions)], indent=2))
         return 0
     for x, p in zip(inputs, predictions):
         text = str(x) if len(str(x)) <= 60 else str(x)[:57] + "..."
-        print(f"{p['label']}\t{p['score']:.4f}\t{text}")
+        print(f"{prediction_text(p)}\t{text}")
     return 0
+
+
+def prediction_text(prediction: dict) -> str:
+    """One prediction for the table: the label and its probability; the labels above their thresholds (or "-")
+    and every label's score; or each target's value."""
+    if "values" in prediction:
+        return "  ".join(f"{name}={value:.4f}" for name, value in prediction["values"].items())
+    if "labels" in prediction:
+        scores = " ".join(f"{name}:{p:.3f}" for name, p in prediction["scores"].items())
+        return f"{','.join(prediction['labels']) or '-'}\t{scores}"
+    return f"{prediction['label']}\t{prediction['score']:.4f}"
 
 
 def cmd_eval(args) -> int:
@@ -180,7 +191,7 @@ def cmd_eval(args) -> int:
 
     _check_at_least_one(args.batch_size, "--batch-size")
     classifier = load(args.run, revision=args.revision)
-    metrics = classifier.evaluate(args.data, batch_size=args.batch_size)
+    metrics = classifier.evaluate(args.data, batch_size=args.batch_size, threshold=args.threshold)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -311,6 +322,12 @@ def _add_trained_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Branch, tag or commit of a Hub repo.")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="Multi-label runs: predict a label when its probability is at least this, for every label, instead "
+        "of the per-label thresholds tuned on the validation split.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

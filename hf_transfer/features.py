@@ -111,8 +111,10 @@ def _extract_in_batches(
     features = torch.empty((len(order), chunks[0].shape[1]), dtype=torch.float32)
     index = torch.tensor(order)
     features[index] = torch.cat(chunks)
-    out_labels = torch.empty(len(order), dtype=torch.long)
-    out_labels[index] = torch.cat(labels).long()
+    # class ids stay int64; multi-hot rows and regression targets (float, one row per example) keep their dtype
+    all_labels = torch.cat(labels)
+    out_labels = torch.empty((len(order), *all_labels.shape[1:]), dtype=all_labels.dtype)
+    out_labels[index] = all_labels
     return features, out_labels
 
 
@@ -126,7 +128,7 @@ def _read_cache(path: Path, rows: int) -> FeatureDataset | None:
     except (OSError, SafetensorError, KeyError) as err:
         logger.warning("ignoring unreadable feature cache %s (%s); extracting again", path, err)
         return None
-    if features.ndim != 2 or len(features) != rows or labels.shape != (rows,):
+    if features.ndim != 2 or len(features) != rows or len(labels) != rows:
         logger.warning("ignoring feature cache %s (%d rows, not %d); extracting again", path, len(labels), rows)
         return None
     return FeatureDataset(features, labels)

@@ -285,7 +285,7 @@ def build_model_card(
         results=[(k, f"{report[k]:.4f}") for k in METRIC_NAMES if report.get(k) is not None],
         baseline_metric=baseline.get("metric", ""),
         baseline_rows=baseline_rows,
-        per_class=list(report["per_class"].items()),
+        per_class=list((report.get("per_class") or report.get("per_label") or {}).items()),
         location=location,
         revision=revision,
         files=[(name, FILE_ROLES[name]) for name in files],

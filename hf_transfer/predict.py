@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -14,10 +15,18 @@ from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.backbones import build_backbone
 from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
 from hf_transfer.data.text import drop_empty_texts
-from hf_transfer.errors import DataError, ModelError
-from hf_transfer.metrics import classification_metrics
+from hf_transfer.errors import DataError, HfTransferError, ModelError
+from hf_transfer.problem_types import (
+    DEFAULT_THRESHOLD,
+    MULTI_LABEL,
+    REGRESSION,
+    SINGLE_LABEL,
+    build_problem_type,
+    thresholds_per_label,
+    unscaled,
+)
 from hf_transfer.recipe import recipe_from_dict
-from hf_transfer.run_folder import read_metadata, read_recipe_dict
+from hf_transfer.run_folder import THRESHOLDS_FILE, read_metadata, read_recipe_dict
 from hf_transfer.strategies import build_strategy
 from hf_transfer.train import ROW_INDEX, build_eval_loader, logits_of
 
@@ -73,12 +82,18 @@ class Classifier:
         raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"], self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
         self.label_names: list[str] = list(self.metadata["label_names"])
+        # Run folders from before problem types hold single-label classifiers.
+        self.problem_type: str = self.metadata.get("problem_type") or SINGLE_LABEL
+        self.problem = build_problem_type(self.problem_type, self.recipe.train)
+        self.target_scaling: dict | None = self.metadata.get("target_scaling")
+        self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem_type)
         self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
             self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)
         )
         strategy = build_strategy(self.recipe.strategy, self.backbone)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = merged_for_inference(strategy.load(self.run_dir, self.label_names)).to(self.device).eval()
+        loaded = strategy.load(self.run_dir, self.label_names, self.problem_type)
+        self.model = merged_for_inference(loaded).to(self.device).eval()
         if wants_channels_last(self.model, self.device):
             self.model.to(memory_format=torch.channels_last)
 
@@ -87,7 +102,8 @@ class Classifier:
         return self.recipe.data.image_column if self.recipe.modality == "image" else self.recipe.data.text_column
 
     def predict_proba(self, inputs: list, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities, one row per input (texts, or image paths / PIL images)."""
+        """Scores, one row per input (texts, or image paths / PIL images): class probabilities (single-label), each
+        label's sigmoid probability (multi-label), or each target's value in its own units (regression)."""
         if not inputs:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         rows = Dataset.from_dict({self.input_column: list(inputs), LABEL: [0] * len(inputs)})
@@ -95,8 +111,8 @@ class Classifier:
 
     @torch.inference_mode()
     def _probs(self, prepared, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, probabilities) in the rows' order. Texts are batched by length (least padding), tokenised
-        beforehand in one batched pass; the row indices each batch carries put the results back in order."""
+        """(labels, scores) in the rows' order. Texts are batched by length (least padding), tokenised beforehand in
+        one batched pass; the row indices each batch carries put the results back in order."""
         loader = build_eval_loader(
             prepared, self.backbone.lengths(prepared), batch_size, self.backbone.collate_fn(), num_workers=0
         )
@@ -108,25 +124,34 @@ class Classifier:
             batch = {k: v.to(self.device, non_blocking=non_blocking) for k, v in batch.items()}
             logits.append(logits_of(self.model(**batch)).float())
         order = torch.cat(rows).argsort()
-        probs = torch.softmax(torch.cat(logits).cpu()[order], dim=-1)  # one host sync, at the end
-        return torch.cat(labels)[order].numpy(), probs.numpy()
+        scores = self.problem.scores(torch.cat(logits).cpu()[order]).numpy()  # one host sync, at the end
+        if self.problem_type == REGRESSION:
+            scores = unscaled(scores, self.target_scaling)
+        return torch.cat(labels)[order].numpy(), scores
 
-    def predict(self, inputs: list, batch_size: int = 32) -> list[dict]:
-        """[{"label", "score", "probabilities": {label: p}}] for each input."""
-        probs = self.predict_proba(inputs, batch_size)
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append(
-                {
-                    "label": self.label_names[best],
-                    "score": float(row[best]),
-                    "probabilities": {name: float(p) for name, p in zip(self.label_names, row)},
-                }
-            )
-        return out
+    def predict(self, inputs: list, batch_size: int = 32, threshold: float | None = None) -> list[dict]:
+        """For each input: single-label {"label", "score", "probabilities": {label: p}}; multi-label {"labels" (those
+        at or above their threshold), "scores": {label: p}}; regression {"values": {target: value}}.
 
-    def evaluate(self, files: list[str], batch_size: int = 32) -> dict:
+        `threshold` (multi-label) replaces every label's tuned threshold."""
+        thresholds = self.decision_thresholds(threshold)
+        return self.problem.predictions(self.predict_proba(inputs, batch_size), self.label_names, thresholds)
+
+    def decision_thresholds(self, threshold: float | None = None) -> list[float] | None:
+        """Multi-label: `threshold` for every label when given, else the run's tuned ones (or 0.5); else None."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise HfTransferError(f"--threshold must be between 0 and 1, not {threshold}.")
+        if self.problem_type != MULTI_LABEL:
+            if threshold is not None:
+                raise HfTransferError(
+                    f"--threshold applies to multi-label runs; this run is {self.problem_type}, leave it out."
+                )
+            return None
+        if threshold is not None:
+            return [float(threshold)] * len(self.label_names)
+        return thresholds_per_label(self.thresholds, len(self.label_names))
+
+    def evaluate(self, files: list[str], batch_size: int = 32, threshold: float | None = None) -> dict:
         """Metrics on new labelled files with the run's columns (labels must be among the run's labels, read as the
         run read its own: see `coding_of_run`). Rows with an empty text are dropped and counted in `skipped_rows`."""
         field = "--data"  # the files come from `hf-transfer eval --data`, not from the recipe's fields
@@ -150,9 +175,30 @@ class Classifier:
             raw = checked[field]
         coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
         encoded = encode_labels_like(raw, label_column, coding, where)
-        labels, probs = self._probs(self.backbone.prepare(encoded, train=False), batch_size)
-        metrics = classification_metrics(labels, probs, self.label_names)
+        metrics = self.evaluate_rows(encoded, batch_size, threshold)
         return metrics | ({"skipped_rows": skipped[field]} if skipped else {})
+
+    def evaluate_rows(self, rows: Dataset, batch_size: int = 32, threshold: float | None = None) -> dict:
+        """Metrics on rows with the run's input column and a `labels` column coded as the run's were (class ids,
+        multi-hot rows, or regression targets in their own units), with the run's thresholds unless `threshold`."""
+        thresholds = self.decision_thresholds(threshold)
+        labels, scores = self._probs(self.backbone.prepare(rows, train=False), batch_size)
+        return self.problem.metrics(labels, scores, self.label_names, thresholds)
+
+
+def read_thresholds(run_dir: Path, label_names: list[str], problem_type: str) -> list[float] | None:
+    """A multi-label run's tuned thresholds (thresholds.json), in label order; None for other problem types."""
+    if problem_type != MULTI_LABEL:
+        return None
+    path = Path(run_dir) / THRESHOLDS_FILE
+    if not path.is_file():
+        logger.warning("%s has no %s; every label is cut at %s", run_dir, THRESHOLDS_FILE, DEFAULT_THRESHOLD)
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["thresholds"]
+        return [float(saved[name]) for name in label_names]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"'{path}' is damaged or from another run ({err!r}); train the run again.") from None
 
 
 def load(path: str | Path, device: str | None = None, revision: str | None = None) -> Classifier:

@@ -31,13 +31,30 @@ Tracker = Literal["tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim"
 # names to implementations where the loop builds them (a test keeps both in step).
 OptimizerName = Literal["adamw", "sgd"]
 SchedulerName = Literal["linear", "cosine", "constant"]
-MetricName = Literal[
+SingleLabelMetric = Literal[
     "accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss"
 ]
+MultiLabelMetric = Literal[
+    "f1_micro", "f1_macro", "f1_samples", "map_macro", "subset_accuracy", "hamming_loss", "roc_auc_macro"
+]
+RegressionMetric = Literal["mse", "rmse", "mae", "r2", "pearson", "spearman"]
+MetricName = Literal[SingleLabelMetric, MultiLabelMetric, RegressionMetric]
 OPTIMIZER_NAMES: tuple[str, ...] = get_args(OptimizerName)
 SCHEDULER_NAMES: tuple[str, ...] = get_args(SchedulerName)
-METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
-"""Scalar keys of `classification_metrics` that a recipe may name as the metric for the best checkpoint."""
+METRIC_NAMES: tuple[str, ...] = tuple(dict.fromkeys(get_args(MetricName)))
+"""Scalar metric keys that a recipe may name as the metric for the best checkpoint."""
+METRICS_OF_PROBLEM_TYPE: dict[str, tuple[str, ...]] = {
+    "single_label_classification": get_args(SingleLabelMetric),
+    "multi_label_classification": get_args(MultiLabelMetric),
+    "regression": get_args(RegressionMetric),
+}
+# Single-label keeps the metric it always had; multi-label's macro F1 weighs rare labels like common ones; rmse is in
+# the targets' own unit.
+DEFAULT_METRIC: dict[str, str] = {
+    "single_label_classification": "f1_macro",
+    "multi_label_classification": "f1_macro",
+    "regression": "rmse",
+}
 
 
 @dataclass
@@ -285,7 +302,23 @@ class TrainConfig:
         default=None,
         metadata={
             "range": "(0, inf)",
-            "help": "Weighted loss: auto (inverse class frequency) or one weight per class.",
+            "help": "Weighted loss: auto (inverse class frequency; multi-label: BCE pos_weight = negatives / "
+            "positives per label) or one weight per class (multi-label: per label).",
+        },
+    )
+    regression_loss: Literal["mse", "huber"] = field(
+        default="mse",
+        metadata={
+            "help": "Loss of a regression run: mse, or huber (squared below train.huber_delta, linear above: "
+            "outlying targets pull less)."
+        },
+    )
+    huber_delta: float = field(
+        default=1.0,
+        metadata={
+            "range": "(0, inf)",
+            "help": "Where the huber loss turns linear, in the units the model trains on (standard deviations "
+            "with data.standardize_targets).",
         },
     )
     sampler: Literal["random", "balanced", "undersample"] = field(
@@ -322,9 +355,12 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation settings; the splits themselves are data.validation_* and data.test_*."""
 
-    metric: MetricName = field(
-        default="f1_macro",
-        metadata={"help": "Metric on the validation split (data.validation_*) that picks the best checkpoint."},
+    metric: MetricName | None = field(
+        default=None,
+        metadata={
+            "help": "Metric on the validation split (data.validation_*) that picks the best checkpoint; null: "
+            "f1_macro for classification (single- or multi-label), rmse for regression."
+        },
     )
     batch_size: int | None = field(
         default=None, metadata={"range": "[1, inf)", "help": "Evaluation batch size (default 2x train)."}
@@ -464,6 +500,7 @@ class Recipe:
     def __post_init__(self):
         require_data_source(self.data, "data")
         check_problem_data(self.data, self.problem_type)
+        check_fits_problem_type(self)
         if "zero_shot" in self.baseline and self.problem_type != "single_label_classification":
             raise RecipeError(
                 f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
@@ -491,6 +528,39 @@ class Recipe:
         if self.source is not None:
             data["source"]["strategy"] = {"name": strategy_name(self.source.strategy), **data["source"]["strategy"]}
         return data
+
+
+def check_fits_problem_type(recipe: Recipe) -> None:
+    """Fill in eval.metric for the problem type, and refuse the settings that do not apply to it."""
+    problem = recipe.problem_type
+    allowed = METRICS_OF_PROBLEM_TYPE[problem]
+    if recipe.eval.metric is None:
+        recipe.eval.metric = DEFAULT_METRIC[problem]
+    elif recipe.eval.metric not in allowed:
+        raise RecipeError(
+            f"eval.metric '{recipe.eval.metric}' does not apply to problem_type {problem}; choose one of "
+            f"{', '.join(allowed)}."
+        )
+    train = recipe.train
+    if problem == "single_label_classification":
+        return
+    if train.sampler != "random":
+        kind = "regression targets have no classes" if problem == "regression" else "a row holds several labels"
+        raise RecipeError(
+            f"train.sampler {train.sampler} draws rows by class, and {kind} ({problem}); use train.sampler=random"
+            + (" with train.class_weights=auto instead." if problem != "regression" else ".")
+        )
+    if problem == "regression" and train.class_weights is not None:
+        raise RecipeError("train.class_weights weighs classes, and regression has none; leave it out.")
+
+
+def check_strategy_fits_problem_type(recipe: Recipe) -> None:
+    if recipe.problem_type != "single_label_classification" and getattr(recipe.strategy, "smote", False):
+        raise RecipeError(
+            f"strategy.smote interpolates rows of one class, which {recipe.problem_type} does not have; set "
+            "strategy.smote=false"
+            + (" and use train.class_weights=auto instead." if recipe.problem_type != "regression" else ".")
+        )
 
 
 def strategy_config_from(value: Any, where: str = "strategy"):
@@ -523,6 +593,7 @@ def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
         Recipe, {k: v for k, v in raw.items() if k not in ("strategy",)} | {"name": raw.get("name", name)}, ""
     )
     recipe.strategy = strategy_config_from(raw.get("strategy"))
+    check_strategy_fits_problem_type(recipe)
     if recipe.source is not None:
         recipe.source.strategy = strategy_config_from(recipe.source.strategy, "source.strategy")
         if strategy_name(recipe.source.strategy) in ("linear_probe",):

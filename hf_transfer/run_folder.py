@@ -31,6 +31,7 @@ METADATA_FILE = "hf_transfer.json"
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
+THRESHOLDS_FILE = "thresholds.json"  # multi-label: each label's decision threshold, tuned on validation
 FORMAT_VERSION = 1
 CV_METRICS_FILE = "cv_metrics.json"  # the report of `hf-transfer cv`, whose folder output.overwrite may replace
 # Files that mark a folder as hf-transfer's own output, which output.overwrite may replace.

@@ -26,6 +26,7 @@ from hf_transfer.metrics import (
     save_training_curves_plot,
 )
 from hf_transfer.model_card import write_model_card
+from hf_transfer.problem_types import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION
 from hf_transfer.recipe import Recipe
 from hf_transfer.run_folder import (
     FORMAT_VERSION,
@@ -33,6 +34,7 @@ from hf_transfer.run_folder import (
     METADATA_FILE,
     METRICS_FILE,
     RECIPE_FILE,
+    THRESHOLDS_FILE,
     check_can_write,
     check_resume_recipe,
     incomplete_dir,
@@ -212,6 +214,7 @@ class TransferRun:
             self.callbacks,
             log_prefix="" if name == "target" else f"{name}/",
             first_step=self.steps_logged,
+            target_scaling=splits.target_scaling,
         )
         start = time.perf_counter()
         result = loop.run(plan, resume=self.resume)
@@ -383,6 +386,9 @@ class TransferRun:
             "strategy_metadata": stage.strategy.metadata(),
             "backbone": description,
             "label_names": names,
+            "problem_type": recipe.problem_type,
+            # regression trained on standardised targets: predict puts its values back in the targets' units
+            "target_scaling": stage.splits.target_scaling,
             "weights": weight_files,
             "versions": library_versions(),
         }
@@ -395,10 +401,10 @@ class TransferRun:
             {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
         )
         write_yaml(staging / RECIPE_FILE, recipe.to_dict())
+        if result.thresholds is not None:
+            write_json(staging / THRESHOLDS_FILE, thresholds_record(names, result.thresholds))
         write_json(staging / METRICS_FILE, metrics)
-        save_confusion_matrix_plot(
-            result.final[report_split]["confusion_matrix"], names, staging / "confusion_matrix.png"
-        )
+        save_problem_plots(recipe.problem_type, result, report_split, names, staging)
         save_training_curves_plot(result.history, staging / "training_curves.png")
         write_model_card(staging, recipe, metadata, metrics)
         self.finish_tracking(staging)
@@ -435,6 +441,33 @@ class TransferRun:
                 "(the recipe's hub settings apply)."
             ) from None
         logger.info("pushed to %s", result.commit_url or result.url)
+
+
+def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
+    """thresholds.json: each label's cut on its sigmoid score, tuned on the validation split."""
+    return {
+        "default": DEFAULT_THRESHOLD,
+        "tuned_on": "validation",
+        "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
+    }
+
+
+def save_problem_plots(problem_type: str, result: LoopResult, split: str, names: list[str], folder: Path) -> None:
+    """The plots a person looks at for this problem type, on the report split: a confusion matrix; per-label F1
+    and support; predicted against true values and the residuals."""
+    if problem_type == MULTI_LABEL:
+        from hf_transfer.metrics_multilabel import save_multilabel_plot
+
+        save_multilabel_plot(result.final[split], folder / "per_label.png")
+    elif problem_type == REGRESSION:
+        from hf_transfer.metrics_regression import save_regression_plots
+
+        predictions = result.predictions[split]
+        save_regression_plots(
+            predictions["labels"], predictions["probs"], names, folder / "predictions.png", folder / "residuals.png"
+        )
+    else:
+        save_confusion_matrix_plot(result.final[split]["confusion_matrix"], names, folder / "confusion_matrix.png")
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import SAFE_MODEL_NAME, DistributedType
 from safetensors.torch import load_file, save_file
@@ -34,7 +33,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.errors import RecipeError, TrainingDivergedError
-from hf_transfer.metrics import classification_metrics, greater_is_better
+from hf_transfer.metrics import greater_is_better
+from hf_transfer.problem_types import MULTI_LABEL, REGRESSION, ProblemType, SingleLabel, build_problem_type, unscaled
 from hf_transfer.recipe import Recipe, TrainConfig
 from hf_transfer.registry import Registry
 from hf_transfer.run_folder import atomic_write, write_json
@@ -79,7 +79,7 @@ class TrainingPlan:
     collate_fn: Callable | None = None
     train_lengths: list[int] | None = None
     eval_lengths: dict[str, list[int]] = field(default_factory=dict)
-    train_labels: list[int] | None = None
+    train_labels: list | None = None  # class ids, multi-hot rows or targets, as the splits' `labels` hold them
 
 
 @dataclass
@@ -90,8 +90,11 @@ class LoopResult:
     final: dict[str, dict]  # split -> metrics of the best checkpoint
     stopped_early: bool
     global_step: int
-    predictions: dict[str, dict] = field(default_factory=dict)  # split -> {"labels", "probs"} (numpy)
+    # split -> {"labels", "probs"} (numpy): probs are the problem type's scores (sigmoid per label, or the
+    # regression values, labels and values both in the targets' own units)
+    predictions: dict[str, dict] = field(default_factory=dict)
     train_seconds: float = 0.0  # time in training steps only (no evaluation, loading or extraction)
+    thresholds: list[float] | None = None  # multi-label: the per-label cuts tuned on validation for the best epoch
 
 
 class Callback:
@@ -125,16 +128,11 @@ def logits_of(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
-def class_weights_for(cfg: TrainConfig, labels: list[int] | None, num_labels: int) -> torch.Tensor | None:
-    if cfg.class_weights is None:
-        return None
-    if cfg.class_weights == "auto":
-        counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(np.float64)
-        weights = len(labels) / (num_labels * np.maximum(counts, 1.0))
-        return torch.tensor(weights, dtype=torch.float32)
-    if len(cfg.class_weights) != num_labels:
-        raise RecipeError(f"train.class_weights has {len(cfg.class_weights)} weights for {num_labels} classes.")
-    return torch.tensor(cfg.class_weights, dtype=torch.float32)
+def class_weights_for(
+    cfg: TrainConfig, labels: list | None, num_labels: int, problem_type: str = "single_label_classification"
+) -> torch.Tensor | None:
+    """The loss weights of `train.class_weights`: per class for cross-entropy, BCE's pos_weight per label."""
+    return build_problem_type(problem_type, cfg).class_weights(labels, num_labels)
 
 
 class EpochSampler(Sampler):
@@ -334,8 +332,37 @@ def build_eval_loader(
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator: Accelerator, label_names: list[str], desc: str = "Evaluating") -> tuple:
-    """(metrics, labels, probs) over the whole loader, gathered across processes, in the dataset's row order."""
+def evaluate(
+    model,
+    loader,
+    accelerator: Accelerator,
+    label_names: list[str],
+    desc: str = "Evaluating",
+    problem: ProblemType | None = None,
+    target_scaling: dict | None = None,
+    thresholds: list[float] | None = None,
+) -> tuple:
+    """(metrics, labels, scores) over the whole loader, gathered across processes, in the dataset's row order.
+
+    Scores are the problem type's (softmax, sigmoid per label, or the regression values); regression labels and
+    values are put back in the targets' units (`target_scaling`) before the metrics, so an rmse is in those units.
+    """
+    problem = problem or SingleLabel()
+    logits, labels = evaluation_logits(model, loader, accelerator, desc)
+    scores = problem.scores(logits).numpy()
+    labels_np = labels.numpy()
+    if problem.name == REGRESSION:
+        scores, labels_np = unscaled(scores, target_scaling), unscaled(labels_np, target_scaling)
+    metrics = problem.metrics(labels_np, scores, label_names, thresholds)
+    if problem.name != "single_label_classification":
+        # the training loss on these rows (log_loss is single-label's): the curve beside train_loss
+        metrics["loss"] = float(problem.loss(logits, labels))
+    return metrics, labels_np, scores
+
+
+@torch.no_grad()
+def evaluation_logits(model, loader, accelerator: Accelerator, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over the whole loader on the CPU, gathered across processes, in the dataset's row order."""
     model.eval()
     all_logits, all_labels, all_rows = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
@@ -347,10 +374,7 @@ def evaluate(model, loader, accelerator: Accelerator, label_names: list[str], de
         all_labels.append(labels.cpu())
         all_rows.append(rows.cpu())
     order = torch.cat(all_rows).argsort()
-    logits = torch.cat(all_logits)[order]
-    labels = torch.cat(all_labels)[order].numpy()
-    probs = torch.softmax(logits, dim=-1).numpy()
-    return classification_metrics(labels, probs, label_names), labels, probs
+    return torch.cat(all_logits)[order], torch.cat(all_labels)[order]
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -497,6 +521,7 @@ class TrainingLoop:
         callbacks: list[Callback] | None = None,
         log_prefix: str = "",
         first_step: int = 0,
+        target_scaling: dict | None = None,
     ):
         self.recipe = recipe
         self.cfg = recipe.train
@@ -506,6 +531,8 @@ class TrainingLoop:
         self.callbacks = callbacks or []
         self.metric = recipe.eval.metric
         self.greater = greater_is_better(self.metric)
+        self.problem = build_problem_type(recipe.problem_type, recipe.train)
+        self.target_scaling = target_scaling  # regression: metrics in the targets' units, not the standardised ones
         self.log_prefix = log_prefix
         self.first_step = first_step
 
@@ -588,7 +615,7 @@ class TrainingLoop:
             plan.model.to(memory_format=torch.channels_last)
         train_loader, eval_loaders = self._setup_data(plan)
         optimizer, scheduler = self._setup_optimizer(plan.param_groups, len(train_loader))
-        weights = class_weights_for(self.cfg, plan.train_labels, len(self.label_names))
+        weights = self.problem.class_weights(plan.train_labels, len(self.label_names))
         self.model, self.optimizer, self.train_loader, self.scheduler = accelerator.prepare(
             plan.model, optimizer, train_loader, scheduler
         )
@@ -718,7 +745,7 @@ class TrainingLoop:
         with accelerator.accumulate(self.model):
             labels = batch.pop("labels")
             logits = logits_of(self.model(**batch)).float()
-            loss = F.cross_entropy(logits, labels, weight=self.loss_weights)
+            loss = self.problem.loss(logits, labels, self.loss_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(self.trainable, self.cfg.max_grad_norm)
@@ -729,14 +756,14 @@ class TrainingLoop:
 
     def _validate(self, state: LoopState, train_loss: float) -> tuple[dict, float | None]:
         """Evaluate on the validation split; returns the epoch's history record and the selection metric's value."""
-        metrics, _, _ = evaluate(
-            self.model, self.eval_loaders["validation"], self.accelerator, self.label_names, desc="Validating"
-        )
+        metrics, _, _ = self._evaluate(self.eval_loaders["validation"], "Validating")
         scalars = scalar_metrics(metrics)
-        # After a resume mid-epoch, train_loss covers the batches seen since the resume. The validation log_loss is
-        # recorded once, as eval_loss: under both names the training-curves plot drew the same curve twice.
-        record = {"epoch": state.epoch + 1, "train_loss": train_loss, "eval_loss": metrics["log_loss"]}
-        record |= {k: v for k, v in scalars.items() if k != "log_loss"}
+        # After a resume mid-epoch, train_loss covers the batches seen since the resume. The validation log_loss
+        # (the loss of other problem types) is recorded once, as eval_loss: under both names the training-curves
+        # plot drew the same curve twice.
+        loss_key = "log_loss" if "log_loss" in metrics else "loss"
+        record = {"epoch": state.epoch + 1, "train_loss": train_loss, "eval_loss": metrics[loss_key]}
+        record |= {k: v for k, v in scalars.items() if k != loss_key}
         state.history.append(record)
         self._log(
             {"train/epoch": state.epoch + 1, "train/epoch_loss": train_loss}
@@ -783,10 +810,9 @@ class TrainingLoop:
         if best_path.is_file():
             load_trainable_state(unwrapped, load_file(str(best_path)))
         final, predictions = {}, {}
+        thresholds = self._tuned_thresholds() if self.problem.name == MULTI_LABEL else None
         for name, loader in self.eval_loaders.items():
-            metrics, labels, probs = evaluate(
-                self.model, loader, self.accelerator, self.label_names, desc=f"Final {name}"
-            )
+            metrics, labels, probs = self._evaluate(loader, f"Final {name}", thresholds)
             final[name] = metrics
             predictions[name] = {"labels": labels, "probs": probs}
             self._log({f"final/{name}/{k}": v for k, v in scalar_metrics(metrics).items()}, state.global_step)
@@ -801,7 +827,28 @@ class TrainingLoop:
             global_step=state.global_step,
             predictions=predictions,
             train_seconds=state.train_seconds,
+            thresholds=thresholds,
         )
+
+    def _evaluate(self, loader, desc: str, thresholds: list[float] | None = None) -> tuple:
+        return evaluate(
+            self.model,
+            loader,
+            self.accelerator,
+            self.label_names,
+            desc=desc,
+            problem=self.problem,
+            target_scaling=self.target_scaling,
+            thresholds=thresholds,
+        )
+
+    def _tuned_thresholds(self) -> list[float]:
+        """Multi-label: the F1-maximising cut of each label on the validation split, for the best weights (a label
+        without positive or without negative rows there keeps the default 0.5)."""
+        from hf_transfer.metrics_multilabel import tune_thresholds
+
+        logits, labels = evaluation_logits(self.model, self.eval_loaders["validation"], self.accelerator, "Thresholds")
+        return [float(t) for t in tune_thresholds(labels.numpy(), self.problem.scores(logits).numpy())]
 
     # --- tracking -------------------------------------------------------------------------------------------
     def _log(self, values: dict, step: int) -> None:

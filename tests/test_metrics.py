@@ -16,6 +16,7 @@ from sklearn import metrics as sk_metrics
 
 from hf_transfer import metrics
 from hf_transfer.errors import DataError, RecipeError
+from hf_transfer.recipe import METRICS_OF_PROBLEM_TYPE
 from hf_transfer.metrics import (
     METRIC_NAMES,
     bootstrap_metric_difference,
@@ -29,6 +30,7 @@ from hf_transfer.metrics import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SINGLE_LABEL_METRICS = METRICS_OF_PROBLEM_TYPE["single_label_classification"]
 
 # y_true and the predictions of the hand-computed 3-class example:
 #   confusion matrix  [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
@@ -151,7 +153,7 @@ def test_result_survives_json_round_trip():
     )
     decoded = json.loads(json.dumps(result, allow_nan=False))
     assert decoded == result
-    for key in METRIC_NAMES:
+    for key in SINGLE_LABEL_METRICS:
         assert key in result
         assert result[key] is None or type(result[key]) is float
     assert type(result["num_samples"]) is int
@@ -186,7 +188,7 @@ def test_greater_is_better():
     assert greater_is_better("loss") is False
     assert greater_is_better("eval_loss") is False
     for name in METRIC_NAMES:
-        assert greater_is_better(name) is (name != "log_loss")
+        assert greater_is_better(name) is (name not in ("log_loss", "hamming_loss", "mse", "rmse", "mae"))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -471,7 +473,7 @@ def test_mean_std_over_folds_from_classification_metrics():
         classification_metrics(Y_TRUE, probabilities_favouring(Y_TRUE, 3), NAMES),
     ]
     summary = mean_std_over_folds(folds)
-    assert set(METRIC_NAMES) <= set(summary)
+    assert set(SINGLE_LABEL_METRICS) <= set(summary)
     assert summary["accuracy"]["values"] == pytest.approx([4 / 6, 1.0])
     assert "per_class" not in summary and "confusion_matrix" not in summary
 

@@ -176,16 +176,25 @@ def test_every_strategy_config_has_its_strategy_and_back():
 
 def test_schema_names_are_the_ones_the_loop_builds():
     from hf_transfer.metrics import classification_metrics
-    from hf_transfer.recipe import METRIC_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES, EvalConfig, TrainConfig
+    from hf_transfer.recipe import (
+        METRIC_NAMES,
+        METRICS_OF_PROBLEM_TYPE,
+        OPTIMIZER_NAMES,
+        SCHEDULER_NAMES,
+        EvalConfig,
+        TrainConfig,
+    )
     from hf_transfer.train import OPTIMIZERS, SCHEDULERS
 
     hints = typing.get_type_hints(TrainConfig)
     assert typing.get_args(hints["optimizer"]) == OPTIMIZER_NAMES
-    assert typing.get_args(typing.get_type_hints(EvalConfig)["metric"]) == METRIC_NAMES
+    metric, _none = typing.get_args(typing.get_type_hints(EvalConfig)["metric"])
+    assert typing.get_args(metric) == METRIC_NAMES
+    assert set(METRIC_NAMES) == {name for names in METRICS_OF_PROBLEM_TYPE.values() for name in names}
     assert OPTIMIZERS.names() == sorted(OPTIMIZER_NAMES)
     assert SCHEDULERS.names() == sorted(SCHEDULER_NAMES)
     metrics = classification_metrics([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], ["a", "b"])
-    assert all(isinstance(metrics[name], float) for name in METRIC_NAMES)
+    assert all(isinstance(metrics[name], float) for name in METRICS_OF_PROBLEM_TYPE["single_label_classification"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

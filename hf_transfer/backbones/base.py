@@ -93,8 +93,10 @@ class Backbone(ABC):
 
     # --- models ---------------------------------------------------------------------------------------------
     @abstractmethod
-    def build_classifier(self, label_names: list[str]) -> nn.Module:
-        """The pretrained network with a new head for `label_names`; forward(**batch) gives logits."""
+    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+        """The pretrained network with a new head of one output per name of `label_names` (classes, labels or
+        regression targets); forward(**batch) gives logits. `problem_type` is recorded where the library has a
+        place for it (a transformers config), so the saved model scores the same way outside hf-transfer."""
 
     @abstractmethod
     def build_feature_extractor(self, pooling: str) -> nn.Module:

@@ -41,6 +41,7 @@ from hf_transfer.data.images import (
 )
 from hf_transfer.data.splits import LABEL
 from hf_transfer.errors import DataError, ModelError, RecipeError
+from hf_transfer.problem_types import labels_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +183,7 @@ def single_thread():
 
 
 def collate_pixels(rows: list[dict]) -> dict[str, torch.Tensor]:
-    return {
-        INPUT: torch.stack([row[INPUT] for row in rows]),
-        LABEL: torch.tensor([int(row[LABEL]) for row in rows], dtype=torch.long),
-    }
+    return {INPUT: torch.stack([row[INPUT] for row in rows]), LABEL: labels_tensor([row[LABEL] for row in rows])}
 
 
 class TimmImageBackbone(Backbone):
@@ -299,7 +297,7 @@ class TimmImageBackbone(Backbone):
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
             raise _load_error(self.checkpoint, err) from None
 
-    def build_classifier(self, label_names: list[str]) -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
         self._check_run_classes(len(label_names))
         model = self._create(len(label_names))
         if self.new_head:  # a source stage's classifier: its head is for the source's classes, even when as many

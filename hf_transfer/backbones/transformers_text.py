@@ -99,10 +99,18 @@ class TransformersTextBackbone(Backbone):
         return None if Path(self.checkpoint).exists() else self.checkpoint
 
     # --- models ---------------------------------------------------------------------------------------------
-    def build_classifier(self, label_names: list[str]) -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
         id2label = dict(enumerate(label_names))
         label2id = {name: i for i, name in id2label.items()}
-        kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **self._common_kwargs())
+        # problem_type in the config makes pipeline("text-classification") score as trained: softmax, sigmoid per
+        # label, or the raw value per target (id2label then names the targets)
+        kwargs = dict(
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id=label2id,
+            problem_type=problem_type,
+            **self._common_kwargs(),
+        )
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)

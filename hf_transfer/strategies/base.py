@@ -40,7 +40,9 @@ class Strategy(ABC):
         """Write the trained weights (safetensors) into out_dir; returns the file names written."""
 
     @abstractmethod
-    def load(self, run_dir: Path, label_names: list[str]) -> nn.Module:
+    def load(
+        self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"
+    ) -> nn.Module:
         """The trained classifier from a run folder, in eval mode; forward(**inputs) gives logits."""
 
     def inference_model(self, trained: nn.Module) -> nn.Module:

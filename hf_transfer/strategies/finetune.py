@@ -37,7 +37,7 @@ class Finetune(Strategy):
     config_class = FinetuneConfig
 
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        model = self.backbone.build_classifier(splits.label_names)
+        model = self.backbone.build_classifier(splits.label_names, splits.problem_type)
         groups = self.backbone.layer_groups(model)  # [stem, block 1..N, head]
         n_blocks = len(groups) - 2
         n = self.config.unfreeze_last_n
@@ -61,5 +61,5 @@ class Finetune(Strategy):
     def save(self, model, out_dir: Path) -> list[str]:
         return self.backbone.save_classifier(model, out_dir)
 
-    def load(self, run_dir: Path, label_names: list[str]):
+    def load(self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"):
         return self.backbone.load_classifier(run_dir, label_names).eval()

@@ -131,7 +131,7 @@ class LinearProbe(Strategy):
         )
         return [HEAD_FILE]
 
-    def load(self, run_dir: Path, label_names: list[str]):
+    def load(self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"):
         state = load_file(str(Path(run_dir) / HEAD_FILE))
         extractor = self.backbone.build_feature_extractor(self.checked_pooling())
         first = state["net.1.weight"]

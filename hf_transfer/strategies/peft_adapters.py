@@ -48,7 +48,7 @@ class _PeftStrategy(Strategy):
         raise NotImplementedError
 
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        model = self.backbone.build_classifier(splits.label_names)
+        model = self.backbone.build_classifier(splits.label_names, splits.problem_type)
         config = self.peft_config(model)
         self._check_targets(model, config.target_modules)
         try:
@@ -80,8 +80,8 @@ class _PeftStrategy(Strategy):
         model.save_pretrained(out_dir)
         return ["adapter_config.json", "adapter_model.safetensors"]
 
-    def load(self, run_dir: Path, label_names: list[str]):
-        base = self.backbone.build_classifier(label_names)
+    def load(self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"):
+        base = self.backbone.build_classifier(label_names, problem_type)
         with _peft_wrapping():
             return PeftModel.from_pretrained(base, str(run_dir)).eval()
 
