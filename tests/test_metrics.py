@@ -16,7 +16,6 @@ from sklearn import metrics as sk_metrics
 
 from hf_transfer import metrics
 from hf_transfer.errors import DataError, RecipeError
-from hf_transfer.recipe import METRICS_OF_PROBLEM_TYPE
 from hf_transfer.metrics import (
     METRIC_NAMES,
     bootstrap_metric_difference,
@@ -27,6 +26,7 @@ from hf_transfer.metrics import (
     save_confusion_matrix_plot,
     save_training_curves_plot,
 )
+from hf_transfer.recipe import METRICS_OF_PROBLEM_TYPE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
