@@ -85,7 +85,9 @@ class Classifier:
         # Run folders from before problem types hold single-label classifiers.
         self.problem_type: str = self.metadata.get("problem_type") or SINGLE_LABEL
         self.problem = build_problem_type(self.problem_type, self.recipe.train)
-        self.target_scaling: dict | None = self.metadata.get("target_scaling")
+        # Applied to the outputs unless the run folded it into the head's weights already.
+        scaling_in_weights = self.metadata.get("target_scaling_in_weights")
+        self.target_scaling: dict | None = None if scaling_in_weights else self.metadata.get("target_scaling")
         self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem_type)
         self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
             self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)

@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hf_transfer.errors import RecipeError
 from hf_transfer.recipe import DEFAULT_METRIC, TrainConfig
@@ -210,6 +211,26 @@ def unscaled(values: np.ndarray, target_scaling: dict | None) -> np.ndarray:
     mean = np.asarray(target_scaling["mean"], dtype=np.float64)
     std = np.asarray(target_scaling["std"], dtype=np.float64)
     return values.reshape(len(values), -1) * std + mean
+
+
+def fold_target_scaling(model: nn.Module, target_scaling: dict, num_targets: int) -> bool:
+    """Put the target scaling into the head: its last Linear (the one trainable Linear with one output per target)
+    then gives values in the targets' units, `W std, b std + mean`, so the saved model predicts them with
+    transformers, PEFT or timm alone. False (nothing changed) where no such single layer is found."""
+    heads = [
+        module
+        for module in model.modules()
+        if isinstance(module, nn.Linear) and module.out_features == num_targets and module.weight.requires_grad
+    ]
+    if len(heads) != 1 or heads[0].bias is None:
+        return False
+    head = heads[0]
+    std = torch.as_tensor(target_scaling["std"], dtype=head.weight.dtype, device=head.weight.device)
+    mean = torch.as_tensor(target_scaling["mean"], dtype=head.bias.dtype, device=head.bias.device)
+    with torch.no_grad():
+        head.weight.mul_(std[:, None])
+        head.bias.mul_(std).add_(mean)
+    return True
 
 
 def labels_tensor(values: list, problem_type: str | None = None) -> torch.Tensor:

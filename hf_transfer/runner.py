@@ -26,7 +26,7 @@ from hf_transfer.metrics import (
     save_training_curves_plot,
 )
 from hf_transfer.model_card import write_model_card
-from hf_transfer.problem_types import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION
+from hf_transfer.problem_types import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
 from hf_transfer.recipe import Recipe
 from hf_transfer.run_folder import (
     FORMAT_VERSION,
@@ -342,6 +342,9 @@ class TransferRun:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         trained = stage.trained_model(accelerator)
+        scaling = stage.splits.target_scaling
+        # Metrics are measured already; the saved weights then predict in the targets' units outside hf-transfer too.
+        folded = bool(scaling) and fold_target_scaling(trained, scaling, len(stage.splits.label_names))
         weight_files = stage.strategy.save(trained, staging)
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
@@ -388,7 +391,8 @@ class TransferRun:
             "label_names": names,
             "problem_type": recipe.problem_type,
             # regression trained on standardised targets: predict puts its values back in the targets' units
-            "target_scaling": stage.splits.target_scaling,
+            "target_scaling": scaling,
+            "target_scaling_in_weights": folded,  # else predict applies it to the model's outputs
             "weights": weight_files,
             "versions": library_versions(),
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -385,23 +386,31 @@ def regression_run(tmp_path_factory, tiny_bert_dir, text_data, image_data):
         return run_on(monkeypatch, recipe, splits), splits
 
 
-def test_regression_is_unstandardised_in_metrics_and_at_predict(regression_run, capsys):
+def test_regression_is_unstandardised_in_metrics_and_at_predict(regression_run, tmp_path, capsys):
     run_dir, splits = regression_run
     metadata = json.loads((run_dir / "hf_transfer.json").read_text())
     assert metadata["problem_type"] == REGRESSION
     assert metadata["target_scaling"] == {"mean": [100.0], "std": [10.0]}
+    assert metadata["target_scaling_in_weights"] is True  # folded into the head: the saved model speaks in units
     classifier = hf_transfer.load(run_dir)
     texts = splits.test["text"][:8]
     values = classifier.predict_proba(texts)[:, 0]
     with torch.no_grad():
         batch = classifier.backbone.tokenizer(texts, padding=True, return_tensors="pt")
-        raw = classifier.model(**batch).logits[:, 0].numpy()
-    assert values == pytest.approx(raw * 10.0 + 100.0, rel=1e-4)
+        outputs = classifier.model(**batch).logits[:, 0].numpy()
+    assert values == pytest.approx(outputs, rel=1e-5)
     assert 80 < values.mean() < 160  # in the targets' units, not standard deviations
     recorded = metrics_of(run_dir)["test"]
     truth = np.asarray(raw_rows(splits)["labels"])[:, 0]
     all_values = classifier.predict_proba(splits.test["text"])[:, 0]
     assert recorded["rmse"] == pytest.approx(float(np.sqrt(((all_values - truth) ** 2).mean())), rel=1e-4)
+
+    # A run whose scaling is not in the weights (no single head layer to fold it into): predict applies it.
+    unfolded = tmp_path / "unfolded"
+    shutil.copytree(run_dir, unfolded)
+    metadata["target_scaling_in_weights"] = False
+    (unfolded / "hf_transfer.json").write_text(json.dumps(metadata))
+    assert hf_transfer.load(unfolded).predict_proba(texts)[:, 0] == pytest.approx(outputs * 10 + 100, rel=1e-5)
 
     assert main(["predict", str(run_dir), texts[0], "--json"]) == 0
     (printed,) = json.loads(capsys.readouterr().out)
@@ -410,6 +419,22 @@ def test_regression_is_unstandardised_in_metrics_and_at_predict(regression_run, 
     assert capsys.readouterr().out.startswith(f"score={values[0]:.4f}\t")
     assert main(["predict", str(run_dir), texts[0], "--threshold", "0.3"]) == 2
     assert "multi-label" in capsys.readouterr().err
+
+
+def test_target_scaling_folds_into_the_one_head_layer_only():
+    from hf_transfer.problem_types import fold_target_scaling
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.randn(5, 4)
+    before = model(x).detach()
+    scaling = {"mean": [100.0, -3.0], "std": [10.0, 0.5]}
+    assert fold_target_scaling(model, scaling, 2)
+    assert model(x).detach() == pytest.approx(before * torch.tensor([10.0, 0.5]) + torch.tensor([100.0, -3.0]))
+    ambiguous = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 2))
+    weights = [p.detach().clone() for p in ambiguous.parameters()]
+    assert not fold_target_scaling(ambiguous, scaling, 2)  # two candidates: left alone, predict scales instead
+    assert all(torch.equal(a, b) for a, b in zip(weights, ambiguous.parameters()))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -430,9 +455,8 @@ def test_transformers_pipeline_scores_like_the_run(request, which):
     ours = hf_transfer.load(run_dir, device="cpu").predict_proba(texts)
     for row, theirs in zip(ours, classify(texts)):
         by_name = {item["label"]: item["score"] for item in theirs}
-        # sigmoid per label, or the raw value (standardised: the pipeline knows nothing of the target scaling)
-        expected = row if which == "multi_label_run" else (row - 100.0) / 10.0
-        assert [by_name[name] for name in splits.label_names] == pytest.approx(expected, abs=1e-4)
+        # sigmoid per label, or the value in the targets' units (the scaling is in the head's weights)
+        assert [by_name[name] for name in splits.label_names] == pytest.approx(row, rel=1e-4, abs=1e-4)
 
 
 def test_timm_head_has_one_output_per_label(tmp_path, monkeypatch, tiny_timm_dir, text_data, image_data):
