@@ -55,14 +55,18 @@ BASELINE_WORDS = {
 
 def transfer_lines(metrics: dict) -> list[str]:
     """The no-transfer comparison and the source task's retention, one line each, for the end of a run."""
+    from hf_transfer.metrics import greater_is_better
+
     lines = []
     transfer = metrics.get("transfer")
     if transfer:
         for name, gain in transfer["gains"].items():
+            lower = "" if greater_is_better(gain["metric"]) else ", lower is better"
             lines.append(
-                f"transfer: {gain['metric']} {gain['a']:.4f} vs {gain['b']:.4f} "
-                f"{BASELINE_WORDS.get(name, name)}, gain {gain['difference']:+.4f} "
-                f"({int(gain['confidence'] * 100)}% CI {gain['ci_low']:+.4f} to {gain['ci_high']:+.4f})"
+                f"transfer: {gain['metric']} {_number(gain['a'])} vs {_number(gain['b'])} "
+                f"{BASELINE_WORDS.get(name, name)}, "
+                f"gain {_number(gain['difference'], '+.4f')} ({int(gain['confidence'] * 100)}% CI "
+                f"{_number(gain['ci_low'], '+.4f')} to {_number(gain['ci_high'], '+.4f')}{lower})"
             )
     source = metrics.get("source")
     if source:
@@ -72,6 +76,11 @@ def transfer_lines(metrics: dict) -> list[str]:
         )
         lines.append(f"source task: accuracy {source['before']['accuracy']:.4f} before{kept}")
     return lines
+
+
+def _number(value, spec: str = ".4f") -> str:
+    """A metric for a line of text; n/a where it is undefined (a correlation of a constant target)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def cmd_ls(args) -> int:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -297,6 +298,8 @@ class TransferRun:
         """The target metric with and without transfer, and the paired-bootstrap CI of the gain."""
         if not self.baselines:
             return None
+        if self.recipe.problem_type != "single_label_classification":
+            return self._scored_transfer_report(split)
         metric = self.recipe.eval.metric if self.recipe.eval.metric in BOOTSTRAP_METRICS else "accuracy"
         target = self.target.result.predictions[split]
         labels, ours = target["labels"], target["probs"].argmax(1)
@@ -310,6 +313,38 @@ class TransferRun:
             )
             report["baselines"][name] = gain["b"]
             report.setdefault("gains", {})[name] = gain
+        first = next(iter(report["gains"].values()))  # the first baseline is the headline comparison
+        report |= {k: first[k] for k in ("a", "difference", "ci_low", "ci_high", "confidence")}
+        report["baseline"] = next(iter(report["gains"]))
+        return report
+
+    def _scored_transfer_report(self, split: str) -> dict:
+        """Multi-label and regression: the gain on eval.metric with its paired-bootstrap CI; each stage decides with
+        its own tuned thresholds (multi-label), as its run folder would predict."""
+        from hf_transfer.metrics import bootstrap_difference
+
+        metric = self.recipe.eval.metric
+        target = self.target.result
+        labels = target.predictions[split]["labels"]
+        report = {"metric": metric, "split": split, "baselines": {}, "gains": {}}
+        for name, stage in self.baselines.items():
+            theirs = stage.result.predictions[split]
+            if not np.array_equal(theirs["labels"], labels):  # both are sorted the same way; a mismatch is a bug
+                raise RuntimeError("baseline and target were evaluated on different rows")
+            ours_scores, their_scores = target.predictions[split]["probs"], theirs["probs"]
+            if self.recipe.problem_type == MULTI_LABEL and metric not in ("map_macro", "roc_auc_macro"):
+                # decisions at each stage's own cuts; the metric then cuts those 0/1 at 0.5
+                ours_scores = (ours_scores >= np.asarray(target.thresholds)).astype(np.float64)
+                their_scores = (their_scores >= np.asarray(stage.result.thresholds)).astype(np.float64)
+            gain = bootstrap_difference(
+                scalar_metric_fn(self.recipe.problem_type, metric),
+                labels,
+                ours_scores,
+                their_scores,
+                seed=self.recipe.train.seed,
+            )
+            report["baselines"][name] = gain["b"]
+            report["gains"][name] = gain
         first = next(iter(report["gains"].values()))  # the first baseline is the headline comparison
         report |= {k: first[k] for k in ("a", "difference", "ci_low", "ci_high", "confidence")}
         report["baseline"] = next(iter(report["gains"]))
@@ -445,6 +480,17 @@ class TransferRun:
                 "(the recipe's hub settings apply)."
             ) from None
         logger.info("pushed to %s", result.commit_url or result.url)
+
+
+def scalar_metric_fn(problem_type: str, metric: str):
+    """`f(y_true, scores) -> value` of one multi-label or regression metric, for the bootstrap."""
+    if problem_type == MULTI_LABEL:
+        from hf_transfer.metrics_multilabel import multilabel_metric_fn
+
+        return multilabel_metric_fn(metric)
+    from hf_transfer.metrics_regression import regression_metric_fn
+
+    return regression_metric_fn(metric)
 
 
 def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:

@@ -466,3 +466,24 @@ def test_timm_head_has_one_output_per_label(tmp_path, monkeypatch, tiny_timm_dir
     config = json.loads((run_dir / "config.json").read_text())
     assert config["num_classes"] == len(DIGIT_PROPERTIES)
     assert config["label_names"] == list(DIGIT_PROPERTIES)
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_baselines_report_the_gain_on_the_problem_types_metric(
+    tmp_path, monkeypatch, tiny_bert_dir, text_data, image_data, problem_type, capsys
+):
+    from hf_transfer.cli import transfer_lines
+
+    splits = problem_splits(problem_type, "text", text_data, image_data)
+    recipe = problem_recipe(
+        tmp_path, "text", tiny_bert_dir, problem_type, "finetune", baseline=["head_only"], train={"epochs": 1}
+    )
+    metrics = metrics_of(run_on(monkeypatch, recipe, splits))
+    transfer = metrics["transfer"]
+    metric = "f1_macro" if problem_type == MULTI else "rmse"
+    assert transfer["metric"] == metric and transfer["baseline"] == "head_only"
+    assert transfer["a"] == pytest.approx(metrics["test"][metric])  # the run's own figure, at its tuned thresholds
+    assert transfer["baselines"]["head_only"] == pytest.approx(metrics["baselines"]["head_only"][metric])
+    assert transfer["ci_low"] <= transfer["difference"] <= transfer["ci_high"]
+    (line,) = transfer_lines(metrics)
+    assert line.startswith(f"transfer: {metric} ") and ("lower is better" in line) == (problem_type == REGRESSION)
