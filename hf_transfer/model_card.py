@@ -29,6 +29,31 @@ HUB_METRIC = {
     "recall_macro": "recall",
     "roc_auc": "roc_auc",
     "balanced_accuracy": "accuracy",
+    # multi-label and regression, by the names of the Hub's metrics
+    "f1_micro": "f1",
+    "f1_samples": "f1",
+    "subset_accuracy": "accuracy",
+    "hamming_loss": "hamming_loss",
+    "map_macro": "map",
+    "roc_auc_macro": "roc_auc",
+    "mse": "mse",
+    "rmse": "rmse",
+    "mae": "mae",
+    "r2": "r_squared",
+    "pearson": "pearsonr",
+    "spearman": "spearmanr",
+}
+# The metrics of the card's model-index, per problem type.
+CARD_METRICS = {
+    "single_label_classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"),
+    "multi_label_classification": ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro"),
+    "regression": ("rmse", "mae", "r2", "pearson", "spearman"),
+}
+# The plots each problem type's run folder holds, shown on the card.
+CARD_PLOTS = {
+    "single_label_classification": [("Confusion matrix", "confusion_matrix.png")],
+    "multi_label_classification": [("Per-label F1 and support", "per_label.png")],
+    "regression": [("Predicted against true values", "predictions.png"), ("Residuals", "residuals.png")],
 }
 # What each file of a run folder (and of a pushed repo) is for, in the card's "Files" section.
 FILE_ROLES = {
@@ -38,6 +63,7 @@ FILE_ROLES = {
     "config.json": "the model config (with the label names)",
     "head.safetensors": "the trained head that reads the frozen base model's features",
     "labels.json": "`id2label` and `label2id`",
+    "thresholds.json": "each label's decision threshold on its sigmoid score, tuned on the validation split",
     "hf_transfer.json": "what hf-transfer needs to load the model: base model id, strategy, labels, versions",
     "recipe.yaml": "the resolved recipe, every default filled in",
     "metrics.json": "every metric, per class and per epoch",
@@ -87,9 +113,27 @@ def _dataset_text(recipe: Recipe, metrics: dict) -> str:
     return f"{source}: {counts}{carved}"
 
 
-def _snippet(metadata: dict, location: str, revision: str | None = None) -> tuple[str, str] | None:
-    """(library, code) that loads the model without hf-transfer, where its library can. The code prints one label
-    (a test runs it against the pushed repo)."""
+def _decision(problem_type: str, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
+    """The snippet's last line(s): from the expression `logits` (one row) to what `predict` returns: the label,
+    the labels at or above their tuned thresholds, or each target's value."""
+    if problem_type == "multi_label_classification":
+        return (
+            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
+            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
+            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
+        )
+    if problem_type == "regression":
+        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
+    return f"{indent}print(labels[{logits}.argmax(-1).item()])"
+
+
+def _snippet(
+    metadata: dict, location: str, revision: str | None = None, thresholds: list[float] | None = None
+) -> tuple[str, str] | None:
+    """(library, code) that loads the model without hf-transfer, where its library can. The code prints what
+    `predict` gives: one label, the labels above their thresholds, or the values (a test runs it against the pushed
+    repo)."""
+    problem_type = metadata.get("problem_type") or "single_label_classification"
     strategy = metadata["strategy"]
     backbone = metadata["backbone"]
     base = backbone.get("hub_id") or backbone.get("checkpoint")
@@ -109,9 +153,29 @@ def _snippet(metadata: dict, location: str, revision: str | None = None) -> tupl
             f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
             f'tokenizer = AutoTokenizer.from_pretrained("{location}"{at})\n'
             'inputs = tokenizer(["A small gem of a movie."], return_tensors="pt", padding=True)\n'
-            "print(labels[model(**inputs).logits.argmax(-1).item()])"
+            + _decision(problem_type, "model(**inputs).logits.detach()", thresholds)
         )
         return "PEFT and transformers", code
+    if (
+        backbone["library"] == "transformers"
+        and strategy == "finetune"
+        and problem_type != "single_label_classification"
+    ):
+        # the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a regression value
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("text-classification", model="{location}"{at}, top_k=None)\n'
+            'scores = {r["label"]: r["score"] for r in classifier(["A small gem of a movie."])[0]}\n'
+        )
+        if problem_type == "regression":
+            code += "print(scores)"
+        else:
+            cuts = dict(zip(names, thresholds or []))
+            code += (
+                f"thresholds = {json.dumps({n: round(t, 6) for n, t in cuts.items()})}  # tuned on validation\n"
+                "print([n for n in thresholds if scores[n] >= thresholds[n]])"
+            )
+        return "transformers", code
     if backbone["library"] == "transformers" and strategy == "finetune":
         code = (
             "from transformers import pipeline\n\n"
@@ -129,7 +193,7 @@ def _snippet(metadata: dict, location: str, revision: str | None = None) -> tupl
             "transform = timm.data.create_transform(**config, is_training=False)\n"
             'image = Image.open("image.jpg").convert("RGB")\n'
             "with torch.no_grad():\n"
-            "    print(labels[model(transform(image).unsqueeze(0)).argmax(-1).item()])"
+            + _decision(problem_type, "model(transform(image).unsqueeze(0))", thresholds, indent="    ")
         )
         return "timm", code
     return None
@@ -181,6 +245,9 @@ def build_model_card(
     base_model = base_model or backbone.get("hub_id")
     report_split = metrics["report_split"]
     report = metrics[report_split]
+    problem_type = metadata.get("problem_type") or "single_label_classification"
+    per_label = report.get("per_label") or {}
+    thresholds = [row["threshold"] for row in per_label.values()] if per_label else None
     library = "peft" if strategy in ("lora", "ia3") else backbone["library"]
     dataset_id = hub_dataset_id(recipe)
     model_name = repo_id.split("/")[-1] if repo_id else recipe.name
@@ -195,7 +262,7 @@ def build_model_card(
             metric_name=key,
             metric_value=round(float(report[key]), 4),
         )
-        for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
+        for key in CARD_METRICS[problem_type]
         if report.get(key) is not None
     ]
     card_data = ModelCardData(
@@ -237,7 +304,7 @@ def build_model_card(
                 f"{baseline['ci_low']:+.4f} to {baseline['ci_high']:+.4f})",
             )
         )
-    snippet = _snippet(metadata, location, revision)
+    snippet = _snippet(metadata, location, revision, thresholds)
     example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
     limitations = []
     if not metrics.get("test"):
@@ -285,7 +352,10 @@ def build_model_card(
         results=[(k, f"{report[k]:.4f}") for k in METRIC_NAMES if report.get(k) is not None],
         baseline_metric=baseline.get("metric", ""),
         baseline_rows=baseline_rows,
-        per_class=list((report.get("per_class") or report.get("per_label") or {}).items()),
+        per_class=list((report.get("per_class") or per_label).items()),
+        problem_type=problem_type,
+        plots=CARD_PLOTS[problem_type],
+        prediction_key={"multi_label_classification": "labels", "regression": "values"}.get(problem_type, "label"),
         location=location,
         revision=revision,
         files=[(name, FILE_ROLES[name]) for name in files],

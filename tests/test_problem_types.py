@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 
 import numpy as np
@@ -487,3 +488,34 @@ def test_baselines_report_the_gain_on_the_problem_types_metric(
     assert transfer["ci_low"] <= transfer["difference"] <= transfer["ci_high"]
     (line,) = transfer_lines(metrics)
     assert line.startswith(f"transfer: {metric} ") and ("lower is better" in line) == (problem_type == REGRESSION)
+
+
+@pytest.mark.parametrize("which", ["multi_label_run", "regression_run"])
+def test_card_names_the_problem_types_metrics_plots_and_outputs(request, which, capsys):
+    from huggingface_hub import ModelCard
+
+    run_dir, splits = request.getfixturevalue(which)
+    card = ModelCard.load(run_dir / "README.md")
+    metric_types = {r.metric_type for r in card.data.eval_results}
+    text = card.text
+    if which == "multi_label_run":
+        assert {"f1", "accuracy"} <= metric_types and "It predicts any of 3 labels" in text
+        assert "(per_label.png)" in text and "thresholds.json" in text
+        assert (run_dir / "per_label.png").is_file()
+    else:
+        assert {"rmse", "mae", "r_squared"} <= metric_types and "It predicts 1 value(s): `score`" in text
+        assert "(predictions.png)" in text and "(residuals.png)" in text
+        assert (run_dir / "predictions.png").is_file() and (run_dir / "residuals.png").is_file()
+    assert "confusion_matrix.png" not in text
+
+    # The transformers-only snippet prints what hf-transfer predicts, run here against the run folder.
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)[-1]
+    assert "pipeline(" in code
+    expected = hf_transfer.load(run_dir).predict(["A small gem of a movie."])[0]
+    capsys.readouterr()
+    exec(compile(code, "README.md", "exec"), {"__name__": "__card__"})
+    printed = capsys.readouterr().out.strip()
+    if which == "multi_label_run":
+        assert printed == str(expected["labels"])
+    else:
+        assert float(printed.split(": ")[1].rstrip("}")) == pytest.approx(expected["values"]["score"], rel=1e-4)
