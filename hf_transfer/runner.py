@@ -424,7 +424,6 @@ class TransferRun:
             "strategy_metadata": stage.strategy.metadata(),
             "backbone": description,
             "label_names": names,
-            "problem_type": recipe.problem_type,
             # regression trained on standardised targets: predict puts its values back in the targets' units
             "target_scaling": scaling,
             "target_scaling_in_weights": folded,  # else predict applies it to the model's outputs
