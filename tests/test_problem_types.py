@@ -137,7 +137,7 @@ STRATEGY_SETTINGS = {
 }
 
 
-def problem_recipe(tmp_path, modality, checkpoint, problem_type, strategy, name="run", **sections):
+def problem_recipe(tmp_path, modality, checkpoint, problem_type, strategy, name="run", library="auto", **sections):
     strategy_section, lr = STRATEGY_SETTINGS[strategy]
     train = {"epochs": 3, "batch_size": 16, "learning_rate": lr, "seed": 0, "log_every_steps": 2}
     train |= sections.pop("train", {})
@@ -148,7 +148,7 @@ def problem_recipe(tmp_path, modality, checkpoint, problem_type, strategy, name=
         tmp_path / f"{name}.yaml",
         task="text-classification" if modality == "text" else "image-classification",
         problem_type=problem_type,
-        model={"checkpoint": str(checkpoint)},
+        model={"checkpoint": str(checkpoint), "library": library},
         data=data | sections.pop("data", {}),
         strategy=strategy_section,
         train=train,
@@ -176,17 +176,42 @@ GRID = [
     for modality in ("text", "image")
     for problem in (MULTI, REGRESSION)
     for strategy in ("linear_probe", "finetune", "lora", "ia3")
-] + [("text", MULTI, "dora"), ("image", REGRESSION, "dora")]
+] + [
+    ("text", MULTI, "dora"),
+    ("image", REGRESSION, "dora"),
+    ("hf_image", MULTI, "lora"),  # the transformers vision backbone (a tiny ViT) too
+    ("hf_image", REGRESSION, "finetune"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_vit_dir(tmp_path_factory):
+    from fixtures_models import build_tiny_vision_model
+
+    return build_tiny_vision_model(tmp_path_factory.mktemp("tiny_hf_vit"), "vit")
 
 
 @pytest.mark.parametrize(("modality", "problem_type", "strategy"), GRID)
 def test_every_strategy_learns_and_reloads(
-    tmp_path, monkeypatch, tiny_bert_dir, tiny_timm_dir, text_data, image_data, modality, problem_type, strategy
+    request,
+    tmp_path,
+    monkeypatch,
+    tiny_bert_dir,
+    tiny_timm_dir,
+    text_data,
+    image_data,
+    modality,
+    problem_type,
+    strategy,
 ):
-    checkpoint = tiny_bert_dir if modality == "text" else tiny_timm_dir
+    library = {"hf_image": "transformers"}.get(modality, "auto")
+    checkpoint = {"text": tiny_bert_dir, "image": tiny_timm_dir}.get(modality) or request.getfixturevalue(
+        "tiny_hf_vit_dir"
+    )
+    modality = "image" if modality == "hf_image" else modality
     scaling = {"mean": [2.0], "std": [1.5]} if problem_type == REGRESSION else None
     splits = problem_splits(problem_type, modality, text_data, image_data, scaling)
-    recipe = problem_recipe(tmp_path, modality, checkpoint, problem_type, strategy)
+    recipe = problem_recipe(tmp_path, modality, checkpoint, problem_type, strategy, library=library)
     run_dir = run_on(monkeypatch, recipe, splits)
     metrics = metrics_of(run_dir)
     names = splits.label_names

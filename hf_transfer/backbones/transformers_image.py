@@ -274,10 +274,17 @@ class TransformersImageBackbone(Backbone):
         tokens = PREFIX_TOKENS.get(config.model_type, 0)
         return tokens + int(getattr(config, "num_register_tokens", 0) or 0)
 
-    def build_classifier(self, label_names: list[str]) -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
         id2label = dict(enumerate(label_names))
         label2id = {name: i for i, name in id2label.items()}
-        kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **self._common_kwargs())
+        # problem_type in the config: pipeline("image-classification") then scores as the run trained
+        kwargs = dict(
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id=label2id,
+            problem_type=problem_type,
+            **self._common_kwargs(),
+        )
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)
