@@ -14,6 +14,7 @@ from torch import nn
 from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.backbones import build_backbone
 from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
+from hf_transfer.data.targets import encode_targets_like, label_columns_of
 from hf_transfer.data.text import drop_empty_texts
 from hf_transfer.errors import DataError, HfTransferError, ModelError
 from hf_transfer.problem_types import (
@@ -164,9 +165,11 @@ class Classifier:
         where = f"{field} ({', '.join(files)})"
         columns, fields = self.backbone.required_columns()
         label_column = self.recipe.data.label_column
-        for column in columns + [label_column]:
+        label_columns = label_columns_of(self.recipe.data)  # several for 0/1 label columns or multi-output targets
+        label_field = "data.label_columns" if self.recipe.data.label_columns else "data.label_column"
+        for column in columns + label_columns:
             if column not in raw.column_names:
-                name = fields.get(column, "data.label_column")
+                name = fields.get(column, label_field)
                 raise DataError(
                     f"column '{column}' ({name} of the run) is missing from {where}; "
                     f"its columns are {', '.join(raw.column_names)}."
@@ -175,8 +178,11 @@ class Classifier:
         if self.recipe.modality == "text":
             checked, skipped = drop_empty_texts(DatasetDict({field: raw}), columns, lambda _: where)
             raw = checked[field]
-        coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
-        encoded = encode_labels_like(raw, label_column, coding, where)
+        if self.problem_type == SINGLE_LABEL:
+            coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
+            encoded = encode_labels_like(raw, label_column, coding, where)
+        else:  # multi-hot in the run's label order, or the targets in their own units
+            encoded = encode_targets_like(raw, self.recipe.data, self.problem_type, self.label_names, where)
         metrics = self.evaluate_rows(encoded, batch_size, threshold)
         return metrics | ({"skipped_rows": skipped[field]} if skipped else {})
 

@@ -544,3 +544,81 @@ def test_card_names_the_problem_types_metrics_plots_and_outputs(request, which, 
         assert printed == str(expected["labels"])
     else:
         assert float(printed.split(": ")[1].rstrip("}")) == pytest.approx(expected["values"]["score"], rel=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# End to end from files: `hf-transfer run`, then `eval` on the test file reproduces metrics.json
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_multi_label_from_a_list_column_runs_and_evals_from_files(tmp_path, tiny_bert_dir, capsys):
+    names = list(TOPICS)
+    files = {}
+    for split, (n, seed) in {"train": (96, 0), "validation": (48, 1), "test": (48, 2)}.items():
+        rows = [{"text": t, "label": [k for k, on in zip(names, y) if on]} for t, y, _ in topic_rows(n, seed)]
+        files[split] = tmp_path / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = problem_recipe(
+        tmp_path,
+        "text",
+        tiny_bert_dir,
+        MULTI,
+        "finetune",
+        data={"train_files": [str(files["train"])], "validation_files": [str(files["validation"])]}
+        | {"test_files": [str(files["test"])]},
+        train={"epochs": 3, "class_weights": "auto"},
+    )
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    recorded = metrics_of(run_dir)["test"]
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(files["test"]), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for key in ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss", "map_macro"):
+        assert again[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-6), key
+    assert main(["eval", str(run_dir), "--data", str(files["test"]), "--json", "--threshold", "0"]) == 0
+    everything = json.loads(capsys.readouterr().out)
+    assert everything["recall_micro"] == pytest.approx(1.0)  # every label predicted for every row
+    assert all(row["threshold"] == 0.0 for row in everything["per_label"].values())
+
+
+def test_regression_from_csv_with_standardised_targets_runs_and_evals_from_files(tmp_path, tiny_bert_dir, capsys):
+    from fixtures_models import write_csv_rows
+
+    files = {
+        split: write_csv_rows(
+            tmp_path / f"{split}.csv",
+            [{"text": t, "score": 50.0 + 5.0 * c} for t, _, c in topic_rows(n, seed)],
+            ["text", "score"],
+        )
+        for split, (n, seed) in {"train": (96, 0), "test": (48, 2)}.items()
+    }
+    recipe = problem_recipe(
+        tmp_path,
+        "text",
+        tiny_bert_dir,
+        REGRESSION,
+        "lora",
+        data={
+            "train_files": [str(files["train"])],
+            "test_files": [str(files["test"])],
+            "label_column": "score",
+            "standardize_targets": True,
+        },
+        train={"epochs": 3, "regression_loss": "huber"},
+    )
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    metadata = json.loads((run_dir / "hf_transfer.json").read_text())
+    scaling = metadata["target_scaling"]  # of the train rows left after carving validation
+    assert 55 < scaling["mean"][0] < 65 and 3 < scaling["std"][0] < 10
+    recorded = metrics_of(run_dir)["test"]
+    assert recorded["rmse"] < 15  # in score units: a model that ignored the scaling would be ~50 off
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(files["test"]), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for key in ("mse", "rmse", "mae", "r2"):
+        assert again[key] == pytest.approx(recorded[key], rel=1e-4), key
+    assert main(["predict", str(run_dir), "the band played a song", "--json"]) == 0
+    (prediction,) = json.loads(capsys.readouterr().out)
+    assert 30 < prediction["values"]["score"] < 90
