@@ -34,7 +34,15 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.errors import RecipeError, TrainingDivergedError
 from hf_transfer.metrics import greater_is_better
-from hf_transfer.problem_types import MULTI_LABEL, REGRESSION, ProblemType, SingleLabel, build_problem_type, unscaled
+from hf_transfer.problem_types import (
+    MULTI_LABEL,
+    REGRESSION,
+    SINGLE_LABEL,
+    ProblemType,
+    SingleLabel,
+    build_problem_type,
+    unscaled,
+)
 from hf_transfer.recipe import Recipe, TrainConfig
 from hf_transfer.registry import Registry
 from hf_transfer.run_folder import atomic_write, write_json
@@ -126,13 +134,6 @@ def param_groups_with_decay(
 
 def logits_of(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
-
-
-def class_weights_for(
-    cfg: TrainConfig, labels: list | None, num_labels: int, problem_type: str = "single_label_classification"
-) -> torch.Tensor | None:
-    """The loss weights of `train.class_weights`: per class for cross-entropy, BCE's pos_weight per label."""
-    return build_problem_type(problem_type, cfg).class_weights(labels, num_labels)
 
 
 class EpochSampler(Sampler):
@@ -354,7 +355,7 @@ def evaluate(
     if problem.name == REGRESSION:
         scores, labels_np = unscaled(scores, target_scaling), unscaled(labels_np, target_scaling)
     metrics = problem.metrics(labels_np, scores, label_names, thresholds)
-    if problem.name != "single_label_classification":
+    if problem.name != SINGLE_LABEL:
         # the training loss on these rows (log_loss is single-label's): the curve beside train_loss
         metrics["loss"] = float(problem.loss(logits, labels))
     return metrics, labels_np, scores
