@@ -98,7 +98,13 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
     accelerator, backbone, seed = run.accelerator, run.target_backbone, recipe.train.seed
     with accelerator.main_process_first():
         data, label_names = load_train_split(recipe.data, backbone, seed, recipe.problem_type)
-    fold_rows = stratified_folds(data[LABEL], folds, seed, label_names)
+    if recipe.problem_type == "single_label_classification":
+        fold_rows = stratified_folds(data[LABEL], folds, seed, label_names)
+    else:  # iterative stratification of the label sets, or folds that cover the targets' quantiles alike
+        from hf_transfer.folds import fold_indices
+
+        check_folds(folds)
+        fold_rows = fold_indices(recipe.problem_type, np.asarray(data[LABEL]), folds, seed)
 
     extraction_seconds = None
     if isinstance(recipe.strategy, LinearProbeConfig):  # one backbone pass for all folds; each fold indexes it

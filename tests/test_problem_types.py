@@ -622,3 +622,23 @@ def test_regression_from_csv_with_standardised_targets_runs_and_evals_from_files
     assert main(["predict", str(run_dir), "the band played a song", "--json"]) == 0
     (prediction,) = json.loads(capsys.readouterr().out)
     assert 30 < prediction["values"]["score"] < 90
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_cross_validation_runs_the_problem_types_folds(tmp_path, tiny_bert_dir, problem_type, capsys):
+    names = list(TOPICS)
+    rows = [
+        {"text": t, "label": [k for k, on in zip(names, y) if on] if problem_type == MULTI else c}
+        for t, y, c in topic_rows(60, 0)
+    ]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = problem_recipe(
+        tmp_path, "text", tiny_bert_dir, problem_type, "linear_probe", data={"train_files": [str(train)]}
+    )
+    out = tmp_path / "cv"
+    assert main(["cv", str(recipe), "train.epochs=2", "--folds", "3", "--output", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [f["validation_rows"] for f in report["per_fold"]] == [20, 20, 20]
+    metric = "f1_macro" if problem_type == MULTI else "rmse"
+    assert len(report["summary"][metric]["values"]) == 3
