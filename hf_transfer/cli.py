@@ -50,6 +50,8 @@ BASELINE_WORDS = {
     "scratch": "from scratch",
     "head_only": "with the head only",
     "zero_shot": "zero-shot from the label names",
+    "image_only": "with the image alone",
+    "text_only": "with the text alone",
 }
 
 
@@ -144,16 +146,20 @@ def cmd_validate(args) -> int:
 
 
 def _read_inputs(args, classifier) -> list:
+    if classifier.recipe.modality == "multimodal":
+        return _read_pairs(args, classifier)
+    if args.image or args.text:
+        raise HfTransferError(
+            f"--image and --text are for multimodal runs; this run is a {classifier.recipe.modality} classifier, "
+            "so give its inputs as arguments."
+        )
     inputs = list(args.inputs)
     if args.file:
         path = Path(args.file)
         if not path.is_file():
             raise HfTransferError(f"--file '{path}' does not exist.")
         if path.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
-            from hf_transfer.data.splits import load_raw_splits
-            from hf_transfer.recipe import DataConfig
-
-            rows = load_raw_splits(DataConfig(train_files=[str(path)]))["train"]
+            rows = _read_rows(path)
             column = classifier.input_column
             if column not in rows.column_names:
                 raise HfTransferError(
@@ -167,6 +173,56 @@ def _read_inputs(args, classifier) -> list:
     return inputs
 
 
+def _read_rows(path: Path):
+    from hf_transfer.data.splits import load_raw_splits
+    from hf_transfer.recipe import DataConfig
+
+    return load_raw_splits(DataConfig(train_files=[str(path)]))["train"]
+
+
+def _read_pairs(args, classifier) -> list[tuple]:
+    """(image, text) pairs of a multimodal run: `--image A --text B`, repeated, and the rows of `--file`."""
+    image_column, text_column = classifier.input_columns
+    if args.inputs:
+        raise HfTransferError(
+            "a multimodal run takes each example as --image PATH --text TEXT (repeat both per example), or --file "
+            f"with columns '{image_column}' and '{text_column}'."
+        )
+    images, texts = args.image or [], args.text or []
+    if len(images) != len(texts):
+        raise HfTransferError(
+            f"predict got {len(images)} --image and {len(texts)} --text; give one of each per example, in order."
+        )
+    pairs = list(zip(images, texts))
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise HfTransferError(f"--file '{path}' does not exist.")
+        if path.suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
+            raise HfTransferError(
+                f"--file '{path}' must be a csv or jsonl file with columns '{image_column}' and "
+                f"'{text_column}' for a multimodal run."
+            )
+        rows = _read_rows(path)
+        for column in (image_column, text_column):
+            if column not in rows.column_names:
+                raise HfTransferError(
+                    f"--file '{path}' has no column '{column}'; its columns are {', '.join(rows.column_names)}."
+                )
+        for image, text in zip(rows[image_column], rows[text_column]):
+            # an image path relative to the file is read from the file's folder, as data files' paths are
+            if isinstance(image, str) and not Path(image).is_file() and (path.parent / image).is_file():
+                image = str(path.parent / image)
+            pairs.append((image, text))
+    if not pairs:
+        raise HfTransferError("predict needs inputs: give --image PATH --text TEXT, or --file.")
+    return pairs
+
+
+def _shown(x) -> str:
+    return " | ".join(str(part) for part in x) if isinstance(x, tuple) else str(x)
+
+
 def cmd_predict(args) -> int:
     from hf_transfer.predict import load
 
@@ -175,10 +231,10 @@ def cmd_predict(args) -> int:
     inputs = _read_inputs(args, classifier)
     predictions = classifier.predict(inputs, batch_size=args.batch_size, threshold=args.threshold)
     if args.json:
-        print(json.dumps([{"input": str(x), **p} for x, p in zip(inputs, predictions)], indent=2))
+        print(json.dumps([{"input": _shown(x), **p} for x, p in zip(inputs, predictions)], indent=2))
         return 0
     for x, p in zip(inputs, predictions):
-        text = str(x) if len(str(x)) <= 60 else str(x)[:57] + "..."
+        text = _shown(x) if len(_shown(x)) <= 60 else _shown(x)[:57] + "..."
         print(f"{prediction_text(p)}\t{text}")
     return 0
 
@@ -384,11 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="Labels and probabilities for new inputs.",
-        description="Predict labels for texts (or image paths) given as arguments or in a file.",
+        description="Predict labels for texts (or image paths) given as arguments or in a file; for a multimodal "
+        "run, an image and a text per example (--image a.png --text 'seven', repeated, or --file).",
     )
     _add_trained_run_arguments(p)
     p.add_argument("inputs", nargs="*", help="Texts or image paths.")
-    p.add_argument("--file", help="A .txt file (one input per line) or a csv/jsonl file with the input column.")
+    p.add_argument(
+        "--file",
+        help="A .txt file (one input per line) or a csv/jsonl file with the input column (both columns for a "
+        "multimodal run).",
+    )
+    p.add_argument("--image", action="append", help="Multimodal runs: an example's image path (pair with --text).")
+    p.add_argument("--text", action="append", help="Multimodal runs: an example's text (after its --image).")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

@@ -306,6 +306,16 @@ def build_model_card(
         )
     snippet = _snippet(metadata, location, revision, thresholds)
     example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
+    example_cli = example if recipe.modality == "image" else f'"{example}"'
+    example_py = f'"{example}"'
+    summary = f"A {recipe.modality} classifier"
+    if recipe.modality == "multimodal":
+        example_cli, example_py = '--image image.jpg --text "seven"', '("image.jpg", "seven")'
+        towers = " and ".join(
+            f"the {name} tower `{tower.get('hub_id') or tower['checkpoint']}` ({tower['library']})"
+            for name, tower in ((n, backbone[n]) for n in ("image", "text"))
+        )
+        summary = f"A multimodal (image + text) classifier, {towers}, features fused by {backbone.get('fusion')},"
     limitations = []
     if not metrics.get("test"):
         limitations.append(
@@ -334,7 +344,7 @@ def build_model_card(
         card_data,
         template_path=str(template_path()),
         model_name=model_name,
-        summary=f"A {recipe.modality} classifier trained with "
+        summary=f"{summary} trained with "
         "[hf-transfer](https://pypi.org/project/hf-transfer-kit/) "
         f"by transfer learning ({strategy.replace('_', ' ')}).",
         label_names=metadata["label_names"],
@@ -359,8 +369,8 @@ def build_model_card(
         location=location,
         revision=revision,
         files=[(name, FILE_ROLES[name]) for name in files],
-        example_cli=example if recipe.modality == "image" else f'"{example}"',
-        example_py=f'"{example}"',
+        example_cli=example_cli,
+        example_py=example_py,
         library_snippet=snippet[1] if snippet else None,
         snippet_library=snippet[0] if snippet else None,
         recipe_yaml=yaml.safe_dump(recipe_dict, sort_keys=False),

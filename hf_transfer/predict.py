@@ -80,7 +80,12 @@ class Classifier:
         self.run_dir = run_dir_for(run_dir, revision=revision)
         self.metadata = read_metadata(self.run_dir)
         raw = read_recipe_dict(self.run_dir)
-        raw["model"]["checkpoint"] = resolve_base_checkpoint(self.metadata["backbone"], self.run_dir)
+        backbone = self.metadata["backbone"]
+        if backbone.get("modality") == "multimodal":
+            for tower in ("image", "text"):
+                raw["model"][tower]["checkpoint"] = resolve_base_checkpoint(backbone[tower], self.run_dir)
+        else:
+            raw["model"]["checkpoint"] = resolve_base_checkpoint(backbone, self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
         self.label_names: list[str] = list(self.metadata["label_names"])
         # Run folders from before problem types hold single-label classifiers.
@@ -104,12 +109,35 @@ class Classifier:
     def input_column(self) -> str:
         return self.recipe.data.image_column if self.recipe.modality == "image" else self.recipe.data.text_column
 
+    @property
+    def input_columns(self) -> tuple[str, str]:
+        """A multimodal run's (image column, text column)."""
+        return self.recipe.data.image_column, self.recipe.data.text_column
+
+    def _input_rows(self, inputs: list) -> dict[str, list]:
+        if self.recipe.modality != "multimodal":
+            return {self.input_column: list(inputs)}
+        image_column, text_column = self.input_columns
+        images, texts = [], []
+        for x in inputs:
+            if isinstance(x, dict):
+                x = (x.get(image_column), x.get(text_column))
+            if not isinstance(x, (tuple, list)) or len(x) != 2:
+                raise DataError(
+                    f"a multimodal run predicts on (image, text) pairs or dicts with '{image_column}' and "
+                    f"'{text_column}', not {type(x).__name__}; give one pair per example."
+                )
+            images.append(x[0])
+            texts.append(x[1])
+        return {image_column: images, text_column: texts}
+
     def predict_proba(self, inputs: list, batch_size: int = 32) -> np.ndarray:
-        """Scores, one row per input (texts, or image paths / PIL images): class probabilities (single-label), each
+        """Scores, one row per input (texts, or image paths / PIL images; for a multimodal
+        run, (image, text) pairs or dicts holding both columns): class probabilities (single-label), each
         label's sigmoid probability (multi-label), or each target's value in its own units (regression)."""
         if not inputs:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        rows = Dataset.from_dict({self.input_column: list(inputs), LABEL: [0] * len(inputs)})
+        rows = Dataset.from_dict(self._input_rows(inputs) | {LABEL: [0] * len(inputs)})
         return self._probs(self.backbone.prepare(rows, train=False), batch_size)[1]
 
     @torch.inference_mode()
@@ -175,8 +203,9 @@ class Classifier:
                     f"its columns are {', '.join(raw.column_names)}."
                 )
         skipped = {}
-        if self.recipe.modality == "text":
-            checked, skipped = drop_empty_texts(DatasetDict({field: raw}), columns, lambda _: where)
+        if self.recipe.modality in ("text", "multimodal"):
+            texts = columns if self.recipe.modality == "text" else [self.recipe.data.text_column]
+            checked, skipped = drop_empty_texts(DatasetDict({field: raw}), texts, lambda _: where)
             raw = checked[field]
         if self.problem_type == SINGLE_LABEL:
             coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))

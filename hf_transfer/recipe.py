@@ -20,7 +20,7 @@ from hf_transfer.registry import closest
 from hf_transfer.schema import build_dataclass, to_dict
 from hf_transfer.strategies import STRATEGY_CONFIGS, strategy_name
 
-TASKS = ("text-classification", "image-classification")
+TASKS = ("text-classification", "image-classification", "multimodal-classification")
 # transformers' names (a model config's `problem_type`), so a pushed text model scores as its pipeline expects
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 PROBLEM_TYPES: tuple[str, ...] = get_args(ProblemType)
@@ -81,9 +81,51 @@ class ModelConfig:
         default=False, metadata={"help": "Run code shipped with the checkpoint. Only for checkpoints you trust."}
     )
 
+    # A multimodal recipe (task: multimodal-classification) gives two towers instead of one checkpoint: an image
+    # backbone and a text backbone whose pooled features are fused. A dual-tower checkpoint (CLIP, SigLIP) will be
+    # `model.checkpoint` alone, embedding both inputs itself.
+    image: TowerConfig | None = field(
+        default=None, metadata={"help": "Multimodal: the image tower (checkpoint, library, ...), e.g. a timm model."}
+    )
+    text: TowerConfig | None = field(
+        default=None, metadata={"help": "Multimodal: the text tower (checkpoint, library, ...), a transformers model."}
+    )
+    fusion: Literal["concat", "gated"] = field(
+        default="concat",
+        metadata={
+            "help": "Multimodal: how the towers' pooled features are joined: concat, or gated (a learned gate "
+            "weighing each tower's projected features per unit, Arevalo et al.'s gated multimodal unit)."
+        },
+    )
+    head_hidden: int | None = field(
+        default=256,
+        metadata={
+            "range": "[1, inf)",
+            "help": "Multimodal finetune / LoRA: hidden units of the head on the fused features (null: linear). A "
+            "linear head on concatenated features only adds an image score to a text score, so it cannot tell "
+            "whether the two agree.",
+        },
+    )
+
     def __post_init__(self):
-        if not self.checkpoint:
+        if not self.checkpoint and not (self.image or self.text):
             raise RecipeError("model.checkpoint is missing; set it to a Hub id or a local folder.")
+
+    @property
+    def towers(self) -> dict[str, ModelConfig]:
+        """The multimodal towers that are set, by modality."""
+        return {name: tower for name, tower in (("image", self.image), ("text", self.text)) if tower is not None}
+
+
+@dataclass
+class TowerConfig(ModelConfig):
+    """One tower of a multimodal model (`model.image`, `model.text`): the keys of `model` that name a checkpoint."""
+
+    def __post_init__(self):
+        if self.image or self.text:
+            raise RecipeError("towers do not nest; give image and text under model, not inside a tower.")
+        if not self.checkpoint:
+            raise RecipeError("checkpoint is missing; set it to a Hub id or a local folder.")
 
 
 @dataclass
@@ -484,7 +526,7 @@ class ZeroShotConfig:
 class Recipe:
     name: str = "recipe"
     description: str = ""
-    task: Literal["text-classification", "image-classification"] = "text-classification"
+    task: Literal["text-classification", "image-classification", "multimodal-classification"] = "text-classification"
     problem_type: ProblemType = "single_label_classification"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -494,7 +536,9 @@ class Recipe:
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     source: SourceConfig | None = None
-    baseline: list[Literal["scratch", "head_only", "zero_shot"]] = field(default_factory=list)
+    baseline: list[Literal["scratch", "head_only", "zero_shot", "image_only", "text_only"]] = field(
+        default_factory=list
+    )
     zero_shot: ZeroShotConfig | None = None
 
     def __post_init__(self):
@@ -506,6 +550,29 @@ class Recipe:
                 f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
                 f"single_label_classification, not {self.problem_type}; remove zero_shot from baseline."
             )
+        multimodal = self.task == "multimodal-classification"
+        if multimodal and not (self.model.image and self.model.text):
+            if self.model.checkpoint:
+                raise RecipeError(
+                    "model.checkpoint alone (one dual-tower checkpoint such as CLIP) is not supported for "
+                    "multimodal-classification yet; give model.image and model.text, one checkpoint each."
+                )
+            missing = "model.image" if self.model.image is None else "model.text"
+            raise RecipeError(
+                f"{missing} is missing; task multimodal-classification needs model.image and model.text."
+            )
+        if not multimodal and self.model.towers:
+            raise RecipeError(
+                f"model.{next(iter(self.model.towers))} is only for task multimodal-classification; "
+                "use model.checkpoint for a single backbone."
+            )
+        single = [b for b in self.baseline if b in ("image_only", "text_only")]
+        if single and not multimodal:
+            raise RecipeError(f"baseline {single[0]} is only for task multimodal-classification.")
+        if multimodal and (self.source is not None or {"scratch", "head_only", "zero_shot"} & set(self.baseline)):
+            raise RecipeError(
+                "multimodal-classification takes baselines image_only and text_only, and no source stage."
+            )
 
     @property
     def zero_shot_config(self) -> ZeroShotConfig:
@@ -515,7 +582,7 @@ class Recipe:
 
     @property
     def modality(self) -> str:
-        return "image" if self.task == "image-classification" else "text"
+        return {"image-classification": "image", "multimodal-classification": "multimodal"}.get(self.task, "text")
 
     @property
     def output_dir(self) -> Path:

@@ -6,7 +6,7 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from hf_transfer.metrics import (
 )
 from hf_transfer.model_card import write_model_card
 from hf_transfer.problem_types import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
-from hf_transfer.recipe import Recipe
+from hf_transfer.recipe import ModelConfig, Recipe
 from hf_transfer.run_folder import (
     FORMAT_VERSION,
     LABELS_FILE,
@@ -122,9 +122,27 @@ def source_recipe(recipe: Recipe) -> Recipe:
     return replace(recipe, data=source.data, strategy=source.strategy, train=source.train, source=None, baseline=[])
 
 
+SINGLE_KEYS = ("checkpoint", "library", "hub_id", "revision", "pretrained", "trust_remote_code")
+
+
 def baseline_recipe(recipe: Recipe, name: str) -> Recipe:
     """The no-transfer comparison: `scratch` is the same network from random weights, fine-tuned with the same
-    budget; `head_only` trains only a new head on the frozen starting backbone."""
+    budget; `head_only` trains only a new head on the frozen starting backbone. For a multimodal recipe,
+    `image_only` and `text_only` probe one tower alone."""
+    if name in ("image_only", "text_only"):
+        # One tower of a multimodal recipe, probed alone on its own features (with the recipe's probe head when
+        # it has one): what the fused model gains over either input by itself.
+        modality = name.removesuffix("_only")
+        tower = getattr(recipe.model, modality)
+        probe = recipe.strategy if isinstance(recipe.strategy, LinearProbeConfig) else LinearProbeConfig()
+        return replace(
+            recipe,
+            task=f"{modality}-classification",
+            model=ModelConfig(**{f.name: getattr(tower, f.name) for f in fields(tower) if f.name in SINGLE_KEYS}),
+            strategy=probe,
+            source=None,
+            baseline=[],
+        )
     if name == "scratch":
         return replace(
             recipe, model=replace(recipe.model, pretrained=False), strategy=FinetuneConfig(), source=None, baseline=[]
@@ -169,7 +187,8 @@ class TransferRun:
         if recipe.train.mixed_precision == "fp16" and self.accelerator.device.type == "cpu":
             raise RecipeError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU.")
         # Fail on a bad target before spending time on the source stage (a missing folder before loading any data).
-        check_local_checkpoint(recipe.model.checkpoint)
+        for model in recipe.model.towers.values() or [recipe.model]:
+            check_local_checkpoint(model.checkpoint)
         self.target_backbone = build_backbone(recipe.model, recipe.data, recipe.modality)
         self.zero_shot = None
         if "zero_shot" in recipe.baseline:
@@ -272,7 +291,10 @@ class TransferRun:
             name: self.run_zero_shot()
             if name == "zero_shot"
             else self.run_stage(
-                f"baseline-{name}", baseline_recipe(recipe if name == "scratch" else target_recipe, name)
+                f"baseline-{name}",
+                baseline_recipe(recipe if name == "scratch" else target_recipe, name),
+                # one tower alone: on the very rows the fused model saw (both towers' checks applied)
+                splits=self.target.splits if name in ("image_only", "text_only") else None,
             )
             for name in recipe.baseline
         }
@@ -384,7 +406,8 @@ class TransferRun:
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
         description = self.target_backbone.describe()
-        description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
+        if recipe.model.checkpoint:  # a multimodal backbone records each tower's own
+            description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
         if self.source is not None and stage.strategy.name != "finetune":
             # The adapter / head sits on the source-trained weights: they travel with the run.
             shutil.copytree(self.work_dir / SOURCE_MODEL_DIR, staging / SOURCE_MODEL_DIR)

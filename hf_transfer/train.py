@@ -274,7 +274,7 @@ def resolve_num_workers(setting: int | str, modality: str, dataset) -> int:
     (a forked worker cannot touch CUDA)."""
     if setting != "auto":
         return int(setting)
-    if modality != "image" or rows_on_a_device(dataset):
+    if modality not in ("image", "multimodal") or rows_on_a_device(dataset):
         return 0
     workers = min(available_cores() // 2, 8)
     if workers and not workers_can_start(dataset):

@@ -109,6 +109,10 @@ def build_backbone(
 ) -> Backbone:
     """The backbone for `model_cfg`, whole: `preprocessing_source` (a run folder) and `new_head` (a source stage's
     classifier as the start) are fixed here, not set on it later, so nothing depends on the order of calls."""
+    if modality == "multimodal":
+        from hf_transfer.backbones.multimodal import MultimodalBackbone
+
+        return MultimodalBackbone(model_cfg, data_cfg, preprocessing_source=preprocessing_source, new_head=new_head)
     key = backbone_key(model_cfg.library, modality, model_cfg)
     if key not in BACKBONES:
         library, _ = key.split(":")

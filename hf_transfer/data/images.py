@@ -7,7 +7,8 @@ included (transparent pixels go on white).
 
 Also here: `sklearn:digits`, scikit-learn's 8x8 handwritten digits as a `datasets` dataset with an Image feature,
 built offline (`data.dataset: sklearn:digits`, `data.config: "0-4"` for a subset of the classes), and
-`sklearn:digits-multilabel`, several of those digits pasted into one image ("which digits are in it?").
+`sklearn:digits-multilabel`, several of those digits pasted into one image ("which digits are in it?");
+`sklearn:digits-and-words`, the same digits paired with texts naming numbers, for multimodal classification.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, Features
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -430,3 +431,68 @@ def load_sklearn_digits_multilabel(config: str | None = None, seed: int = 0) -> 
         splits[name] = Dataset.from_dict({"image": images, "label": labels}, features=features, split=name)
     logger.info("sklearn:digits-multilabel: %d train, %d test", len(splits["train"]), len(splits["test"]))
     return DatasetDict(splits)
+
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# How a row's text names its number: the word or the numeral, alone or in a short phrase. Drawn for every row
+# independently of its label, so the phrasing says nothing about the answer.
+NUMBER_TEMPLATES = ("{word}", "{digit}", "the number {word}", "the number {digit}", "a {word}", "number {digit}")
+MATCH_LABELS = ["no", "yes"]
+
+
+def _mismatched_digits(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Another digit for every row, each digit given out exactly as often as it occurs in `digits`.
+
+    Rows sorted by digit take the digit of the row `m` places further on (m: the largest class's count), so no row
+    gets its own digit while the multiset of digits is kept: the "no" texts then name each number exactly as often
+    as the "yes" texts do.
+    """
+    order = np.argsort(digits + rng.random(len(digits)) * 0.5, kind="stable")  # by digit, shuffled within
+    shift = int(np.bincount(digits).max())
+    if shift * 2 > len(digits):
+        raise DataError("data.config selects one digit for most rows; sklearn:digits-and-words needs two or more.")
+    other = np.empty_like(digits)
+    other[order] = digits[np.roll(order, -shift)]
+    return other
+
+
+@BUILTIN_DATASETS.register("sklearn:digits-and-words")
+def load_digits_and_words(config: str | None = None) -> DatasetDict:
+    """scikit-learn's handwritten digits, each paired with a short text that names a number ("seven", "the number
+    3"): label `yes` when the picture shows the number the text names, else `no`. For `multimodal-classification`
+    (columns `image`, `text`, `label`).
+
+    Every digit image gives two rows, one whose text names its own number (yes) and one whose text names another
+    (no), with the same phrasing templates drawn for both. So the answer needs both inputs: each image occurs once
+    with each label (an image-only model is at 50% by construction), and each number is named by as many yes texts as
+    no texts (see `_mismatched_digits`: a text-only model is at 50% too). Train and test come from disjoint digit
+    images (the split of `sklearn:digits`); `data.config` selects digits as there. Deterministic: fixed seeds.
+    """
+    digits = load_sklearn_digits(config)
+    features = Features({"image": ImageFeature(), "text": Value("string"), "label": ClassLabel(names=MATCH_LABELS)})
+    out = {}
+    for seed, name in enumerate(("train", "test")):
+        split = digits[name]
+        rng = np.random.default_rng(seed)
+        names = split.features["label"].names
+        true = np.array([int(names[i]) for i in split["label"]])
+        wrong = _mismatched_digits(true, rng)
+        images = split["image"]
+        rows = []
+        for i in range(len(split)):
+            for digit, answer in ((true[i], 1), (wrong[i], 0)):
+                template = NUMBER_TEMPLATES[rng.integers(len(NUMBER_TEMPLATES))]
+                rows.append((i, template.format(word=DIGIT_WORDS[digit], digit=digit), answer))
+        order = rng.permutation(len(rows))
+        rows = [rows[j] for j in order]
+        out[name] = Dataset.from_dict(
+            {
+                "image": [images[i] for i, _, _ in rows],
+                "text": [text for _, text, _ in rows],
+                "label": [answer for _, _, answer in rows],
+            },
+            features=features,
+            split=name,
+        )
+    logger.info("sklearn:digits-and-words: %d train, %d test pairs", len(out["train"]), len(out["test"]))
+    return DatasetDict(out)

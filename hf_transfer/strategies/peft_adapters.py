@@ -43,6 +43,27 @@ def adaptable_module_names(model, heads: list[str]) -> list[str]:
     return names
 
 
+def within_towers(model, names: list[str], towers: str, backbone, what: str = "strategy.target_modules") -> list[str]:
+    """`names` (PEFT target names: whole module names or dotted suffixes) narrowed to the modules of one tower of a
+    multimodal model (`strategy.towers`), as whole names; `names` as they are for `both`."""
+    if towers == "both" or not names:
+        return names
+    if backbone.modality != "multimodal":
+        raise RecipeError("strategy.towers is only for task multimodal-classification; leave it out (both).")
+    prefix = towers + "."
+    chosen = [
+        module
+        for module, _ in model.named_modules()
+        if module.startswith(prefix) and any(module == n or module.endswith("." + n) for n in names)
+    ]
+    if not chosen:
+        raise RecipeError(
+            f"{what} ({', '.join(names)}) match no module of the {towers} tower; name modules of that tower "
+            "or set strategy.towers to both."
+        )
+    return chosen
+
+
 class _PeftStrategy(Strategy):
     def peft_config(self, model):
         raise NotImplementedError
@@ -57,7 +78,11 @@ class _PeftStrategy(Strategy):
         except ValueError as err:
             raise RecipeError(f"strategy.target_modules: {str(err).splitlines()[0]}") from None
         # PEFT records the folder the base came from; record the id the run folder loads it back by instead.
-        config.base_model_name_or_path = self.backbone.base_model_id or self.backbone.checkpoint
+        # (Two towers have no one base to name: the run folder records each tower's.)
+        multimodal = self.backbone.modality == "multimodal"
+        config.base_model_name_or_path = (
+            None if multimodal else self.backbone.base_model_id or self.backbone.checkpoint
+        )
         return plan_for_model(
             model, self.backbone, splits, recipe, param_groups_with_decay(model, recipe.train.weight_decay)
         )
@@ -96,7 +121,9 @@ class Lora(_PeftStrategy):
             r=c.r,
             lora_alpha=c.alpha,
             lora_dropout=c.dropout,
-            target_modules=c.target_modules or self.backbone.default_lora_targets(model),
+            target_modules=within_towers(
+                model, c.target_modules or self.backbone.default_lora_targets(model), c.towers, self.backbone
+            ),
             modules_to_save=self.backbone.head_module_names(model),
             use_dora=c.use_dora,
             bias="none",
@@ -111,10 +138,14 @@ class IA3(_PeftStrategy):
     def peft_config(self, model):
         c = self.config
         targets = c.target_modules or self.backbone.default_ia3_targets(model)
+        modules = targets["target_modules"] if isinstance(targets, dict) else targets
+        feedforward = c.feedforward_modules or (targets["feedforward_modules"] if isinstance(targets, dict) else [])
+        if c.towers != "both":
+            modules = within_towers(model, modules, c.towers, self.backbone)
+            feedforward = [m for m in modules if any(m == f or m.endswith("." + f) for f in feedforward)]
         return IA3Config(
-            target_modules=targets["target_modules"] if isinstance(targets, dict) else targets,
-            feedforward_modules=c.feedforward_modules
-            or (targets["feedforward_modules"] if isinstance(targets, dict) else []),
+            target_modules=modules,
+            feedforward_modules=feedforward,
             modules_to_save=self.backbone.head_module_names(model),
             task_type=self.backbone.peft_task_type,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -12,6 +13,9 @@ class LoraStrategyConfig:
     target_modules: module names to adapt; null picks the architecture's defaults (BERT: query, value;
         ViT: qkv, attn.proj, mlp.fc1, mlp.fc2).
     use_dora: weight-decomposed LoRA (DoRA).
+    towers: for multimodal-classification, adapt the image tower, the text tower or both; target_modules then
+        match within the chosen towers only (a name may also be given whole, e.g. `text.encoder.encoder.layer.0.
+        attention.self.query`).
     """
 
     r: int = field(default=8, metadata={"range": "[1, inf)", "help": "LoRA rank."})
@@ -19,6 +23,9 @@ class LoraStrategyConfig:
     dropout: float = field(default=0.1, metadata={"range": "[0, 1)", "help": "Dropout on the LoRA path."})
     target_modules: list[str] | None = field(default=None, metadata={"help": "Modules to adapt (default per arch)."})
     use_dora: bool = field(default=False, metadata={"help": "Use DoRA instead of plain LoRA."})
+    towers: Literal["both", "image", "text"] = field(
+        default="both", metadata={"help": "Multimodal: which tower's modules get adapters (the head always trains)."}
+    )
 
 
 @dataclass
@@ -29,3 +36,6 @@ class IA3StrategyConfig:
 
     target_modules: list[str] | None = field(default=None, metadata={"help": "Modules IA3 rescales."})
     feedforward_modules: list[str] | None = field(default=None, metadata={"help": "The feed-forward subset."})
+    towers: Literal["both", "image", "text"] = field(
+        default="both", metadata={"help": "Multimodal: which tower's modules get adapters (the head always trains)."}
+    )

@@ -1,0 +1,245 @@
+"""Image + text inputs in one recipe (`task: multimodal-classification`): two towers, fused, through the one loop.
+
+The fast tests run on the tiny random towers of the fixtures (timm's test_efficientnet, the tiny BERT) on a task
+that each input alone cannot answer: a coloured picture and a text naming a colour, label "yes" when they agree.
+Every picture occurs once with each label, and every colour word is named as often by a yes row as by a no row (with
+the same phrasing), so an image-only or text-only model is at chance by construction, while the pair decides.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from datasets import Image as ImageFeature
+from fixtures_models import write_csv_rows
+from PIL import Image
+
+import hf_transfer
+from hf_transfer.cli import main
+from hf_transfer.data.images import DIGIT_WORDS, load_digits_and_words
+from hf_transfer.errors import RecipeError
+from hf_transfer.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+PHRASES = ("{c}", "it is {c}", "the colour {c}", "a {c} one")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a busy 2-core machine threads only fight."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def colour_pairs(tmp_path_factory) -> dict[str, Path]:
+    """{"train", "test"}: csv files with columns image (a PNG path), text, label (yes/no); 30 train pictures and 10
+    test pictures, each in one yes row and one no row with the same phrase."""
+    folder = tmp_path_factory.mktemp("colour_pairs")
+    rng = random.Random(0)
+    out = {}
+    for split, pictures in (("train", 30), ("test", 10)):
+        rows = []
+        for i in range(pictures):
+            colour = list(COLOURS)[i % 2]
+            other = next(c for c in COLOURS if c != colour)
+            noise = np.random.default_rng(i + 1000 * (split == "test")).normal(0, 20, (32, 32, 3))
+            pixels = np.clip(np.array(COLOURS[colour])[None, None] + noise, 0, 255).astype(np.uint8)
+            path = folder / f"{split}_{i}.png"
+            Image.fromarray(pixels).save(path)
+            phrase = rng.choice(PHRASES)
+            rows += [
+                {"image": path.name, "text": phrase.format(c=colour), "label": "yes"},
+                {"image": path.name, "text": phrase.format(c=other), "label": "no"},
+            ]
+        rng.shuffle(rows)
+        out[split] = write_csv_rows(folder / f"{split}.csv", rows, ["image", "text", "label"])
+    return out
+
+
+def multimodal_recipe(tmp_path, towers, pairs, strategy, name="run", **sections) -> Path:
+    image, text = towers
+    recipe = {
+        "task": "multimodal-classification",
+        "model": {"image": {"checkpoint": f"local-dir:{image}"}, "text": {"checkpoint": str(text)}}
+        | sections.pop("model", {}),
+        "data": {"train_files": [str(pairs["train"])], "test_files": [str(pairs["test"])]} | sections.pop("data", {}),
+        "strategy": strategy,
+        "train": {"epochs": 12, "batch_size": 16, "learning_rate": 3e-3, "num_workers": 0, "seed": 0}
+        | sections.pop("train", {}),
+        "eval": {"metric": "accuracy"},
+        "output": {"dir": str(tmp_path / "outputs" / name)},
+        **sections,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def towers(tiny_timm_dir, tiny_bert_dir):
+    return tiny_timm_dir, tiny_bert_dir
+
+
+def number_named(text: str) -> int:
+    word = text.split()[-1]
+    return int(word) if word.isdigit() else DIGIT_WORDS.index(word)
+
+
+def picture_bytes(split) -> list[bytes]:
+    return [value["bytes"] for value in split.cast_column("image", ImageFeature(decode=False))["image"]]
+
+
+def test_digits_and_words_needs_the_picture_and_the_words():
+    data = load_digits_and_words("0-3")
+    assert load_digits_and_words("0-3")["train"]["text"] == data["train"]["text"]  # deterministic
+    assert data["train"].features["label"].names == ["no", "yes"]
+    for split in data.values():
+        labels = split["label"]
+        assert sum(labels) * 2 == len(labels)  # balanced
+        # the picture alone: every picture occurs once with each answer
+        by_picture = Counter(zip(picture_bytes(split), labels))
+        assert all(by_picture[picture, 1 - label] == n for (picture, label), n in by_picture.items())
+        # the words alone: every number is named as often in a yes row as in a no row
+        named = Counter((number_named(text), label) for text, label in zip(split["text"], labels))
+        assert all(named[number, 1 - label] == n for (number, label), n in named.items())
+        assert {number for number, _ in named} == {0, 1, 2, 3}
+    assert not set(picture_bytes(data["train"])) & set(picture_bytes(data["test"]))  # disjoint source digits
+
+
+def test_a_linear_probe_learns_the_pair_that_neither_input_decides(tmp_path, towers, colour_pairs, capsys):
+    strategy = {"name": "linear_probe", "head": "mlp", "hidden_size": 64}
+    recipe = multimodal_recipe(tmp_path, towers, colour_pairs, strategy, baseline=["image_only", "text_only"])
+    assert main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "with the image alone" in out and "with the text alone" in out
+    run_dir = tmp_path / "outputs" / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9
+    # each test picture is in one yes and one no row: a model of the picture alone gets exactly half right
+    assert metrics["baselines"]["image_only"]["accuracy"] == 0.5
+    assert metrics["baselines"]["text_only"]["accuracy"] <= 0.75
+    assert set(metrics["transfer"]["gains"]) == {"image_only", "text_only"}
+    assert metrics["transfer"]["gains"]["image_only"]["ci_low"] > 0
+
+    meta = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert meta["backbone"]["image"]["library"] == "timm" and meta["backbone"]["text"]["library"] == "transformers"
+    card = (run_dir / "README.md").read_text()
+    assert str(towers[0]) in card and str(towers[1]) in card and "--image image.jpg --text" in card
+
+    # the run folder, loaded back, scores the test file as the run did, from Python and from the CLI
+    classifier = hf_transfer.load(run_dir)
+    again = classifier.evaluate([str(colour_pairs["test"])])
+    assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert again["log_loss"] == pytest.approx(metrics["test"]["log_loss"], abs=1e-4)
+    rows = list(csv_rows(colour_pairs["test"]))
+    pairs = [(str(colour_pairs["test"].parent / row["image"]), row["text"]) for row in rows]
+    expected = classifier.predict(pairs)
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "--file", str(colour_pairs["test"]), "--json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert [p["label"] for p in from_file] == [p["label"] for p in expected]
+    assert [p["score"] for p in from_file] == pytest.approx([p["score"] for p in expected], abs=1e-5)
+    assert main(["predict", str(run_dir), "--image", pairs[0][0], "--text", pairs[0][1], "--json"]) == 0
+    (one,) = json.loads(capsys.readouterr().out)
+    assert one["label"] == expected[0]["label"] and one["score"] == pytest.approx(expected[0]["score"], abs=1e-5)
+    assert main(["eval", str(run_dir), "--data", str(colour_pairs["test"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+
+def csv_rows(path: Path):
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        yield from csv.DictReader(f)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "model", "train"),
+    [
+        ({"name": "finetune"}, {"fusion": "gated"}, {"epochs": 10}),
+        ({"name": "lora", "r": 4}, {}, {"epochs": 15, "learning_rate": 1e-2}),
+    ],
+    ids=["finetune-gated", "lora-both-towers"],
+)
+def test_finetune_and_lora_learn_the_pair_and_load_back(tmp_path, towers, colour_pairs, strategy, model, train):
+    recipe = multimodal_recipe(tmp_path, towers, colour_pairs, strategy, model=model, train=train)
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.8
+    if strategy["name"] == "lora":
+        targets = json.loads((run_dir / "adapter_config.json").read_text())["target_modules"]
+        assert any(t.startswith("image.") for t in targets) and any(t.startswith("text.") for t in targets)
+    again = hf_transfer.load(run_dir).evaluate([str(colour_pairs["test"])])
+    assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert again["log_loss"] == pytest.approx(metrics["test"]["log_loss"], abs=1e-4)
+
+
+def test_lora_on_one_tower_adapts_only_that_tower(tmp_path, towers, colour_pairs):
+    strategy = {"name": "lora", "r": 2, "towers": "text"}
+    recipe = multimodal_recipe(tmp_path, towers, colour_pairs, strategy, train={"epochs": 1})
+    assert main(["run", str(recipe)]) == 0
+    targets = json.loads((tmp_path / "outputs" / "run" / "adapter_config.json").read_text())["target_modules"]
+    assert targets and all(t.startswith("text.") and t.rsplit(".", 1)[-1] in ("query", "value") for t in targets)
+
+
+def test_mistakes_are_one_line_errors(tmp_path, towers, colour_pairs, capsys, tiny_bert_dir):
+    recipe = multimodal_recipe(tmp_path, towers, colour_pairs, "linear_probe", data={"text_column": "caption"})
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'caption' (data.text_column)" in err
+
+    recipe = multimodal_recipe(tmp_path, (tiny_bert_dir, towers[1]), colour_pairs, "linear_probe", name="swap")
+    raw = yaml.safe_load(recipe.read_text())
+    raw["model"]["image"]["checkpoint"] = str(tiny_bert_dir)  # a text model where the image tower goes
+    recipe.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model.image.checkpoint" in err and "timm" in err
+    assert not (tmp_path / "outputs" / "swap").exists()
+
+    base = {"task": "multimodal-classification", "data": {"dataset": "sklearn:digits-and-words"}, "strategy": "lora"}
+    with pytest.raises(RecipeError, match="model.text is missing"):
+        recipe_from_dict(base | {"model": {"image": {"checkpoint": "x"}}})
+    with pytest.raises(RecipeError, match="model.image.checkpoint is missing"):
+        recipe_from_dict(base | {"model": {"image": {"library": "timm"}, "text": {"checkpoint": "y"}}})
+    with pytest.raises(RecipeError, match="baseline image_only is only for task multimodal-classification"):
+        recipe_from_dict(
+            base | {"task": "text-classification", "model": {"checkpoint": "x"}, "baseline": ["image_only"]}
+        )
+
+
+def test_the_shipped_recipe_runs_on_the_shared_towers_from_its_header():
+    path = shipped_recipes()["multimodal/digits-and-words"]
+    header = recipe_header(path)
+    assert header[0].startswith("Run:") and "hf-transfer run multimodal/digits-and-words" in header[0]
+    recipe = load_recipe("multimodal/digits-and-words")
+    assert recipe.task == "multimodal-classification" and recipe.baseline == ["image_only", "text_only"]
+    assert (
+        recipe.model.image.checkpoint.startswith("local-dir:../shared/")
+        or "../shared" in recipe.model.image.checkpoint
+    )
+    assert "../shared/models/all-MiniLM-L6-v2" in recipe.model.text.checkpoint
+
+
+@pytest.mark.slow
+def test_digits_and_words_on_the_shared_towers_beats_both_single_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the recipe's checkpoint paths are relative to the repository
+    run_dir = tmp_path / "run"
+    small = ["data.config=0-2", "data.max_train_samples=200", "data.max_test_samples=100", "train.epochs=20"]
+    assert main(["run", "multimodal/digits-and-words", *small, f"output.dir={run_dir}"]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["baselines"]["image_only"]["accuracy"] <= 0.65
+    assert metrics["baselines"]["text_only"]["accuracy"] <= 0.65
+    assert metrics["test"]["accuracy"] >= 0.75
