@@ -194,19 +194,24 @@ def test_lora_on_one_tower_adapts_only_that_tower(tmp_path, towers, colour_pairs
     assert targets and all(t.startswith("text.") and t.rsplit(".", 1)[-1] in ("query", "value") for t in targets)
 
 
+def error_lines(capsys) -> list[str]:
+    """What the CLI printed as errors (progress bars aside): one line per error."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+
+
 def test_mistakes_are_one_line_errors(tmp_path, towers, colour_pairs, capsys, tiny_bert_dir):
     recipe = multimodal_recipe(tmp_path, towers, colour_pairs, "linear_probe", data={"text_column": "caption"})
     assert main(["run", str(recipe)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "'caption' (data.text_column)" in err
+    (err,) = error_lines(capsys)
+    assert "'caption' (data.text_column)" in err
 
     recipe = multimodal_recipe(tmp_path, (tiny_bert_dir, towers[1]), colour_pairs, "linear_probe", name="swap")
     raw = yaml.safe_load(recipe.read_text())
     raw["model"]["image"]["checkpoint"] = str(tiny_bert_dir)  # a text model where the image tower goes
     recipe.write_text(yaml.safe_dump(raw))
     assert main(["run", str(recipe)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "model.image.checkpoint" in err and "timm" in err
+    (err,) = error_lines(capsys)
+    assert "model.image.checkpoint" in err and "timm" in err
     assert not (tmp_path / "outputs" / "swap").exists()
 
     base = {"task": "multimodal-classification", "data": {"dataset": "sklearn:digits-and-words"}, "strategy": "lora"}
@@ -220,17 +225,22 @@ def test_mistakes_are_one_line_errors(tmp_path, towers, colour_pairs, capsys, ti
         )
 
 
-def test_the_shipped_recipe_runs_on_the_shared_towers_from_its_header():
-    path = shipped_recipes()["multimodal/digits-and-words"]
-    header = recipe_header(path)
-    assert header[0].startswith("Run:") and "hf-transfer run multimodal/digits-and-words" in header[0]
+def header_override() -> list[str]:
+    """The arguments after `hf-transfer` of the shipped recipe's `# Override:` line (the shared towers, offline)."""
+    header = recipe_header(shipped_recipes()["multimodal/digits-and-words"])
+    return next(line for line in header if line.startswith("Override:")).split()[2:]
+
+
+def test_the_shipped_recipe_names_hub_towers_and_runs_offline_on_the_shared_ones():
     recipe = load_recipe("multimodal/digits-and-words")
     assert recipe.task == "multimodal-classification" and recipe.baseline == ["image_only", "text_only"]
-    assert (
-        recipe.model.image.checkpoint.startswith("local-dir:../shared/")
-        or "../shared" in recipe.model.image.checkpoint
+    assert (recipe.model.image.checkpoint, recipe.model.text.checkpoint) == (
+        "timm/tf_efficientnet_lite0.in1k",
+        "sentence-transformers/all-MiniLM-L6-v2",
     )
-    assert "../shared/models/all-MiniLM-L6-v2" in recipe.model.text.checkpoint
+    offline = load_recipe("multimodal/digits-and-words", header_override()[2:])
+    assert offline.model.image.checkpoint == "local-dir:../shared/models/tf_efficientnet_lite0"
+    assert offline.model.text.checkpoint == "../shared/models/all-MiniLM-L6-v2"
 
 
 @pytest.mark.slow
@@ -238,7 +248,7 @@ def test_digits_and_words_on_the_shared_towers_beats_both_single_inputs(tmp_path
     monkeypatch.chdir(REPO)  # the recipe's checkpoint paths are relative to the repository
     run_dir = tmp_path / "run"
     small = ["data.config=0-2", "data.max_train_samples=200", "data.max_test_samples=100", "train.epochs=20"]
-    assert main(["run", "multimodal/digits-and-words", *small, f"output.dir={run_dir}"]) == 0
+    assert main([*header_override(), *small, f"output.dir={run_dir}"]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["baselines"]["image_only"]["accuracy"] <= 0.65
     assert metrics["baselines"]["text_only"]["accuracy"] <= 0.65

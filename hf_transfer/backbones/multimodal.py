@@ -94,8 +94,9 @@ def _standardised(norm: nn.BatchNorm1d, features: torch.Tensor) -> torch.Tensor:
 
 class Fusion(nn.Module):
     """Joins the towers' features: `concat` keeps both (each standardised per feature with batch statistics, as the
-    linear probe standardises its cached features, so that neither tower's scale dominates); `gated` projects each to `hidden` units and mixes them per unit with a gate computed from both
-    (the gated multimodal unit of Arevalo et al., 2017)."""
+    linear probe standardises its cached features, so that neither tower's scale dominates); `gated` projects each
+    to `hidden` units and mixes them per unit with a gate computed from both (the gated multimodal unit of Arevalo
+    et al., 2017)."""
 
     def __init__(self, kind: str, image_dim: int, text_dim: int, hidden: int):
         super().__init__()
