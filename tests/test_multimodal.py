@@ -9,6 +9,7 @@ the same phrasing), so an image-only or text-only model is at chance by construc
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter
 from pathlib import Path
@@ -43,12 +44,12 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def colour_pairs(tmp_path_factory) -> dict[str, Path]:
-    """{"train", "test"}: csv files with columns image (a PNG path), text, label (yes/no); 30 train pictures and 10
+    """{"train", "test"}: csv files with columns image (a PNG path), text, label (yes/no); 30 train pictures and 16
     test pictures, each in one yes row and one no row with the same phrase."""
     folder = tmp_path_factory.mktemp("colour_pairs")
     rng = random.Random(0)
     out = {}
-    for split, pictures in (("train", 30), ("test", 10)):
+    for split, pictures in (("train", 30), ("test", 16)):
         rows = []
         for i in range(pictures):
             colour = list(COLOURS)[i % 2]
@@ -117,10 +118,14 @@ def test_digits_and_words_needs_the_picture_and_the_words():
     assert not set(picture_bytes(data["train"])) & set(picture_bytes(data["test"]))  # disjoint source digits
 
 
-def test_a_linear_probe_learns_the_pair_that_neither_input_decides(tmp_path, towers, colour_pairs, capsys):
+def test_a_linear_probe_learns_the_pair_that_neither_input_decides(tmp_path, towers, colour_pairs, capsys, caplog):
     strategy = {"name": "linear_probe", "head": "mlp", "hidden_size": 64}
     recipe = multimodal_recipe(tmp_path, towers, colour_pairs, strategy, baseline=["image_only", "text_only"])
+    caplog.set_level(logging.INFO, logger="hf_transfer")
     assert main(["run", str(recipe)]) == 0
+    # each tower's features are extracted once: the one-tower baselines read what the fused probe cached
+    hits = [m for m in caplog.messages if "cache hit" in m]
+    assert len(hits) >= 6, caplog.messages
     out = capsys.readouterr().out
     assert "with the image alone" in out and "with the text alone" in out
     run_dir = tmp_path / "outputs" / "run"

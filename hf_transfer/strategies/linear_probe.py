@@ -97,6 +97,23 @@ class LinearProbe(Strategy):
         if isinstance(split, FeatureDataset):
             return split
         config = self.config
+        towers = getattr(self.backbone, "towers", None)
+        if towers:
+            # Two towers (multimodal): each tower's features are cached under that tower's own key, so a one-tower
+            # baseline (image_only, text_only) on the same rows reads them instead of running the tower again.
+            parts = [
+                extract_features(
+                    getattr(self.extractor, tower),
+                    split,
+                    backbone,
+                    accelerator,
+                    config.pooling,
+                    config.extract_batch_size,
+                    f"{name} {tower}",
+                )
+                for tower, backbone in towers.items()
+            ]
+            return FeatureDataset(torch.cat([part.features for part in parts], dim=1), parts[0].labels)
         return extract_features(
             self.extractor, split, self.backbone, accelerator, config.pooling, config.extract_batch_size, name
         )
