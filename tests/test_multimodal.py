@@ -120,7 +120,13 @@ def test_digits_and_words_needs_the_picture_and_the_words():
 
 def test_a_linear_probe_learns_the_pair_that_neither_input_decides(tmp_path, towers, colour_pairs, capsys, caplog):
     strategy = {"name": "linear_probe", "head": "mlp", "hidden_size": 64}
-    recipe = multimodal_recipe(tmp_path, towers, colour_pairs, strategy, baseline=["image_only", "text_only"])
+    model = {
+        "image": {"checkpoint": f"local-dir:{towers[0]}", "hub_id": "me/tiny-efficientnet"},
+        "text": {"checkpoint": str(towers[1]), "hub_id": "me/tiny-bert"},
+    }
+    recipe = multimodal_recipe(
+        tmp_path, towers, colour_pairs, strategy, model=model, baseline=["image_only", "text_only"]
+    )
     caplog.set_level(logging.INFO, logger="hf_transfer")
     assert main(["run", str(recipe)]) == 0
     # each tower's features are extracted once: the one-tower baselines read what the fused probe cached
@@ -160,6 +166,11 @@ def test_a_linear_probe_learns_the_pair_that_neither_input_decides(tmp_path, tow
     assert one["label"] == expected[0]["label"] and one["score"] == pytest.approx(expected[0]["score"], abs=1e-5)
     assert main(["eval", str(run_dir), "--data", str(colour_pairs["test"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+    # pushed, the repo carries both towers' preprocessing and names each tower by its Hub id
+    assert main(["push", str(run_dir), "--repo-id", "me/colour-pairs", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "image/config.json" in listed and "text/tokenizer.json" in listed
 
 
 def csv_rows(path: Path):
