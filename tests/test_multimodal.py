@@ -184,7 +184,7 @@ def csv_rows(path: Path):
     ("strategy", "model", "train"),
     [
         ({"name": "finetune"}, {"fusion": "gated"}, {"epochs": 10}),
-        ({"name": "lora", "r": 4}, {}, {"epochs": 15, "learning_rate": 1e-2}),
+        ({"name": "lora", "r": 4}, {}, {"epochs": 25, "learning_rate": 1e-2}),
     ],
     ids=["finetune-gated", "lora-both-towers"],
 )
