@@ -269,3 +269,23 @@ def test_digits_and_words_on_the_shared_towers_beats_both_single_inputs(tmp_path
     assert metrics["baselines"]["image_only"]["accuracy"] <= 0.65
     assert metrics["baselines"]["text_only"]["accuracy"] <= 0.65
     assert metrics["test"]["accuracy"] >= 0.75
+
+
+def test_a_transformers_vision_tower_serves_as_the_image_tower(tmp_path, tiny_bert_dir, colour_pairs):
+    from fixtures_models import build_tiny_vision_model
+
+    vit = build_tiny_vision_model(tmp_path / "vit", "vit")
+    model = {"image": {"checkpoint": str(vit)}, "text": {"checkpoint": str(tiny_bert_dir)}}
+    strategy = {"name": "lora", "r": 2}
+    recipe = multimodal_recipe(
+        tmp_path, (vit, tiny_bert_dir), colour_pairs, strategy, model=model, train={"epochs": 1}
+    )
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    meta = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert meta["backbone"]["image"]["library"] == "transformers"
+    targets = json.loads((run_dir / "adapter_config.json").read_text())["target_modules"]
+    assert any(t.startswith("image.") for t in targets) and any(t.startswith("text.") for t in targets)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    again = hf_transfer.load(run_dir).evaluate([str(colour_pairs["test"])])
+    assert again["log_loss"] == pytest.approx(metrics["test"]["log_loss"], abs=1e-4)
