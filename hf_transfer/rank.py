@@ -95,6 +95,11 @@ def _rank_inputs(recipe, data, task, text_column, label_column, image_column, po
         raise HfTransferError(f"--task '{task}' is not a task; choose one of {', '.join(TASKS)}.")
     if recipe:
         loaded = load_recipe(recipe)
+        if loaded.modality == "multimodal":
+            raise HfTransferError(
+                f"rank scores single checkpoints and recipe '{recipe}' is multimodal; rank each tower's candidates "
+                "with a one-modality recipe or --data and --task."
+            )
         config = loaded.data
         if data:
             check_files_exist(data, "--data")

@@ -289,3 +289,9 @@ def test_a_transformers_vision_tower_serves_as_the_image_tower(tmp_path, tiny_be
     metrics = json.loads((run_dir / "metrics.json").read_text())
     again = hf_transfer.load(run_dir).evaluate([str(colour_pairs["test"])])
     assert again["log_loss"] == pytest.approx(metrics["test"]["log_loss"], abs=1e-4)
+
+
+def test_rank_refuses_a_multimodal_recipe_in_one_line(capsys):
+    assert main(["rank", "--recipe", "multimodal/digits-and-words", "--checkpoints", "x"]) == 2
+    (err,) = error_lines(capsys)
+    assert "multimodal" in err and "rank" in err
