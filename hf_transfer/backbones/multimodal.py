@@ -273,7 +273,9 @@ class MultimodalBackbone(Backbone):
         parts = {name: self.towers[name].build_feature_extractor(pooling) for name in TOWERS}
         return MultimodalFeatureExtractor(**parts).eval().requires_grad_(False)
 
-    def build_classifier(self, label_names: list[str]) -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+        # one output per name whatever the problem type: the loop picks the loss, and nothing outside hf-transfer
+        # loads this model, so there is no config to record it in
         parts = {}
         for name in TOWERS:
             encoder = self.towers[name].build_feature_extractor(CLASSIFIER_POOLING)
