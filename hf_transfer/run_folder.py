@@ -9,6 +9,7 @@ run started with.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import errno
 import json
@@ -151,7 +152,7 @@ def check_resume_recipe(work: Path, recipe_dict: dict) -> None:
         saved = None
     if not isinstance(saved, dict):
         raise HfTransferError(f"'{path}' is damaged, so the interrupted run cannot be resumed; delete '{work}'.")
-    saved = current_recipe_keys(saved)
+    saved = with_defaults_of_new_keys(current_recipe_keys(saved))
     # Through YAML both ways, so that a tuple and a list, or 1 and 1.0 read back alike, compare equal.
     current = yaml.safe_load(yaml.safe_dump(recipe_dict, sort_keys=False, allow_unicode=True))
     differences = recipe_differences(saved, current)
@@ -262,6 +263,18 @@ def read_metadata(run_dir: Path) -> dict:
 def read_recipe_dict(run_dir: Path) -> dict:
     """The recipe a run folder records, any key renamed since the release that wrote it under its current name."""
     return current_recipe_keys(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
+
+
+def with_defaults_of_new_keys(saved: dict) -> dict:
+    """A recorded recipe dict read through today's schema, so keys a newer hf-transfer added (`problem_type`,
+    `strategy.towers`) take their defaults, which is what the older run trained with; a record today's schema
+    refuses is compared as it is, key by key."""
+    from hf_transfer.recipe import recipe_from_dict
+
+    try:
+        return recipe_from_dict(copy.deepcopy(saved)).to_dict()
+    except HfTransferError:
+        return saved
 
 
 def current_recipe_keys(raw):

@@ -350,6 +350,15 @@ def test_resume_ignores_keys_that_cannot_change_the_training(crashed_lora_run):
     assert (run_dir / METADATA_FILE).is_file() and not work.exists()
 
 
+def test_resume_accepts_a_run_recorded_before_keys_with_defaults_were_added(crashed_lora_run):
+    recipe, work = crashed_lora_run
+    saved = yaml.safe_load((work / "recipe.yaml").read_text())
+    del saved["problem_type"], saved["strategy"]["towers"]  # what an older hf-transfer recorded
+    (work / "recipe.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    run_dir = hf_transfer.run(str(recipe), ["output.overwrite=true"], resume=True)
+    assert (run_dir / METADATA_FILE).is_file() and not work.exists()
+
+
 def test_resume_refuses_a_work_folder_that_no_run_started(tmp_path, tiny_bert_dir, keyword_csvs, capsys):
     recipe = text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 1})
     stranger = tmp_path / "outputs" / "run.incomplete"
