@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -122,21 +123,78 @@ CHECKS = {
 }
 
 
-def test_every_readme_command_and_snippet_runs(sandbox, monkeypatch):
-    commands = readme_commands()
+@dataclass
+class Group:
+    """README bash blocks that run in one folder, in README order: a block that reads another block's run folder
+    (`outputs/<name>`) joins it, together with the Python example that reads one."""
+
+    commands: list[str]
+    snippet: str | None = None
+
+    @property
+    def name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9/-]+", "-", " ".join(self.commands[0].split()[1:3]))[:60]
+
+
+def _outputs_read(text: str) -> set[str]:
+    return set(re.findall(r"outputs/([A-Za-z0-9_.-]+)", text))
+
+
+def _outputs_written(command: str) -> set[str]:
+    argv = shlex.split(command)
+    return {Path(argv[2]).name} if argv[:2] == ["hf-transfer", "run"] and len(argv) > 2 else set()
+
+
+def readme_groups() -> list[Group]:
+    """Independent groups of README commands, so pytest-xdist runs them side by side rather than one long test."""
+    blocks = [
+        [line.strip() for line in block.splitlines() if line.strip() and line.strip() not in RUN_BY_CI]
+        for block in readme_blocks("bash")
+    ]
+    groups = [Group(commands) for commands in blocks if commands]
+    writer = {name: g for g in groups for c in g.commands for name in _outputs_written(c)}
+    merged: list[Group] = []
+    for group in groups:
+        needs = set().union(*(_outputs_read(c) for c in group.commands)) - set().union(
+            *(_outputs_written(c) for c in group.commands)
+        )
+        owners = {id(writer[n]): writer[n] for n in needs if n in writer}
+        if owners:
+            (owner,) = owners.values()  # a block reading two other blocks' folders would need them merged too
+            owner.commands += group.commands
+            for name, g in writer.items():
+                if g is group:
+                    writer[name] = owner
+        else:
+            merged.append(group)
+    for snippet in readme_blocks("python"):
+        (name,) = _outputs_read(snippet)
+        writer[name].snippet = snippet
+    return merged
+
+
+GROUPS = readme_groups()
+
+
+def test_every_checked_command_is_in_the_readme_and_in_one_group():
+    commands = [c for g in GROUPS for c in g.commands]
     assert set(CHECKS) <= set(commands), "a checked command is no longer in the README"
-    for command in commands:
-        if command in RUN_BY_CI:
-            continue
+    assert sorted(commands) == sorted(c for c in readme_commands() if c not in RUN_BY_CI)
+    assert sum(g.snippet is not None for g in GROUPS) == len(readme_blocks("python"))
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=[g.name for g in GROUPS])
+def test_readme_commands_run_as_written(group, sandbox, monkeypatch):
+    for command in group.commands:
         done = run(command, sandbox)
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
         if command in CHECKS:
             CHECKS[command](done, sandbox)
-    assert (sandbox / "my-recipe.yaml").is_file()
-
-    # and the Python example, on the run folder the commands above left
-    monkeypatch.chdir(sandbox)
-    (snippet,) = readme_blocks("python")
-    scope: dict = {}
-    exec(compile(snippet, "README.md", "exec"), scope)  # the README's own example
-    assert scope["model"].predict(["A small gem of a movie."])[0]["label"] == "positive"
+        if "my-recipe.yaml" in command:
+            assert (sandbox / "my-recipe.yaml").is_file()
+    if group.snippet is not None:
+        # the Python example, on the run folder the commands above left
+        monkeypatch.chdir(sandbox)
+        scope: dict = {}
+        exec(compile(group.snippet, "README.md", "exec"), scope)  # the README's own example
+        assert scope["model"].predict(["A small gem of a movie."])[0]["label"] == "positive"
