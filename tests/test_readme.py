@@ -105,7 +105,18 @@ def check_rank_zero_shot(done, cwd):
     assert "zero-shot acc" in done.stdout and 0.55 < zero_shot < 0.8, done.stdout
 
 
+def check_multimodal(done, cwd):
+    metrics = json.loads((cwd / "outputs" / "digits-and-words" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8, metrics["test"]["accuracy"]  # fused: 0.94 on this sample
+    for alone in metrics["baselines"].values():
+        assert alone["accuracy"] < 0.65, metrics["baselines"]  # one input alone is at chance by construction
+
+
 CHECKS = {
+    "hf-transfer run multimodal/digits-and-words "
+    "model.image.checkpoint=local-dir:../shared/models/tf_efficientnet_lite0 "
+    "model.text.checkpoint=../shared/models/all-MiniLM-L6-v2 data.image_size=64 data.max_train_samples=800 "
+    "data.max_test_samples=300": check_multimodal,
     "hf-transfer run quickstart/digits-source-to-target": check_quickstart,
     'hf-transfer predict outputs/minilm-lora-rotten-tomatoes "A small gem of a movie." --json': check_predict,
     "hf-transfer eval outputs/minilm-lora-rotten-tomatoes --data ../shared/data/rotten_tomatoes/test.csv": check_eval,
