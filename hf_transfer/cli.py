@@ -73,10 +73,9 @@ def transfer_lines(metrics: dict) -> list[str]:
     source = metrics.get("source")
     if source:
         after = source["after"]
-        kept = (
-            f", {after['accuracy']:.4f} after the target stage" if after else " (frozen backbone: nothing forgotten)"
-        )
-        lines.append(f"source task: accuracy {source['before']['accuracy']:.4f} before{kept}")
+        key = source.get("metrics", ["accuracy"])[0]  # the source problem type's headline metric
+        kept = f", {_number(after[key])} after the target stage" if after else " (frozen backbone: nothing forgotten)"
+        lines.append(f"source task: {key} {_number(source['before'][key])} before{kept}")
     return lines
 
 

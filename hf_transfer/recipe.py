@@ -441,6 +441,13 @@ class SourceConfig:
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Source dataset."})
     strategy: Any = field(default="finetune", metadata={"help": "Source training strategy (finetune or lora)."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Source stage's loop settings."})
+    problem_type: ProblemType | None = field(
+        default=None,
+        metadata={
+            "help": "The source task's problem type; null: the recipe's. The head is replaced, so any source type "
+            "feeds any target type (a classification source can start a regression target)."
+        },
+    )
 
     def __post_init__(self):
         require_data_source(self.data, "source.data")
@@ -585,6 +592,11 @@ class Recipe:
         return {"image-classification": "image", "multimodal-classification": "multimodal"}.get(self.task, "text")
 
     @property
+    def source_problem_type(self) -> str:
+        """The source stage's problem type: source.problem_type, else the recipe's."""
+        return (self.source.problem_type if self.source else None) or self.problem_type
+
+    @property
     def output_dir(self) -> Path:
         return Path(self.output.dir or Path("outputs") / self.name)
 
@@ -608,25 +620,32 @@ def check_fits_problem_type(recipe: Recipe) -> None:
             f"eval.metric '{recipe.eval.metric}' does not apply to problem_type {problem}; choose one of "
             f"{', '.join(allowed)}."
         )
-    train = recipe.train
+    check_train_fits_problem_type(recipe.train, problem)
+    if recipe.source is not None:
+        source_problem = recipe.source_problem_type
+        check_problem_data(recipe.source.data, source_problem, "source.data")
+        check_train_fits_problem_type(recipe.source.train, source_problem, "source.train")
+
+
+def check_train_fits_problem_type(train: TrainConfig, problem: str, where: str = "train") -> None:
     if problem == "single_label_classification":
         return
     if train.sampler != "random":
         kind = "regression targets have no classes" if problem == "regression" else "a row holds several labels"
+        instead = f" with {where}.class_weights=auto instead." if problem != "regression" else "."
         raise RecipeError(
-            f"train.sampler {train.sampler} draws rows by class, and {kind} ({problem}); use train.sampler=random"
-            + (" with train.class_weights=auto instead." if problem != "regression" else ".")
+            f"{where}.sampler {train.sampler} draws rows by class, and {kind} ({problem}); use "
+            f"{where}.sampler=random{instead}"
         )
     if problem == "regression" and train.class_weights is not None:
-        raise RecipeError("train.class_weights weighs classes, and regression has none; leave it out.")
+        raise RecipeError(f"{where}.class_weights weighs classes, and regression has none; leave it out.")
 
 
-def check_strategy_fits_problem_type(recipe: Recipe) -> None:
-    if recipe.problem_type != "single_label_classification" and getattr(recipe.strategy, "smote", False):
+def check_strategy_fits_problem_type(strategy, problem: str, where: str = "strategy") -> None:
+    if problem != "single_label_classification" and getattr(strategy, "smote", False):
         raise RecipeError(
-            f"strategy.smote interpolates rows of one class, which {recipe.problem_type} does not have; set "
-            "strategy.smote=false"
-            + (" and use train.class_weights=auto instead." if recipe.problem_type != "regression" else ".")
+            f"{where}.smote interpolates rows of one class, which {problem} does not have; set {where}.smote=false"
+            + (" and use train.class_weights=auto instead." if problem != "regression" else ".")
         )
 
 
@@ -660,9 +679,10 @@ def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
         Recipe, {k: v for k, v in raw.items() if k not in ("strategy",)} | {"name": raw.get("name", name)}, ""
     )
     recipe.strategy = strategy_config_from(raw.get("strategy"))
-    check_strategy_fits_problem_type(recipe)
+    check_strategy_fits_problem_type(recipe.strategy, recipe.problem_type)
     if recipe.source is not None:
         recipe.source.strategy = strategy_config_from(recipe.source.strategy, "source.strategy")
+        check_strategy_fits_problem_type(recipe.source.strategy, recipe.source_problem_type, "source.strategy")
         if strategy_name(recipe.source.strategy) in ("linear_probe",):
             raise RecipeError(
                 "source.strategy linear_probe leaves the backbone unchanged, so nothing transfers; "

@@ -28,7 +28,7 @@ from hf_transfer.metrics import (
 )
 from hf_transfer.model_card import write_model_card
 from hf_transfer.problem_types import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
-from hf_transfer.recipe import ModelConfig, Recipe
+from hf_transfer.recipe import DEFAULT_METRIC, ModelConfig, Recipe
 from hf_transfer.run_folder import (
     FORMAT_VERSION,
     LABELS_FILE,
@@ -55,7 +55,7 @@ from hf_transfer.train import (
     scalar_metrics,
     tracker_config,
 )
-from hf_transfer.transfer import forgetting_metrics, merged
+from hf_transfer.transfer import forgetting_metrics, forgetting_report, merged
 from hf_transfer.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,21 @@ class Stage:
 
 
 def source_recipe(recipe: Recipe) -> Recipe:
+    """The source stage as a recipe of its own: its data, strategy, loop settings and problem type; the best epoch
+    is picked by the recipe's eval.metric where the source's problem type has it, else by that type's default."""
     source = recipe.source
-    return replace(recipe, data=source.data, strategy=source.strategy, train=source.train, source=None, baseline=[])
+    problem = recipe.source_problem_type
+    metric = recipe.eval.metric if problem == recipe.problem_type else DEFAULT_METRIC[problem]
+    return replace(
+        recipe,
+        problem_type=problem,
+        data=source.data,
+        strategy=source.strategy,
+        train=source.train,
+        eval=replace(recipe.eval, metric=metric),
+        source=None,
+        baseline=[],
+    )
 
 
 SINGLE_KEYS = ("checkpoint", "library", "hub_id", "revision", "pretrained", "trust_remote_code")
@@ -378,12 +391,7 @@ class TransferRun:
             return None
         before = self.source.result.final["validation"]
         after = forgetting_metrics(self.source, self.target, self.accelerator)
-        keys = ("accuracy", "f1_macro")
-        return {
-            "before": {k: before[k] for k in keys},
-            "after": {k: after[k] for k in keys} if after else None,
-            "forgotten": {k: before[k] - after[k] for k in keys} if after else None,
-        }
+        return forgetting_report(self.source.recipe.problem_type, before, after)
 
     # --- the run folder -------------------------------------------------------------------------------------
     def save(self) -> Path:

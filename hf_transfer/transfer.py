@@ -10,6 +10,8 @@ from accelerate import Accelerator
 from peft import PeftModel
 from torch import nn
 
+from hf_transfer.metrics import greater_is_better
+from hf_transfer.problem_types import MULTI_LABEL, REGRESSION, SINGLE_LABEL, build_problem_type
 from hf_transfer.train import build_eval_loader, evaluate
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,45 @@ def forgetting_metrics(source, target, accelerator: Accelerator) -> dict | None:
     source_model = source_model.to(accelerator.device)
     loader = accelerator.prepare(loader)
     with torch.no_grad():
+        # scored as the source stage scored itself: its problem type, target units and tuned thresholds
         metrics, _, _ = evaluate(
-            source_model, loader, accelerator, source.splits.label_names, desc="Source after transfer"
+            source_model,
+            loader,
+            accelerator,
+            source.splits.label_names,
+            desc="Source after transfer",
+            problem=build_problem_type(source.recipe.problem_type, source.recipe.train),
+            target_scaling=source.splits.target_scaling,
+            thresholds=source.result.thresholds,
         )
     return metrics
+
+
+# What `metrics.json`'s source section reports before and after the target stage, per source problem type.
+SOURCE_REPORT_METRICS = {
+    SINGLE_LABEL: ("accuracy", "f1_macro"),
+    MULTI_LABEL: ("f1_macro", "map_macro"),
+    REGRESSION: ("rmse", "r2"),
+}
+
+
+def forgetting_report(problem_type: str, before: dict, after: dict | None) -> dict:
+    """The source metrics before and after the target stage, and how much was forgotten: the loss on each metric,
+    positive when the source task got worse whichever way the metric points (an rmse that grew is forgotten)."""
+    keys = SOURCE_REPORT_METRICS[problem_type]
+    forgotten = None
+    if after is not None:
+        forgotten = {}
+        for key in keys:
+            if before.get(key) is None or after.get(key) is None:
+                forgotten[key] = None
+            else:
+                sign = 1.0 if greater_is_better(key) else -1.0
+                forgotten[key] = sign * (before[key] - after[key])
+    return {
+        "problem_type": problem_type,
+        "metrics": list(keys),
+        "before": {k: before.get(k) for k in keys},
+        "after": {k: after.get(k) for k in keys} if after is not None else None,
+        "forgotten": forgotten,
+    }

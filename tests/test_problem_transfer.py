@@ -1,0 +1,283 @@
+"""The transfer machinery for multi-label and regression (issue 10): `cv`, source -> target across problem types,
+`rank` on the new types, and the settings that cannot apply to them.
+
+The data is written to CSV files and read as a user's would be: topics as "sport|food" strings
+(data.label_separator), the number of topic words as a numeric target.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from fixtures_models import write_csv_rows
+from helpers import write_recipe
+
+import hf_transfer
+from hf_transfer import metrics_multilabel
+from hf_transfer.cli import main
+from hf_transfer.cross_validation import CV_METRICS_FILE, flat_metrics, summarize_folds
+from hf_transfer.errors import RecipeError
+from hf_transfer.recipe import load_recipe
+
+MULTI = "multi_label_classification"
+REGRESSION = "regression"
+SINGLE = "single_label_classification"
+TOPICS = {"sport": ["goal", "match", "team"], "music": ["song", "band", "guitar"], "food": ["pizza", "bread", "soup"]}
+FILLER = "the a it was is and of this that with story good".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def topic_rows(n: int, seed: int) -> list[dict]:
+    """Rows with text, topics ("sport|food", each present with probability 0.4), the number of topic words
+    (count), and mood ("up" / "down": which of two words is in the text)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        present = [name for name in TOPICS if rng.random() < 0.4]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 6))]
+        count = 0
+        for name in present:
+            for _ in range(rng.randint(1, 3)):
+                words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[name]))
+                count += 1
+        mood = "up" if i % 2 else "down"
+        words.insert(rng.randrange(len(words) + 1), {"up": "happy", "down": "sad"}[mood])
+        rows.append({"text": " ".join(words), "topics": "|".join(present), "count": count, "mood": mood})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def topic_csvs(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("topics")
+    fields = ["text", "topics", "count", "mood"]
+    return {
+        split: write_csv_rows(folder / f"{split}.csv", topic_rows(n, seed), fields)
+        for split, n, seed in (("train", 120, 0), ("test", 60, 1))
+    }
+
+
+def topic_recipe(tmp_path, checkpoint, csvs, problem_type, strategy="linear_probe", name="run", **sections) -> str:
+    data = {"train_files": [str(csvs["train"])], "test_files": [str(csvs["test"])]}
+    if problem_type == MULTI:
+        data |= {"label_column": "topics", "label_separator": "|"}
+    elif problem_type == REGRESSION:
+        data |= {"label_column": "count"}
+    else:
+        data |= {"label_column": "mood"}
+    train = {"epochs": 4, "batch_size": 16, "learning_rate": 1e-2, "seed": 0, "log_every_steps": 5}
+    return str(
+        write_recipe(
+            tmp_path / f"{name}.yaml",
+            problem_type=problem_type,
+            model={"checkpoint": str(checkpoint)},
+            data=data | sections.pop("data", {}),
+            strategy=strategy,
+            train=train | sections.pop("train", {}),
+            output={"dir": str(tmp_path / "outputs" / name)},
+            **sections,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# cv
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_cv_multilabel_tests_every_row_once_with_thresholds_from_each_folds_own_validation(
+    tmp_path, monkeypatch, tiny_bert_dir, topic_csvs, capsys
+):
+    tuned_on = []  # the rows each threshold search saw
+    tune = metrics_multilabel.tune_thresholds
+
+    def recording(y_true, scores, *args, **kwargs):
+        tuned_on.append(len(y_true))
+        return tune(y_true, scores, *args, **kwargs)
+
+    monkeypatch.setattr(metrics_multilabel, "tune_thresholds", recording)
+    monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
+    recipe = topic_recipe(tmp_path, tiny_bert_dir, topic_csvs, MULTI, data={"validation_fraction": 0.25})
+    out = tmp_path / "cv"
+    assert main(["cv", recipe, "--folds", "3", "--output", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "3-fold cross-validation" in table and "held-out test rows" in table and "f1/sport" in table
+    assert "lower is better: hamming_loss" in table
+
+    report = json.loads((out / CV_METRICS_FILE).read_text())
+    assert report["problem_type"] == MULTI and report["held_out_split"] == "test"
+    folds = report["per_fold"]
+    # every train row is tested exactly once, by the fold that held it out
+    assert sorted(report["fold_of_row"]) == sorted(i for f in folds for i in [f["fold"]] * f["test_rows"])
+    assert sum(f["test_rows"] for f in folds) == report["train_rows"] == 120
+    for fold in folds:
+        assert fold["test"]["num_samples"] == fold["test_rows"] == 40
+        # the fold's training part is split into train and its own validation; none of them is a test row
+        assert fold["train_rows"] + fold["validation_rows"] == 80
+        assert fold["validation"]["num_samples"] == fold["validation_rows"] == 20
+        assert set(fold["thresholds"]) == set(TOPICS)
+        assert {name: row["threshold"] for name, row in fold["test"]["per_label"].items()} == fold["thresholds"]
+    # one threshold search per fold, on that fold's validation rows, never on its 40 test rows
+    assert tuned_on == [f["validation_rows"] for f in folds]
+    summary = report["summary"]
+    for key in ("f1_micro", "f1_macro", "f1_samples", "map_macro", "subset_accuracy", "hamming_loss"):
+        assert len(summary[key]["values"]) == 3 and summary[key]["std"] is not None
+    assert {f"{stat}/{name}" for stat in ("f1", "average_precision", "threshold") for name in TOPICS} <= set(summary)
+    assert summary["map_macro"]["mean"] > 0.6  # the topics are keywords: the probe finds them in every fold
+
+
+def test_cv_regression_standardises_each_fold_on_its_own_rows_and_reports_in_the_targets_units(
+    tmp_path, monkeypatch, tiny_bert_dir, topic_csvs, capsys
+):
+    monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
+    recipe = topic_recipe(
+        tmp_path, tiny_bert_dir, topic_csvs, REGRESSION, data={"standardize_targets": True}, train={"epochs": 6}
+    )
+    out = tmp_path / "cv"
+    assert main(["cv", recipe, "--folds", "3", "--output", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["held_out_split"] == "validation" and sorted(set(report["fold_of_row"])) == [1, 2, 3]
+    counts = np.array([int(r) for r in _column(topic_csvs["train"], "count")])
+    fold_of_row = np.array(report["fold_of_row"])
+    for fold in report["per_fold"]:
+        assert fold["validation"]["num_samples"] == fold["validation_rows"] == (fold_of_row == fold["fold"]).sum()
+        # the scaling is the mean / std of the rows the fold trains on, not of all rows
+        trained_on = counts[fold_of_row != fold["fold"]]
+        assert fold["target_scaling"]["mean"] == pytest.approx([trained_on.mean()])
+        assert fold["target_scaling"]["std"] == pytest.approx([trained_on.std()])
+        assert "thresholds" not in fold
+    summary = report["summary"]
+    assert {"mse", "rmse", "mae", "r2", "pearson", "spearman", "rmse/count", "r2/count"} <= set(summary)
+    # the rmse is in topic words, not in standard deviations: it beats always answering the mean (about 1.5)
+    assert summary["rmse"]["mean"] < 0.8 * counts.std()
+    assert summary["pearson"]["mean"] > 0.6
+
+
+def test_cv_summary_keeps_a_metric_some_folds_leave_undefined():
+    folds = [
+        {"num_samples": 3, "roc_auc_macro": 0.8, "roc_auc_macro_note": None, "per_label": {}},
+        {"num_samples": 3, "roc_auc_macro": None, "roc_auc_macro_note": "only one class"},
+        {"num_samples": 3, "roc_auc_macro": 0.6},
+    ]
+    summary = summarize_folds([flat_metrics(f) for f in folds])
+    assert summary["num_samples"] == {"mean": 3.0, "std": 0.0, "values": [3, 3, 3]}
+    assert summary["roc_auc_macro"]["mean"] == pytest.approx(0.7)
+    assert summary["roc_auc_macro"]["values"] == [0.8, None, 0.6] and summary["roc_auc_macro"]["undefined_folds"] == 1
+    assert "roc_auc_macro_note" not in summary
+
+
+def _column(path, name) -> list[str]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [row[name] for row in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# source -> target
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_single_label_source_feeds_a_regression_target(tmp_path, tiny_bert_dir, topic_csvs, capsys):
+    recipe = topic_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        topic_csvs,
+        REGRESSION,
+        "finetune",
+        train={"epochs": 4, "learning_rate": 2e-3},
+        source={
+            "problem_type": SINGLE,
+            "data": {"train_files": [str(topic_csvs["train"])], "label_column": "mood"},
+            "strategy": "finetune",
+            "train": {"epochs": 8, "learning_rate": 1e-3, "batch_size": 8, "seed": 0},
+        },
+    )
+    assert load_recipe(recipe).eval.metric == "rmse"
+    assert main(["run", recipe]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_metric"]["name"] == "rmse" and {"rmse", "r2", "per_target"} <= set(metrics["test"])
+    source = metrics["source"]
+    # the source stage is the mood classifier, scored as one: its own metrics before and after the target stage
+    assert source["problem_type"] == SINGLE and source["label_names"] == ["down", "up"]
+    assert source["before"]["accuracy"] > 0.8  # "happy" / "sad" is in every text
+    assert 0 <= source["after"]["accuracy"] <= 1
+    assert source["forgotten"]["accuracy"] == pytest.approx(source["before"]["accuracy"] - source["after"]["accuracy"])
+    assert "source task: accuracy" in capsys.readouterr().out
+    # the target's head is a regression head: one value per row, loaded back from the run folder
+    model = hf_transfer.load(run_dir)
+    predictions = model.predict(["the team scored a goal in the match"])
+    assert set(predictions[0]["values"]) == {"count"}
+
+
+def test_multilabel_source_feeds_a_multilabel_target_and_its_forgetting_is_scored_as_multilabel(
+    tmp_path, tiny_bert_dir, topic_csvs
+):
+    few = write_csv_rows(tmp_path / "few.csv", topic_rows(40, seed=5), ["text", "topics", "count", "mood"])
+    recipe = topic_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"train": few, "test": topic_csvs["test"]},
+        MULTI,
+        {"name": "lora", "r": 4, "alpha": 8},
+        train={"epochs": 3, "learning_rate": 5e-3},
+        source={  # problem_type left out: the recipe's
+            "data": {"train_files": [str(topic_csvs["train"])], "label_column": "topics", "label_separator": "|"},
+            "strategy": "finetune",
+            "train": {"epochs": 4, "learning_rate": 2e-3, "batch_size": 16, "seed": 0},
+        },
+    )
+    run_dir = hf_transfer.run(recipe)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    source = metrics["source"]
+    assert source["problem_type"] == MULTI and source["metrics"] == ["f1_macro", "map_macro"]
+    assert source["label_names"] == sorted(TOPICS)
+    assert source["before"]["map_macro"] > 0.7
+    for key in ("f1_macro", "map_macro"):
+        assert 0 <= source["after"][key] <= 1
+        assert source["forgotten"][key] == pytest.approx(source["before"][key] - source["after"][key])
+    assert set(metrics["test"]["per_label"]) == set(TOPICS)
+    assert json.loads((run_dir / "thresholds.json").read_text())["tuned_on"] == "validation"
+
+
+def test_forgetting_counts_a_grown_error_as_forgotten():
+    from hf_transfer.transfer import forgetting_report
+
+    report = forgetting_report(REGRESSION, {"rmse": 1.0, "r2": 0.8}, {"rmse": 1.5, "r2": None})
+    assert report["forgotten"] == {"rmse": 0.5, "r2": None}
+    assert forgetting_report(MULTI, {"f1_macro": 0.9, "map_macro": 0.9}, None)["forgotten"] is None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Settings that cannot apply, refused once in the recipe
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "source", "field"),
+    [
+        (SINGLE, {"problem_type": REGRESSION, "train": {"sampler": "balanced"}}, "source.train.sampler balanced"),
+        (REGRESSION, {"train": {"class_weights": "auto"}}, "source.train.class_weights"),
+        (MULTI, {"problem_type": SINGLE, "data": {"label_separator": "|"}}, "source.data.label_separator"),
+        (SINGLE, {"problem_type": REGRESSION, "data": {"train_samples_per_class": 4}}, "source.data.train_samples"),
+        (SINGLE, {"problem_type": "regresion"}, "source.problem_type"),
+    ],
+)
+def test_source_settings_that_cannot_apply_are_one_line_errors(tmp_path, topic_csvs, problem_type, source, field):
+    source = {"data": {"train_files": [str(topic_csvs["train"])]} | source.pop("data", {})} | source
+    recipe = topic_recipe(tmp_path, "bert", topic_csvs, problem_type, "finetune", source=source)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    message = str(info.value)
+    assert field in message and "\n" not in message
