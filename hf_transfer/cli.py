@@ -365,6 +365,9 @@ def cmd_rank(args) -> int:
         image_column=args.image_column,
         pooling=args.pooling,
         templates=args.template,
+        problem_type=args.problem_type,
+        label_columns=args.label_columns,
+        label_separator=args.label_separator,
     )
     report = rank_checkpoints(
         args.checkpoints,
@@ -534,13 +537,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="Column holding the text (default text).")
     p.add_argument("--label-column", help="Column holding the labels (default label).")
     p.add_argument("--image-column", help="Column holding images or image paths (default image).")
+    p.add_argument(
+        "--problem-type",
+        choices=["single_label_classification", "multi_label_classification", "regression"],
+        help="What the labels are (default single_label_classification, or the recipe's): multi-label scores by "
+        "macro mAP, regression by R² and -RMSE.",
+    )
+    p.add_argument(
+        "--label-columns",
+        nargs="+",
+        help="Multi-label: one 0/1 column per label; regression: the target columns.",
+    )
+    p.add_argument("--label-separator", help='Multi-label: the separator of labels in one string ("comedy|drama").')
     p.add_argument("--max-samples", type=int, default=1000, help="Score on at most this many rows (default 1000).")
     p.add_argument("--pooling", choices=["mean", "cls"], help="Feature pooling (default mean, or the recipe's).")
     p.add_argument("--folds", type=int, default=5, help="Folds of the kNN and linear-probe accuracy (default 5).")
     p.add_argument(
         "--by",
-        choices=["logme", "linear_accuracy", "knn_accuracy", "zero_shot_accuracy"],
-        help="Rank by (default logme, or zero_shot_accuracy when only --zero-shot candidates are given).",
+        choices=[
+            "logme",
+            "linear_accuracy",
+            "knn_accuracy",
+            "zero_shot_accuracy",
+            "linear_map_macro",
+            "knn_map_macro",
+            "linear_r2",
+            "knn_neg_rmse",
+        ],
+        help="Rank by (default logme, or zero_shot_accuracy when only --zero-shot candidates are given); "
+        "multi-label data has linear_map_macro and knn_map_macro, regression linear_r2 and knn_neg_rmse.",
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of the sample and the folds.")
     p.add_argument("--batch-size", type=int, default=64, help="Batch size of the feature pass.")

@@ -10,6 +10,11 @@ parameters and the seconds its feature pass took.
 the accuracy of classifying the same rows from the label names alone (no folds: nothing is fitted), with the
 templates and descriptions of the recipe's `zero_shot` section or `--template`. A checkpoint given to both flags is
 one row with every score.
+
+Multi-label and regression data (`--problem-type`, or the recipe's `problem_type`, with its label keys) are scored by
+the same three, in their forms for that problem type (`hf_transfer.transferability`): LogME over every label's 0/1
+column or every standardised target, the kNN and ridge-probe macro mAP for multi-label, minus the kNN RMSE (in
+standard deviations) and the ridge probe's R² for regression. The score keys and the table's columns say which.
 """
 
 from __future__ import annotations
@@ -26,16 +31,38 @@ from hf_transfer.data.splits import check_files_exist
 from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
 from hf_transfer.errors import DataError, HfTransferError, ModelError
 from hf_transfer.features import cache_root, extract_features, feature_cache_key
-from hf_transfer.recipe import TASKS, DataConfig, ModelConfig, ZeroShotConfig, load_recipe
+from hf_transfer.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from hf_transfer.recipe import (
+    PROBLEM_TYPES,
+    TASKS,
+    DataConfig,
+    ModelConfig,
+    ZeroShotConfig,
+    check_problem_data,
+    load_recipe,
+)
 from hf_transfer.strategies import LinearProbeConfig
 from hf_transfer.strategies.base import count_parameters
-from hf_transfer.transferability import knn_accuracy, linear_probe_accuracy, logme
+from hf_transfer.transferability import KNN_SCORE_NAMES, LINEAR_SCORE_NAMES, knn_score, linear_probe_score, logme
 from hf_transfer.zero_shot import ZeroShotClassifier
 
 logger = logging.getLogger(__name__)
 
 SCORES = ("logme", "linear_accuracy", "knn_accuracy", "zero_shot_accuracy")
 FEATURE_SCORES = SCORES[:3]
+NAMES_OF = {SINGLE_LABEL: "classes", MULTI_LABEL: "labels", REGRESSION: "targets"}
+ALL_SCORES = tuple(dict.fromkeys((*SCORES, *LINEAR_SCORE_NAMES.values(), *KNN_SCORE_NAMES.values())))
+"""Every name `--by` takes; each problem type scores a subset (`scores_of`)."""
+# The table's column titles of each score.
+SCORE_TITLES = {
+    "logme": "LogME",
+    "knn_accuracy": "kNN acc",
+    "linear_accuracy": "linear acc",
+    "knn_map_macro": "kNN mAP",
+    "linear_map_macro": "linear mAP",
+    "knn_neg_rmse": "kNN -RMSE",
+    "linear_r2": "linear R²",
+}
 # Below this many rows per feature dimension LogME's evidence is dominated by its prior (with 384-dimensional MiniLM
 # features, 200 Rotten Tomatoes rows ranked a random-weight copy above the pretrained model; 400 rows did not).
 LOGME_ROWS_PER_DIMENSION = 2
@@ -44,6 +71,8 @@ FLAG_OF_FIELD = {
     "model.checkpoint": "--checkpoints",
     "data.train_files": "--data",
     "data.text_column": "--text-column",
+    "data.label_columns": "--label-columns",
+    "data.label_separator": "--label-separator",
     "data.label_column": "--label-column",
     "data.image_column": "--image-column",
     "data.max_train_samples": "--max-samples",
@@ -61,6 +90,7 @@ class RankInputs:
     pooling: str = "mean"
     from_recipe: bool = False
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+    problem_type: str = SINGLE_LABEL
 
     @property
     def modality(self) -> str:
@@ -76,10 +106,25 @@ def rank_inputs(
     image_column: str | None = None,
     pooling: str | None = None,
     templates: list[str] | None = None,
+    problem_type: str | None = None,
+    label_columns: list[str] | None = None,
+    label_separator: str | None = None,
 ) -> RankInputs:
-    """The data settings of `hf-transfer rank`: a recipe's (its data, task, library, probe pooling and zero_shot
-    section), or files; flags given on top replace the recipe's values."""
+    """The data settings of `hf-transfer rank`: a recipe's (its data, task, problem type and label keys, library,
+    probe pooling and zero_shot section), or files; flags given on top replace the recipe's values."""
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:
+        raise HfTransferError(
+            f"--problem-type '{problem_type}' is not a problem type; choose one of {', '.join(PROBLEM_TYPES)}."
+        )
     inputs = _rank_inputs(recipe, data, task, text_column, label_column, image_column, pooling)
+    labels = {"label_columns": label_columns, "label_separator": label_separator}
+    labels = {k: v for k, v in labels.items() if v is not None}
+    inputs.data = replace(inputs.data, **labels)
+    inputs.problem_type = problem_type or inputs.problem_type
+    try:
+        check_problem_data(inputs.data, inputs.problem_type)
+    except HfTransferError as err:
+        raise _in_flag_terms(err, inputs) from None
     if templates:
         try:
             inputs.zero_shot = replace(inputs.zero_shot, templates=list(templates))
@@ -112,6 +157,7 @@ def _rank_inputs(recipe, data, task, text_column, label_column, image_column, po
             pooling=pooling or strategy_pooling,
             from_recipe=True,
             zero_shot=loaded.zero_shot or ZeroShotConfig(),
+            problem_type=loaded.problem_type,
         )
     if not data:
         raise HfTransferError("rank needs data: give --data FILE... (csv/json/jsonl/parquet) or --recipe RECIPE.")
@@ -129,7 +175,29 @@ def _in_flag_terms(err: HfTransferError, inputs: RankInputs) -> HfTransferError:
     for field_name, flag in FLAG_OF_FIELD.items():
         if field_name in ("model.checkpoint", "zero_shot.templates") or not inputs.from_recipe:
             message = message.replace(field_name, flag)
+    if not inputs.from_recipe:
+        message = message.replace("problem_type", "--problem-type")
     return type(err)(message)
+
+
+def scores_of(problem_type: str) -> tuple[str, ...]:
+    """The feature scores of a problem type, as the report names them: LogME, then the linear probe's and kNN's."""
+    return ("logme", LINEAR_SCORE_NAMES[problem_type], KNN_SCORE_NAMES[problem_type])
+
+
+def check_ranked_by(by: str, problem_type: str, checkpoints: list[str], zero_shot: list[str]) -> None:
+    """`--by` must name a score this problem type has, of the candidates given."""
+    if by not in ALL_SCORES:
+        raise HfTransferError(f"--by '{by}' is not a score; choose one of {', '.join(ALL_SCORES)}.")
+    if by == "zero_shot_accuracy" and not zero_shot:
+        raise HfTransferError("--by zero_shot_accuracy needs zero-shot candidates; name them with --zero-shot.")
+    if by == "zero_shot_accuracy":
+        return
+    if by not in scores_of(problem_type):
+        names = ", ".join(scores_of(problem_type))
+        raise HfTransferError(f"--by {by} does not score {problem_type}; rank by {names}.")
+    if not checkpoints:
+        raise HfTransferError(f"--by {by} scores --checkpoints, and none were given; add them or rank by zero-shot.")
 
 
 def check_loadable(backbone: Backbone) -> None:
@@ -158,13 +226,15 @@ def rank_checkpoints(
         raise HfTransferError(
             "--checkpoints needs at least one checkpoint (a local folder or a cached Hub id), or give --zero-shot."
         )
+    problem_type = inputs.problem_type
+    if zero_shot and problem_type != SINGLE_LABEL:
+        raise HfTransferError(
+            f"--zero-shot picks one label per row from the label names, so it needs single-label data, not "
+            f"{problem_type}; rank these checkpoints with --checkpoints instead."
+        )
     by = by or ("logme" if checkpoints else "zero_shot_accuracy")
-    if by not in SCORES:
-        raise HfTransferError(f"--by '{by}' is not a score; choose one of {', '.join(SCORES)}.")
-    if by == "zero_shot_accuracy" and not zero_shot:
-        raise HfTransferError("--by zero_shot_accuracy needs zero-shot candidates; name them with --zero-shot.")
-    if by in FEATURE_SCORES and not checkpoints:
-        raise HfTransferError(f"--by {by} scores --checkpoints, and none were given; add them or rank by zero-shot.")
+    check_ranked_by(by, problem_type, checkpoints, zero_shot)
+    feature_scores = scores_of(problem_type)
     if folds < 2:
         raise HfTransferError(f"--folds is {folds}; the kNN and linear scores need at least 2 folds.")
     if max_samples < 2 * folds:
@@ -186,16 +256,20 @@ def rank_checkpoints(
             check_loadable(backbone)
         for classifier in zero_shot_models:
             classifier.check()
-        sample, label_names = load_train_split(data_cfg, (backbones or zero_shot_models)[0], seed)
+        sample, label_names = load_train_split(data_cfg, (backbones or zero_shot_models)[0], seed, problem_type)
     except (DataError, ModelError) as err:
         raise _in_flag_terms(err, inputs) from None
     labels = np.asarray(sample["labels"])
-    if backbones:
+    if backbones and problem_type == SINGLE_LABEL:
         require_rows_per_class(
             labels, label_names, folds, f"rows in the sample of {len(sample)}", "raise --max-samples or lower --folds"
         )
     logger.info(
-        "rank: %d candidates on %d rows, %d classes", len({*checkpoints, *zero_shot}), len(sample), len(label_names)
+        "rank: %d candidates on %d rows, %d %s",
+        len({*checkpoints, *zero_shot}),
+        len(sample),
+        len(label_names),
+        NAMES_OF[problem_type],
     )
 
     accelerator = fresh_accelerator()
@@ -215,11 +289,17 @@ def rank_checkpoints(
         del extractor
         x = features.features.double().numpy()
         y = features.labels.numpy()
+        try:
+            scores = {
+                "logme": logme(x, y, problem_type=problem_type),
+                LINEAR_SCORE_NAMES[problem_type]: linear_probe_score(x, y, problem_type, folds, seed),
+                KNN_SCORE_NAMES[problem_type]: knn_score(x, y, problem_type, folds, seed),
+            }
+        except DataError as err:  # labels that never vary on the sample
+            raise _in_flag_terms(err, inputs) from None
         rows[backbone.checkpoint] = {
             "checkpoint": backbone.checkpoint,
-            "logme": logme(x, y),
-            "knn_accuracy": knn_accuracy(x, y, folds, seed),
-            "linear_accuracy": linear_probe_accuracy(x, y, folds, seed),
+            **scores,
             "zero_shot_accuracy": None,
             "parameters": parameters,
             "feature_dim": int(x.shape[1]),
@@ -234,7 +314,7 @@ def rank_checkpoints(
             classifier.checkpoint,
             {
                 "checkpoint": classifier.checkpoint,
-                **dict.fromkeys(FEATURE_SCORES),
+                **dict.fromkeys(feature_scores),
                 "parameters": count_parameters(model)["total"],
                 "feature_dim": None,
                 "extraction_seconds": 0.0,
@@ -257,6 +337,8 @@ def rank_checkpoints(
         logger.warning(notes[-1])
     report = {
         "task": inputs.task,
+        "problem_type": problem_type,
+        "scores": list(feature_scores),  # the feature scores of each candidate, named for the problem type
         "samples": len(sample),
         "label_names": label_names,
         "folds": folds,
@@ -282,13 +364,22 @@ def format_rank_table(report: dict) -> str:
     """The candidates best first: scores, then cost (parameters, feature dimension, seconds of the feature pass)."""
     rows = report["candidates"]
     zero_shot = "zero_shot" in report
+    problem_type = report.get("problem_type", SINGLE_LABEL)
+    logme_key, linear_key, knn_key = report.get("scores", FEATURE_SCORES)
+    linear_width, knn_width = max(10, len(SCORE_TITLES[linear_key])), max(7, len(SCORE_TITLES[knn_key]))
     width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))
+    measured = {
+        SINGLE_LABEL: "kNN / linear accuracy",
+        MULTI_LABEL: "kNN / ridge macro mAP",
+        REGRESSION: "kNN -RMSE in standard deviations / ridge R²",
+    }[problem_type]
     title = (
-        f"Ranked by {report['ranked_by']} on {report['samples']} rows ({len(report['label_names'])} classes, "
-        f"{report['folds']}-fold kNN / linear accuracy, {report['pooling']} pooling)"
+        f"Ranked by {report['ranked_by']} on {report['samples']} rows ({len(report['label_names'])} "
+        f"{NAMES_OF[problem_type]}, {report['folds']}-fold {measured}, {report['pooling']} pooling)"
     )
     header = (
-        f"{'#':>2}  {'checkpoint':<{width}}  {'LogME':>8}  {'kNN acc':>7}  {'linear acc':>10}  "
+        f"{'#':>2}  {'checkpoint':<{width}}  {'LogME':>8}  {SCORE_TITLES[knn_key]:>{knn_width}}  "
+        f"{SCORE_TITLES[linear_key]:>{linear_width}}  "
         + (f"{'zero-shot acc':>13}  " if zero_shot else "")
         + f"{'params':>8}  {'dim':>5}  {'extract s':>9}"
     )
@@ -298,8 +389,8 @@ def format_rank_table(report: dict) -> str:
         if r["feature_dim"] is None:
             seconds = "-"
         lines.append(
-            f"{r['rank']:>2}  {r['checkpoint']:<{width}}  {_score(r['logme'], 8)}  {_score(r['knn_accuracy'], 7)}  "
-            f"{_score(r['linear_accuracy'], 10)}  "
+            f"{r['rank']:>2}  {r['checkpoint']:<{width}}  {_score(r[logme_key], 8)}  "
+            f"{_score(r[knn_key], knn_width)}  {_score(r[linear_key], linear_width)}  "
             + (f"{_score(r['zero_shot_accuracy'], 13)}  " if zero_shot else "")
             + f"{r['parameters'] / 1e6:>7.2f}M  {r['feature_dim'] or '-':>5}  {seconds:>9}"
         )
