@@ -219,6 +219,7 @@ def test_single_label_source_feeds_a_regression_target(tmp_path, tiny_bert_dir, 
     model = hf_transfer.load(run_dir)
     predictions = model.predict(["the team scored a goal in the match"])
     assert set(predictions[0]["values"]) == {"count"}
+    assert model.evaluate([str(topic_csvs["test"])])["rmse"] == pytest.approx(metrics["test"]["rmse"], rel=1e-4)
 
 
 def test_multilabel_source_feeds_a_multilabel_target_and_its_forgetting_is_scored_as_multilabel(
