@@ -477,9 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cv",
         help="Cross-validate a recipe: mean ± std of every metric over K stratified folds.",
-        description="Cut the recipe's train data into K stratified folds and run its strategy once per fold, that "
-        "fold held out for validation; report the mean and std of every metric. A linear probe extracts features "
-        "once for all folds.",
+        description="Cut the recipe's train data into K folds that respect its labels (stratified; iteratively "
+        "stratified for multi-label; on target quantiles for regression) and run its strategy once per fold, that "
+        "fold held out; report the mean and std of every metric on the held-out rows. Multi-label folds pick their "
+        "epoch and tune their thresholds on validation rows of their own, never on the held-out ones. A linear "
+        "probe extracts features once for all folds.",
     )
     p.add_argument("recipe", help="Shipped recipe name (see `hf-transfer ls`) or path to a YAML file.")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=1 model.checkpoint=PATH")

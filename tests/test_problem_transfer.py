@@ -130,6 +130,8 @@ def test_cv_multilabel_tests_every_row_once_with_thresholds_from_each_folds_own_
     # one threshold search per fold, on that fold's validation rows, never on its 40 test rows
     assert tuned_on == [f["validation_rows"] for f in folds]
     summary = report["summary"]
+    with capsys.disabled():  # shown with -s
+        print(f"cv multi-label: { {k: round(summary[k]['mean'], 4) for k in ('f1_macro', 'map_macro')} }")
     for key in ("f1_micro", "f1_macro", "f1_samples", "map_macro", "subset_accuracy", "hamming_loss"):
         assert len(summary[key]["values"]) == 3 and summary[key]["std"] is not None
     assert {f"{stat}/{name}" for stat in ("f1", "average_precision", "threshold") for name in TOPICS} <= set(summary)
@@ -157,6 +159,9 @@ def test_cv_regression_standardises_each_fold_on_its_own_rows_and_reports_in_the
         assert fold["target_scaling"]["std"] == pytest.approx([trained_on.std()])
         assert "thresholds" not in fold
     summary = report["summary"]
+    with capsys.disabled():  # shown with -s
+        means = {k: round(summary[k]["mean"], 4) for k in ("rmse", "pearson")}
+        print(f"cv regression: {means}, target std {counts.std():.4f}")
     assert {"mse", "rmse", "mae", "r2", "pearson", "spearman", "rmse/count", "r2/count"} <= set(summary)
     # the rmse is in topic words, not in standard deviations: it beats always answering the mean (about 1.5)
     assert summary["rmse"]["mean"] < 0.8 * counts.std()
@@ -350,6 +355,8 @@ def test_rank_puts_the_checkpoint_that_sees_the_labels_first(
     assert report["problem_type"] == flags[1] and report["scores"] == ["logme", linear, knn]
     assert [r["checkpoint"] for r in report["candidates"]] == [str(tiny_bert_dir), str(blind_bert_dir)]
     informative, blind = report["candidates"]
+    with capsys.disabled():  # shown with -s
+        print(f"rank {flags[1]}: {[{k: round(r[k], 4) for k in report['scores']} for r in report['candidates']]}")
     for key in ("logme", linear, knn):
         assert informative[key] > blind[key], key
     assert "knn_accuracy" not in informative and "linear_accuracy" not in informative
