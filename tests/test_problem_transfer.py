@@ -257,6 +257,46 @@ def test_multilabel_source_feeds_a_multilabel_target_and_its_forgetting_is_score
     assert json.loads((run_dir / "thresholds.json").read_text())["tuned_on"] == "validation"
 
 
+def test_image_regression_source_feeds_a_multilabel_target(tmp_path, tiny_timm_dir, digits_csv):
+    """timm: a head for one value (which digit) replaced by one for three yes/no properties of the digit."""
+    from fixtures_models import DIGIT_NAMES, read_csv_rows
+
+    properties = {"zero": "even|round", "one": "", "two": "even|large"}
+    csvs = {}
+    for split in ("train", "test"):
+        rows = [
+            {"image": r["image"], "digit": DIGIT_NAMES.index(r["label"]), "properties": properties[r["label"]]}
+            for r in read_csv_rows(digits_csv[split])
+        ]
+        csvs[split] = write_csv_rows(tmp_path / f"{split}.csv", rows, ["image", "digit", "properties"])
+    data = {"train_files": [str(csvs["train"])], "augment": "none"}
+    recipe = write_recipe(
+        tmp_path / "image.yaml",
+        task="image-classification",
+        problem_type=MULTI,
+        model={"checkpoint": f"local-dir:{tiny_timm_dir}"},
+        data=data | {"test_files": [str(csvs["test"])], "label_column": "properties", "label_separator": "|"},
+        strategy="finetune",
+        train={"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "seed": 0},
+        source={
+            "problem_type": REGRESSION,
+            "data": data | {"label_column": "digit", "standardize_targets": True},
+            "strategy": "finetune",
+            "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "seed": 0},
+        },
+        output={"dir": str(tmp_path / "outputs" / "image")},
+    )
+    run_dir = hf_transfer.run(str(recipe))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    source = metrics["source"]
+    assert source["problem_type"] == REGRESSION and source["label_names"] == ["digit"]
+    assert source["metrics"] == ["rmse", "r2"] and source["after"]["rmse"] is not None
+    assert source["forgotten"]["rmse"] == pytest.approx(source["after"]["rmse"] - source["before"]["rmse"])
+    assert set(metrics["test"]["per_label"]) == {"even", "large", "round"}
+    (prediction,) = hf_transfer.load(run_dir).predict([read_csv_rows(csvs["test"])[0]["image"]])
+    assert set(prediction["scores"]) == {"even", "large", "round"}
+
+
 def test_forgetting_counts_a_grown_error_as_forgotten():
     from hf_transfer.transfer import forgetting_report
 
