@@ -115,6 +115,9 @@ class Classifier:
         return self.recipe.data.image_column, self.recipe.data.text_column
 
     def _input_rows(self, inputs: list) -> dict[str, list]:
+        pair = self.recipe.data.text_pair_column if self.recipe.modality == "text" else None
+        if pair:
+            return self._sentence_pairs(inputs, pair)
         if self.recipe.modality != "multimodal":
             return {self.input_column: list(inputs)}
         image_column, text_column = self.input_columns
@@ -130,6 +133,16 @@ class Classifier:
             images.append(x[0])
             texts.append(x[1])
         return {image_column: images, text_column: texts}
+
+    def _sentence_pairs(self, inputs: list, pair: str) -> dict[str, list]:
+        """A sentence-pair run (data.text_pair_column, GLUE STS-B) takes each input as a (text, pair) tuple, as
+        transformers' pipeline takes {"text", "text_pair"}."""
+        if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in inputs):
+            raise DataError(
+                f"this run reads sentence pairs ({self.input_column}, {pair}); give each input as a (text, pair) "
+                "tuple, or evaluate a file with both columns through `eval --data`."
+            )
+        return {self.input_column: [str(x[0]) for x in inputs], pair: [str(x[1]) for x in inputs]}
 
     def predict_proba(self, inputs: list, batch_size: int = 32) -> np.ndarray:
         """Scores, one row per input (texts, or image paths / PIL images; for a multimodal

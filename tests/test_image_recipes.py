@@ -45,8 +45,11 @@ def test_the_issue_recipes_are_shipped():
         "images/dinov2-small-linear-probe",
         "images/efficientnet-lite0-linear-probe-digits",
         "images/efficientnet-lite0-lora-digits",
+        "images/efficientnet-lite0-multilabel-digits",
+        "images/efficientnet-lite0-regression-digits-sum",
         "images/resnet18-finetune",
         "images/resnet18-linear-probe",
+        "images/resnet50-finetune-aid-multilabel",
         "images/vit-base-lora-beans",
         "images/vit-lora-beans",
     ]

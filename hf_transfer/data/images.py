@@ -8,6 +8,7 @@ included (transparent pixels go on white).
 Also here: `sklearn:digits`, scikit-learn's 8x8 handwritten digits as a `datasets` dataset with an Image feature,
 built offline (`data.dataset: sklearn:digits`, `data.config: "0-4"` for a subset of the classes), and
 `sklearn:digits-multilabel`, several of those digits pasted into one image ("which digits are in it?");
+`sklearn:digits-sum`, the same images with the sum of their digits as a regression target;
 `sklearn:digits-and-words`, the same digits paired with texts naming numbers, for multimodal classification.
 """
 
@@ -400,6 +401,28 @@ def paste_digits(
     return canvases, cells
 
 
+def digit_grids(dataset: str, config: str | None, seed: int) -> dict[str, tuple[list[Image.Image], list[list[int]]]]:
+    """The 2x2 grids of the digit-grid builtins, per split: (images, each grid's cells' digits, -1 for blank).
+    The source digits are split first (sklearn:digits's own 80/20 split), so no test grid reuses a digit drawn in
+    train; the same `seed` gives the same grids to every builtin built on them."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if config is not None and str(config).strip().lower() not in ("", "default", "all"):
+        raise DataError(f"data.config '{config}' is not a configuration of {dataset}; leave it out.")
+    digits = load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION, random_state=0, stratify=digits.target
+    )
+    grids = {}
+    for offset, (name, indices) in enumerate((("train", np.sort(train_idx)), ("test", np.sort(test_idx)))):
+        canvases, cells = paste_digits(
+            digits.images[indices], digits.target[indices], DIGITS_MULTILABEL_SIZES[name], seed + offset
+        )
+        grids[name] = ([Image.fromarray(canvas) for canvas in canvases], cells)
+    return grids
+
+
 @BUILTIN_DATASETS.register("sklearn:digits-multilabel")
 def load_sklearn_digits_multilabel(config: str | None = None, seed: int = 0) -> DatasetDict:
     """ "Which digits are in it?": 2,000 train and 500 test 32x32 grayscale images, each a 2x2 grid with 2-4 of
@@ -407,29 +430,33 @@ def load_sklearn_digits_multilabel(config: str | None = None, seed: int = 0) -> 
 
     Columns `image` (an Image feature, mode L) and `label` (a list of ClassLabel "0".."9": a Hub-style
     Sequence(ClassLabel), read with problem_type multi_label_classification). Built offline and deterministically
-    from `seed`; the source digits are split first (sklearn:digits's own 80/20 split), so no test image reuses a
-    digit drawn in train. `data.config` selects no subset here: leave it out.
+    from `seed` (see `digit_grids`). `data.config` selects no subset here: leave it out.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    if config is not None and str(config).strip().lower() not in ("", "default", "all"):
-        raise DataError(f"data.config '{config}' is not a configuration of sklearn:digits-multilabel; leave it out.")
-    digits = load_digits()
-    train_idx, test_idx = train_test_split(
-        np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION, random_state=0, stratify=digits.target
-    )
     names = [str(d) for d in range(10)]
     features = Features({"image": ImageFeature(), "label": [ClassLabel(names=names)]})
     splits = {}
-    for offset, (name, indices) in enumerate((("train", np.sort(train_idx)), ("test", np.sort(test_idx)))):
-        canvases, cells = paste_digits(
-            digits.images[indices], digits.target[indices], DIGITS_MULTILABEL_SIZES[name], seed + offset
-        )
+    for name, (images, cells) in digit_grids("sklearn:digits-multilabel", config, seed).items():
         labels = [sorted({d for d in row if d >= 0}) for row in cells]
-        images = [Image.fromarray(canvas) for canvas in canvases]
         splits[name] = Dataset.from_dict({"image": images, "label": labels}, features=features, split=name)
     logger.info("sklearn:digits-multilabel: %d train, %d test", len(splits["train"]), len(splits["test"]))
+    return DatasetDict(splits)
+
+
+@BUILTIN_DATASETS.register("sklearn:digits-sum")
+def load_sklearn_digits_sum(config: str | None = None, seed: int = 0) -> DatasetDict:
+    """ "What do the digits add up to?": the grids of sklearn:digits-multilabel (the same images for the same
+    `seed`), each with the sum of the 2-4 digits pasted into it (a digit drawn twice counts twice), 0 to 36.
+
+    Columns `image` (an Image feature, mode L) and `sum` (float): a numeric target for problem_type regression
+    (`data.label_column: sum`), a quantity a person reads off the image rather than a class id cast to a number.
+    """
+
+    features = Features({"image": ImageFeature(), "sum": Value("float32")})
+    splits = {}
+    for name, (images, cells) in digit_grids("sklearn:digits-sum", config, seed).items():
+        sums = [float(sum(d for d in row if d >= 0)) for row in cells]
+        splits[name] = Dataset.from_dict({"image": images, "sum": sums}, features=features, split=name)
+    logger.info("sklearn:digits-sum: %d train, %d test", len(splits["train"]), len(splits["test"]))
     return DatasetDict(splits)
 
 
