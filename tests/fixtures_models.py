@@ -70,6 +70,13 @@ def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 1000):
         vocab_size=vocab_size, special_tokens=list(TEXT_SPECIAL_TOKENS), show_progress=False
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    # The trainer numbers tokens of equal count in hash order, which changes from one process to the next (same
+    # tokens, other ids, so another random embedding per word): renumbered in a fixed order, every test session
+    # builds the same tiny BERT and the scores trained on it repeat.
+    trained = tokenizer.get_vocab()
+    specials = list(TEXT_SPECIAL_TOKENS)
+    ordered = specials + sorted(token for token in trained if token not in specials)
+    tokenizer.model = WordPiece(vocab={token: i for i, token in enumerate(ordered)}, unk_token="[UNK]")
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0",
