@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -82,8 +82,8 @@ class ModelConfig:
     )
 
     # A multimodal recipe (task: multimodal-classification) gives two towers instead of one checkpoint: an image
-    # backbone and a text backbone whose pooled features are fused. A dual-tower checkpoint (CLIP, SigLIP) will be
-    # `model.checkpoint` alone, embedding both inputs itself.
+    # backbone and a text backbone whose pooled features are fused. A dual-tower checkpoint (CLIP, SigLIP) may be
+    # `model.checkpoint` alone, embedding both inputs itself (the recipe then fills in both towers with it).
     image: TowerConfig | None = field(
         default=None, metadata={"help": "Multimodal: the image tower (checkpoint, library, ...), e.g. a timm model."}
     )
@@ -115,6 +115,10 @@ class ModelConfig:
     def towers(self) -> dict[str, ModelConfig]:
         """The multimodal towers that are set, by modality."""
         return {name: tower for name, tower in (("image", self.image), ("text", self.text)) if tower is not None}
+
+
+# The keys of `model` that name one checkpoint (a tower, or a multimodal run's baseline on one tower).
+SINGLE_KEYS = ("checkpoint", "library", "hub_id", "revision", "pretrained", "trust_remote_code")
 
 
 @dataclass
@@ -558,11 +562,16 @@ class Recipe:
                 f"single_label_classification, not {self.problem_type}; remove zero_shot from baseline."
             )
         multimodal = self.task == "multimodal-classification"
+        if multimodal and self.model.checkpoint and not self.model.towers:
+            # One dual encoder (CLIP, SigLIP): its image tower embeds the image and its text tower the text, so both
+            # towers name it, and everything a two-tower run does (baselines, push, load-back) follows unchanged.
+            keys = {f.name: getattr(self.model, f.name) for f in fields(TowerConfig) if f.name in SINGLE_KEYS}
+            self.model = replace(self.model, image=TowerConfig(**keys), text=TowerConfig(**keys))
         if multimodal and not (self.model.image and self.model.text):
             if self.model.checkpoint:
                 raise RecipeError(
-                    "model.checkpoint alone (one dual-tower checkpoint such as CLIP) is not supported for "
-                    "multimodal-classification yet; give model.image and model.text, one checkpoint each."
+                    "model.checkpoint with only one of model.image / model.text is ambiguous for "
+                    "multimodal-classification; give model.checkpoint alone (a CLIP or SigLIP) or both towers."
                 )
             missing = "model.image" if self.model.image is None else "model.text"
             raise RecipeError(

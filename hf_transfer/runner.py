@@ -28,7 +28,7 @@ from hf_transfer.metrics import (
 )
 from hf_transfer.model_card import write_model_card
 from hf_transfer.problem_types import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
-from hf_transfer.recipe import DEFAULT_METRIC, ModelConfig, Recipe
+from hf_transfer.recipe import DEFAULT_METRIC, SINGLE_KEYS, ModelConfig, Recipe
 from hf_transfer.run_folder import (
     FORMAT_VERSION,
     LABELS_FILE,
@@ -133,9 +133,6 @@ def source_recipe(recipe: Recipe) -> Recipe:
         source=None,
         baseline=[],
     )
-
-
-SINGLE_KEYS = ("checkpoint", "library", "hub_id", "revision", "pretrained", "trust_remote_code")
 
 
 def baseline_recipe(recipe: Recipe, name: str) -> Recipe:
@@ -414,7 +411,7 @@ class TransferRun:
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
         description = self.target_backbone.describe()
-        if recipe.model.checkpoint:  # a multimodal backbone records each tower's own
+        if recipe.modality != "multimodal":  # a multimodal backbone records each tower's own
             description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
         if self.source is not None and stage.strategy.name != "finetune":
             # The adapter / head sits on the source-trained weights: they travel with the run.

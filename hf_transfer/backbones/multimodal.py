@@ -13,6 +13,9 @@ this class only composes their `Backbone` surfaces:
 - layer groups and adapter targets are the towers' own, prefixed `image.` / `text.`: `strategy.towers` (LoRA, IA3)
   chooses which tower gets adapters;
 - the run folder keeps each tower's preprocessing in its own sub-folder (`image/`, `text/`).
+
+A lone `model.checkpoint` naming a CLIP / SigLIP is the same composition: the recipe fills in both towers with it, so
+the image tower is its vision model and the text tower its text model (each loaded from the one checkpoint).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ TOWERS = ("image", "text")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "multimodal.json"
 # The pooling of the classifier's towers: the mean over tokens (sentence-transformers checkpoints want it) and over
-# positions (global average pooling, what CNNs use anyway).
+# positions (global average pooling, what CNNs use anyway); a tower may say otherwise (`classifier_pooling`: a CLIP
+# text tower pools its end-of-text token, as it was trained).
 CLASSIFIER_POOLING = "mean"
+DUAL_ENCODERS = ("clip", "siglip", "siglip2")
 
 
 def split_inputs(inputs: dict) -> dict[str, dict]:
@@ -206,6 +211,8 @@ class MultimodalBackbone(Backbone):
 
         if model_cfg.image is None or model_cfg.text is None:
             raise RecipeError("model.image and model.text are both needed for task multimodal-classification.")
+        if model_cfg.checkpoint:
+            self._check_dual_encoder(model_cfg)
         self.towers: dict[str, Backbone] = {}
         for name in TOWERS:
             source = str(Path(preprocessing_source) / name) if preprocessing_source else None
@@ -214,6 +221,25 @@ class MultimodalBackbone(Backbone):
                 raise RecipeError(f"model.{name} must be a {name} backbone, not a {tower.modality} one.")
             self.towers[name] = tower
         self._check_tower_kinds()
+
+    @staticmethod
+    def _check_dual_encoder(model_cfg: ModelConfig) -> None:
+        """A lone model.checkpoint must hold both towers: a text or vision model alone fails in one line."""
+        from hf_transfer.backbones import _checkpoint_config
+
+        config = _checkpoint_config(model_cfg)
+        if config is not None and config.get("model_type") not in DUAL_ENCODERS:
+            raise RecipeError(
+                f"model.checkpoint '{model_cfg.checkpoint}' is a {config.get('model_type', 'non-transformers')} "
+                "model, not an image-text dual encoder (CLIP, SigLIP); name one, or give model.image and "
+                "model.text, one checkpoint each."
+            )
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        """The linear probe's poolings both towers take (the probe pools each tower alike)."""
+        image, text = (self.towers[name].poolings for name in TOWERS)
+        return tuple(p for p in image if p in text)
 
     def _check_tower_kinds(self) -> None:
         """A checkpoint its tower cannot read (a text model under model.image, or the reverse) fails here, in one
@@ -225,6 +251,7 @@ class MultimodalBackbone(Backbone):
                 config = getattr(tower, "config", None)  # and the text tower's
             except ModelError as err:
                 raise ModelError(str(err).replace("model.checkpoint", f"model.{name}.checkpoint", 1)) from None
+            config = getattr(config, "text_config", None) or config  # a dual encoder's text tower
             if name == "text" and config is not None and not hasattr(config, "vocab_size"):
                 raise ModelError(
                     f"model.text.checkpoint '{tower.checkpoint}' is a {config.model_type} model without a vocabulary, "
@@ -278,7 +305,8 @@ class MultimodalBackbone(Backbone):
         # loads this model, so there is no config to record it in
         parts = {}
         for name in TOWERS:
-            encoder = self.towers[name].build_feature_extractor(CLASSIFIER_POOLING)
+            tower = self.towers[name]
+            encoder = tower.build_feature_extractor(getattr(tower, "classifier_pooling", CLASSIFIER_POOLING))
             parts[name] = encoder.train().requires_grad_(True)
         cfg = self.model_cfg
         return MultimodalClassifier(parts["image"], parts["text"], cfg.fusion, cfg.head_hidden, len(label_names))

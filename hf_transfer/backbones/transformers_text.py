@@ -1,14 +1,21 @@
-"""Text backbones from transformers: any checkpoint AutoModelForSequenceClassification loads (BERT family first)."""
+"""Text backbones from transformers: any checkpoint AutoModelForSequenceClassification loads (BERT family first), and
+the text tower of a CLIP / SigLIP checkpoint (`CLIPTextModel`, `SiglipTextModel`), which transformers gives no
+sequence-classification head: there a linear head on the tower's pooled output (or CLIP's text projection) is the
+classifier, saved as safetensors in the run folder."""
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 import torch
+import transformers
 from datasets import Dataset, DatasetDict
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -38,7 +45,21 @@ LORA_TARGETS = {
     "albert": ["query", "value"],
     "mpnet": ["q", "v"],
     "modernbert": ["Wqkv"],
+    "clip": ["q_proj", "v_proj"],
+    "clip_text_model": ["q_proj", "v_proj"],
+    "siglip": ["q_proj", "v_proj"],
+    "siglip_text_model": ["q_proj", "v_proj"],
 }
+# Dual encoders (and their text configs) whose text tower serves text tasks: model_type -> (tower, tower with
+# projection).
+TEXT_TOWERS = {
+    "clip": ("CLIPTextModel", "CLIPTextModelWithProjection"),
+    "clip_text_model": ("CLIPTextModel", "CLIPTextModelWithProjection"),
+    "siglip": ("SiglipTextModel", None),
+    "siglip_text_model": ("SiglipTextModel", None),
+}
+TOWER_WEIGHTS_FILE = "model.safetensors"
+TOWER_CONFIG_FILE = "text_tower.json"
 
 
 def _load_error(checkpoint: str, err: Exception) -> ModelError:
@@ -66,10 +87,59 @@ class TextFeatureExtractor(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+class TowerFeatureExtractor(TextFeatureExtractor):
+    """A CLIP / SigLIP text tower + pooling: `pooler` is the tower's own pooled output (CLIP: the end-of-text token,
+    SigLIP: the last position through its head), `projection` CLIP's text embedding, `cls` / `mean` as for any encoder.
+    SigLIP reads no attention mask: it was trained on texts padded to full length (see `prepare`)."""
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        if self.pooling in ("cls", "mean"):
+            return super().forward(input_ids, attention_mask)
+        mask = None if "siglip" in self.encoder.config.model_type else attention_mask
+        out = self.encoder(input_ids=input_ids, attention_mask=mask)
+        return out.text_embeds if self.pooling == "projection" else out.pooler_output
+
+
+class TowerClassifier(nn.Module):
+    """A text tower's pooled features -> a linear `classifier`; `forward(input_ids, attention_mask)` gives logits."""
+
+    def __init__(self, features: TowerFeatureExtractor, width: int, num_labels: int):
+        super().__init__()
+        self.features = features
+        self.classifier = nn.Linear(width, num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        return self.classifier(self.features(input_ids, attention_mask))
+
+
 class TransformersTextBackbone(Backbone):
     modality = "text"
     library = "transformers"
-    peft_task_type = "SEQ_CLS"
+
+    @property
+    def is_tower(self) -> bool:
+        """Whether the checkpoint is a CLIP / SigLIP (text tower) rather than a text encoder of its own."""
+        return getattr(self.config, "model_type", "") in TEXT_TOWERS
+
+    @property
+    def peft_task_type(self) -> str | None:
+        return None if self.is_tower else "SEQ_CLS"  # the tower's classifier is a plain nn.Module to PEFT
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        if not self.is_tower:
+            return ("mean", "cls")
+        return ("mean", "cls", "pooler") + (("projection",) if TEXT_TOWERS[self.config.model_type][1] else ())
+
+    @property
+    def classifier_pooling(self) -> str:
+        """How the fine-tuned classifier pools: the tower's own pooled output, which CLIP / SigLIP trained."""
+        return "pooler" if self.is_tower else "mean"
+
+    @property
+    def text_config(self):
+        """The text tower's own config (a dual encoder nests it)."""
+        return getattr(self.config, "text_config", None) or self.config
 
     def _common_kwargs(self) -> dict:
         return {"revision": self.model_cfg.revision, "trust_remote_code": self.model_cfg.trust_remote_code}
@@ -100,6 +170,10 @@ class TransformersTextBackbone(Backbone):
 
     # --- models ---------------------------------------------------------------------------------------------
     def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+        if self.is_tower:
+            features = self.build_feature_extractor(self.classifier_pooling).train().requires_grad_(True)
+            width = self.text_config.hidden_size
+            return TowerClassifier(features, width, len(label_names))
         id2label = dict(enumerate(label_names))
         label2id = {name: i for i, name in id2label.items()}
         # problem_type in the config makes pipeline("text-classification") score as trained: softmax, sigmoid per
@@ -127,7 +201,30 @@ class TransformersTextBackbone(Backbone):
             self.reset_head(model)
         return model
 
+    def _tower_encoder(self, pooling: str) -> nn.Module:
+        model_type = self.config.model_type
+        plain, projected = TEXT_TOWERS[model_type]
+        if pooling not in self.poolings:
+            raise RecipeError(
+                f"strategy.pooling '{pooling}' is not one that the {model_type} text tower takes; choose one of "
+                f"{', '.join(self.poolings)}."
+            )
+        model_class = getattr(transformers, projected if pooling == "projection" else plain)
+        tower = copy.deepcopy(self.text_config)
+        if pooling == "projection":  # the projection's width is the dual encoder's, not the tower's
+            tower.projection_dim = getattr(self.config, "projection_dim", tower.projection_dim)
+        try:
+            if self.model_cfg.pretrained:
+                return model_class.from_pretrained(
+                    self.checkpoint, config=tower, use_safetensors=True, **self._common_kwargs()
+                )
+            return model_class(tower)
+        except (OSError, ValueError) as err:
+            raise _load_error(self.checkpoint, err) from None
+
     def build_feature_extractor(self, pooling: str) -> nn.Module:
+        if self.is_tower:
+            return TowerFeatureExtractor(self._tower_encoder(pooling), pooling).eval().requires_grad_(False)
         try:
             if self.model_cfg.pretrained:
                 encoder = AutoModel.from_pretrained(self.checkpoint, use_safetensors=True, **self._common_kwargs())
@@ -192,10 +289,31 @@ class TransformersTextBackbone(Backbone):
         return {"target_modules": list(targets[model_type]), "feedforward_modules": list(feedforward[model_type])}
 
     def save_classifier(self, model: nn.Module, out_dir: Path) -> list[str]:
+        if self.is_tower:
+            state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(Path(out_dir) / TOWER_WEIGHTS_FILE))
+            (Path(out_dir) / TOWER_CONFIG_FILE).write_text(
+                json.dumps({"pooling": self.classifier_pooling}, indent=2) + "\n", encoding="utf-8"
+            )
+            return [TOWER_WEIGHTS_FILE, TOWER_CONFIG_FILE]
         model.save_pretrained(out_dir, safe_serialization=True)
         return ["config.json", "model.safetensors"]
 
     def load_classifier(self, run_dir: Path, label_names: list[str]) -> nn.Module:
+        if self.is_tower:
+            path = Path(run_dir) / TOWER_WEIGHTS_FILE
+            if not path.is_file():
+                raise ModelError(f"run folder '{run_dir}' lacks {TOWER_WEIGHTS_FILE}; train the run again.")
+            model = self.build_classifier(label_names)
+            state = load_file(str(path))
+            head = state.get("classifier.weight")
+            if head is None or head.shape[0] != len(label_names):
+                raise ModelError(
+                    f"run folder '{run_dir}' holds a model for other labels than its {len(label_names)}; it is "
+                    "damaged or from another run."
+                )
+            model.load_state_dict(state)
+            return model
         model = AutoModelForSequenceClassification.from_pretrained(
             run_dir, use_safetensors=True, trust_remote_code=self.model_cfg.trust_remote_code
         )
@@ -207,6 +325,8 @@ class TransformersTextBackbone(Backbone):
         return model
 
     def head_module_names(self, model: nn.Module) -> list[str]:
+        if self.is_tower:
+            return ["classifier"]
         prefix = getattr(model, "base_model_prefix", "")
         names = [n for n, _ in model.named_children() if n != prefix and n not in ("dropout",)]
         # The pooler of a sentence-transformers checkpoint was never trained for classification: train it too.
@@ -238,11 +358,15 @@ class TransformersTextBackbone(Backbone):
         tokenizer = self.tokenizer
         text, pair = self.data_cfg.text_column, self.data_cfg.text_pair_column
         max_length = min(self.data_cfg.max_length, getattr(tokenizer, "model_max_length", 10**6) or 10**6)
+        padding: bool | str = False
+        if self.is_tower:  # no more positions than the tower has; SigLIP pools the last one, so pad to full length
+            max_length = min(max_length, self.text_config.max_position_embeddings)
+            padding = "max_length" if "siglip" in self.config.model_type else False
 
         def tokenize(batch):
             first = [t if isinstance(t, str) else "" for t in batch[text]]
             second = [t if isinstance(t, str) else "" for t in batch[pair]] if pair else None
-            return tokenizer(first, second, truncation=True, max_length=max_length)
+            return tokenizer(first, second, truncation=True, max_length=max_length, padding=padding)
 
         keep = {LABEL}
         # datasets caches this map on disk by fingerprint: a second run does not tokenise again.
