@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import hf_transfer
 from hf_transfer.cli import main
 from hf_transfer.errors import RecipeError
 from hf_transfer.hub import push_run
-from hf_transfer.recipe import recipe_from_dict
+from hf_transfer.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 PHRASES = ("{c}", "it is {c}", "a {c} one")
@@ -309,3 +310,65 @@ def test_a_text_tower_pooling_it_lacks_is_one_line(tmp_path, dual, keyword_texts
     assert main(["run", str(write(tmp_path, recipe, "text"))]) == 2
     (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert "strategy.pooling 'projection'" in err and "pooler" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The shipped recipes, run as their headers show on tiny stand-ins cached under their Hub ids
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def header_command(name: str) -> list[str]:
+    """The arguments after `hf-transfer` of a shipped recipe's `# Run:` line."""
+    line = next(line for line in recipe_header(shipped_recipes()[name]) if line.startswith("Run:"))
+    return line.split()[2:]
+
+
+def test_the_clip_probe_recipe_runs_as_shown_with_its_zero_shot_baseline(
+    tmp_path, local_hub_cache, digits_imagefolder, monkeypatch
+):
+    name = "images/clip-vit-b32-linear-probe-zero-shot"
+    recipe = load_recipe(name)
+    assert recipe.model.checkpoint == "openai/clip-vit-base-patch32" and recipe.baseline == ["zero_shot"]
+    assert recipe.data.dataset == "uoft-cs/cifar10" and recipe.strategy.pooling == "projection"
+    local_hub_cache("openai/clip-vit-base-patch32", build_tiny_dual_encoder(tmp_path / "clip", "clip"))
+    shutil.copytree(digits_imagefolder, tmp_path / "digits")
+    monkeypatch.chdir(tmp_path)
+    # the Hub dataset replaced by the local digits folder, the only override
+    data = ["data.dataset=imagefolder", "data.data_dir=digits", "data.image_column=image", "data.label_column=label"]
+    assert main([*header_command(name), *data, "train.epochs=1"]) == 0
+    run_dir = tmp_path / "outputs" / "clip-vit-b32-linear-probe-zero-shot"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["transfer"]["baseline"] == "zero_shot" and "zero_shot" in metrics["baselines"]
+    record = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert record["backbone"]["hub_id"] == "openai/clip-vit-base-patch32"
+    assert record["zero_shot"]["prompts"]["one"][0] == "a photo of a one."
+    assert hf_transfer.load(run_dir).predict([str(next((tmp_path / "digits" / "test" / "one").glob("*.png")))])
+
+
+def test_the_siglip_fusion_recipe_runs_as_shown(tmp_path, local_hub_cache, colour_pairs, monkeypatch, capsys):
+    name = "multimodal/siglip-fusion-fashion-products"
+    recipe = load_recipe(name)
+    assert recipe.model.checkpoint == "google/siglip-base-patch16-224"
+    assert (recipe.data.dataset, recipe.data.image_column, recipe.data.text_column, recipe.data.label_column) == (
+        "ashraq/fashion-product-images-small",
+        "image",
+        "productDisplayName",
+        "gender",
+    )
+    local_hub_cache("google/siglip-base-patch16-224", build_tiny_dual_encoder(tmp_path / "siglip", "siglip"))
+    monkeypatch.chdir(tmp_path)
+    data = [
+        f"data.train_files={colour_pairs['train']}",
+        f"data.test_files={colour_pairs['test']}",
+        "data.text_column=text",
+        "data.label_column=label",
+    ]
+    assert main([*header_command(name), *data, "train.epochs=2"]) == 0
+    run_dir = tmp_path / "outputs" / "siglip-fusion-fashion-products"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"image_only", "text_only"}
+    meta = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert meta["backbone"]["image"]["checkpoint"] == meta["backbone"]["text"]["checkpoint"] == recipe.model.checkpoint
+    image, text = csv_pairs(colour_pairs["test"])[0]
+    (one,) = predicted_by_cli(capsys, [str(run_dir), "--image", image, "--text", text])
+    assert one["label"] in ("yes", "no")

@@ -42,6 +42,7 @@ def header_command(name: str, kind: str) -> list[str]:
 
 def test_the_issue_recipes_are_shipped():
     assert IMAGE_RECIPES == [
+        "images/clip-vit-b32-linear-probe-zero-shot",  # run on a stand-in in test_clip_multimodal
         "images/dinov2-small-linear-probe",
         "images/efficientnet-lite0-linear-probe-digits",
         "images/efficientnet-lite0-lora-digits",
@@ -60,7 +61,7 @@ def test_image_recipes_validate_with_hub_ids_by_default(name):
     recipe = load_recipe(name)
     assert recipe.task == "image-classification"
     assert is_repo_id(recipe.model.checkpoint, namespaced=True)  # a Hub id: no local path in a shipped recipe
-    assert recipe.model.checkpoint.startswith(("timm/", "google/", "facebook/"))
+    assert recipe.model.checkpoint.startswith(("timm/", "google/", "facebook/", "openai/"))
     load_recipe(name, header_command(name, "Override")[2:])
 
 
