@@ -139,6 +139,8 @@ def _snippet(
     base = backbone.get("hub_id") or backbone.get("checkpoint")
     names = metadata["label_names"]
     at = f', revision="{revision}"' if revision else ""
+    if backbone.get("text_tower"):  # a CLIP / SigLIP text tower under hf-transfer's head: no transformers class
+        return None
     if backbone["library"] == "transformers" and backbone.get("modality") == "image":
         return _transformers_image_snippet(strategy, base, names, location, at)
     if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):

@@ -294,7 +294,10 @@ def test_a_dual_encoders_text_tower_learns_a_text_task(tmp_path, dual, keyword_t
     classifier = hf_transfer.load(tmp_path / "run")
     again = classifier.evaluate([str(keyword_texts["test"])])
     assert again["log_loss"] == pytest.approx(metrics["test"]["log_loss"], abs=1e-4)
-    texts = ["so good", "it was dull"]
+    # the card offers no transformers snippet: no transformers class holds a text tower under a classifier
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "AutoModelForSequenceClassification" not in card and 'pipeline("text-classification"' not in card
+    texts = ["so good", "a dull"]
     cli = predicted_by_cli(capsys, [str(tmp_path / "run"), *texts])
     assert [p["label"] for p in cli] == [p["label"] for p in classifier.predict(texts)]
 

@@ -136,6 +136,12 @@ class TransformersTextBackbone(Backbone):
         """How the fine-tuned classifier pools: the tower's own pooled output, which CLIP / SigLIP trained."""
         return "pooler" if self.is_tower else "mean"
 
+    def describe(self) -> dict:
+        out = super().describe()
+        if self.is_tower:  # its classifier is hf-transfer's own head: the card offers no plain-transformers snippet
+            out["text_tower"] = self.config.model_type
+        return out
+
     @property
     def text_config(self):
         """The text tower's own config (a dual encoder nests it)."""
