@@ -206,12 +206,14 @@ def test_one_dual_encoder_learns_the_pair_and_loads_back(
     assert one["label"] == expected[0]["label"] and one["score"] == pytest.approx(expected[0]["score"], abs=1e-5)
 
 
-def test_lora_on_the_text_tower_alone(tmp_path, dual, colour_pairs):
-    strategy = {"name": "lora", "r": 2, "towers": "text"}
+@pytest.mark.parametrize(("name", "leaves"), [("lora", ("q_proj", "v_proj")), ("ia3", ("k_proj", "v_proj", "fc2"))])
+def test_adapters_on_the_text_tower_alone(tmp_path, dual, colour_pairs, name, leaves):
+    strategy = {"name": name, "towers": "text"}
     recipe = dual_recipe(tmp_path, dual["clip"], colour_pairs, strategy, train={"epochs": 1})
     assert main(["run", str(recipe)]) == 0
     targets = json.loads((tmp_path / "outputs" / "run" / "adapter_config.json").read_text())["target_modules"]
-    assert targets and all(t.startswith("text.") and t.endswith(("q_proj", "v_proj")) for t in targets)
+    assert targets and all(t.startswith("text.") for t in targets)
+    assert {t.rsplit(".", 1)[-1] for t in targets} == set(leaves)
 
 
 def test_the_one_tower_baselines_of_a_dual_encoder_probe_its_projections(tmp_path, dual, colour_pairs):

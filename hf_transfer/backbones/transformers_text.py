@@ -287,6 +287,8 @@ class TransformersTextBackbone(Backbone):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as targets
 
         model_type = getattr(self.config, "model_type", "")
+        if self.is_tower:  # as for their image towers: the keys, values and the MLP output (scaled on its input)
+            return {"target_modules": ["k_proj", "v_proj", "fc2"], "feedforward_modules": ["fc2"]}
         if model_type not in targets:
             raise RecipeError(
                 f"no default IA3 targets for model type '{model_type}'; set strategy.target_modules and "
