@@ -432,6 +432,8 @@ def stage_run(
     if backbone.get("modality") == "multimodal":
         for tower in TOWERS:
             recipe_dict["model"][tower]["checkpoint"] = backbone[tower]["checkpoint"]
+        if recipe_dict["model"].get("checkpoint"):  # one dual encoder (CLIP, SigLIP) is both towers
+            recipe_dict["model"]["checkpoint"] = backbone["image"]["checkpoint"]
     else:
         recipe_dict["model"]["checkpoint"] = backbone["checkpoint"]
     if base_model:

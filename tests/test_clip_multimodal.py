@@ -246,6 +246,8 @@ def test_a_pushed_dual_encoder_run_reloads_by_repo_id_with_the_same_predictions(
         )
         for name, data in files.items():
             assert str(dual["clip"]).encode() not in data, name
+        pushed = yaml.safe_load(files["recipe.yaml"])["model"]
+        assert pushed["checkpoint"] == pushed["image"]["checkpoint"] == pushed["text"]["checkpoint"] == HUB_ID["clip"]
         remote = hf_transfer.load("tester/clip-pairs")
         assert remote.predict_proba(pairs) == pytest.approx(local, abs=1e-5)
 
