@@ -189,7 +189,7 @@ def _snippet(
         code = (
             "import timm\nimport torch\nfrom PIL import Image\n\n"
             f"labels = {json.dumps(names)}\n"
-            f'model = timm.create_model("{"hf-hub:" + location if "/" in location else location}", pretrained=True)'
+            f'model = timm.create_model("{_timm_source(location)}", pretrained=True)'
             ".eval()\n"
             "config = timm.data.resolve_model_data_config(model)\n"
             "transform = timm.data.create_transform(**config, is_training=False)\n"
@@ -199,6 +199,14 @@ def _snippet(
         )
         return "timm", code
     return None
+
+
+def _timm_source(location: str) -> str:
+    """What `timm.create_model` loads `location` by: a run folder on disk (a path is no Hub repo id), a Hub repo."""
+    path = Path(location)
+    if path.is_absolute() or location.startswith(".") or location.count("/") > 1 or path.is_dir():
+        return f"local-dir:{location}"
+    return f"hf-hub:{location}" if "/" in location else location
 
 
 def _transformers_image_snippet(strategy: str, base: str, names: list[str], location: str, at: str):

@@ -250,7 +250,10 @@ def sweep(
         records.append(record)
         try:
             stage = run.run_stage(name, trial_recipe, backbone, splits=splits)
-            value, best_epoch = stage.result.best_value, stage.result.best_epoch
+            # The best weights' final validation, not the epoch's figure: for multi-label that is at the thresholds
+            # tuned on validation, the model `hf-transfer run` on the best recipe ships and reports.
+            value = stage.result.final["validation"].get(metric, stage.result.best_value)
+            best_epoch = stage.result.best_epoch
             evaluated = sorted(stage.result.final)
             del stage
         except TrainingDivergedError as err:

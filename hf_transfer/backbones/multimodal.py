@@ -36,6 +36,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from hf_transfer.backbones.base import Backbone
 from hf_transfer.data.splits import LABEL
 from hf_transfer.errors import ModelError, RecipeError
+from hf_transfer.problem_types import labels_tensor
 from hf_transfer.recipe import DataConfig, ModelConfig
 
 TOWERS = ("image", "text")
@@ -439,7 +440,8 @@ class MultimodalBackbone(Backbone):
                 part.pop(LABEL, None)
                 part.pop("label", None)
                 batch |= {f"{name}_{key}": value for key, value in part.items()}
-            batch[LABEL] = torch.tensor([int(row[LABEL]) for row in rows], dtype=torch.long)
+            # class ids, or the multi-hot / target rows of a multi-label or regression problem
+            batch[LABEL] = labels_tensor([row[LABEL] for row in rows])
             return batch
 
         return collate
