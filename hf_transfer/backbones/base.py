@@ -15,6 +15,18 @@ from hf_transfer.errors import HfTransferError
 from hf_transfer.recipe import DataConfig, ModelConfig
 
 
+def label_config_kwargs(label_names: list[str], problem_type: str) -> dict:
+    """A transformers classifier config's label keys: with problem_type recorded, pipeline() scores as the run
+    trained (softmax, sigmoid per label, or the raw value per target; id2label then names the targets)."""
+    id2label = dict(enumerate(label_names))
+    return {
+        "num_labels": len(label_names),
+        "id2label": id2label,
+        "label2id": {name: i for i, name in id2label.items()},
+        "problem_type": problem_type,
+    }
+
+
 class Backbone(ABC):
     """A pretrained checkpoint and everything that depends on which one it is.
 

@@ -25,7 +25,7 @@ from torch import nn
 from torchvision import transforms
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
-from hf_transfer.backbones.base import Backbone
+from hf_transfer.backbones.base import Backbone, label_config_kwargs
 from hf_transfer.backbones.timm_image import (
     TimmImageBackbone,
     _frozen_norms_keep_their_statistics,
@@ -275,16 +275,7 @@ class TransformersImageBackbone(Backbone):
         return tokens + int(getattr(config, "num_register_tokens", 0) or 0)
 
     def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
-        id2label = dict(enumerate(label_names))
-        label2id = {name: i for i, name in id2label.items()}
-        # problem_type in the config: pipeline("image-classification") then scores as the run trained
-        kwargs = dict(
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id=label2id,
-            problem_type=problem_type,
-            **self._common_kwargs(),
-        )
+        kwargs = label_config_kwargs(label_names, problem_type) | self._common_kwargs()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)

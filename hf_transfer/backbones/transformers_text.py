@@ -25,7 +25,7 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from hf_transfer.backbones.base import Backbone
+from hf_transfer.backbones.base import Backbone, label_config_kwargs
 from hf_transfer.data.splits import LABEL, describe_split
 from hf_transfer.data.text import drop_empty_texts
 from hf_transfer.errors import ModelError, RecipeError
@@ -180,17 +180,7 @@ class TransformersTextBackbone(Backbone):
             features = self.build_feature_extractor(self.classifier_pooling).train().requires_grad_(True)
             width = self.text_config.hidden_size
             return TowerClassifier(features, width, len(label_names))
-        id2label = dict(enumerate(label_names))
-        label2id = {name: i for i, name in id2label.items()}
-        # problem_type in the config makes pipeline("text-classification") score as trained: softmax, sigmoid per
-        # label, or the raw value per target (id2label then names the targets)
-        kwargs = dict(
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id=label2id,
-            problem_type=problem_type,
-            **self._common_kwargs(),
-        )
+        kwargs = label_config_kwargs(label_names, problem_type) | self._common_kwargs()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)

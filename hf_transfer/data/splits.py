@@ -255,25 +255,34 @@ class LabelCoding:
         return ids
 
 
-def coding_from_train(train: Dataset, cfg: DataConfig, where: str) -> LabelCoding:
-    """The classes as train defines them: a ClassLabel keeps its names; with data.label_names integers are ids into
-    it; otherwise the classes are the distinct values that occur, in numeric order for integers, else text order,
-    each named by its own value."""
-    column = cfg.label_column
-    feature = train.features.get(column)
+def declared_coding(feature, cfg: DataConfig, unit: str) -> LabelCoding | None:
+    """The coding the data or the recipe declares (a ClassLabel keeps its names; with data.label_names integers are
+    ids into it), or None when the names must be gathered from the values; `unit` is "class" or "label"."""
     if isinstance(feature, ClassLabel):
         names = list(feature.names)
         if cfg.label_names and len(cfg.label_names) != len(names):
+            plural = "classes" if unit == "class" else "labels"
             raise DataError(
-                f"data.label_names has {len(cfg.label_names)} names but the dataset has {len(names)} classes "
-                f"({', '.join(names)}); give one name per class, in that order, or leave data.label_names out."
+                f"data.label_names has {len(cfg.label_names)} names but the dataset has {len(names)} {plural} "
+                f"({', '.join(names)}); give one name per {unit}, in that order, or leave data.label_names out."
             )
         return LabelCoding(names=list(cfg.label_names or names), keys=names, indexed=True)
     if cfg.label_names:
         if len(set(cfg.label_names)) != len(cfg.label_names):
             names = ", ".join(cfg.label_names)
-            raise DataError(f"data.label_names repeats a name ({names}); give each class its own.")
+            raise DataError(f"data.label_names repeats a name ({names}); give each {unit} its own.")
         return LabelCoding(names=list(cfg.label_names), keys=list(cfg.label_names), indexed=True)
+    return None
+
+
+def coding_from_train(train: Dataset, cfg: DataConfig, where: str) -> LabelCoding:
+    """The classes as train defines them: a ClassLabel keeps its names; with data.label_names integers are ids into
+    it; otherwise the classes are the distinct values that occur, in numeric order for integers, else text order,
+    each named by its own value."""
+    column = cfg.label_column
+    declared = declared_coding(train.features.get(column), cfg, "class")
+    if declared is not None:
+        return declared
     values = []
     for row, raw in enumerate(train[column]):
         value = label_value(raw)

@@ -22,6 +22,7 @@ from hf_transfer.data.splits import (
     LABEL,
     MISSING,
     LabelCoding,
+    declared_coding,
     describe_split,
     is_integer_literal,
     label_value,
@@ -157,21 +158,9 @@ def _label_lists(split: Dataset, cfg: DataConfig, where: str) -> list[list]:
 def _multilabel_coding(train: Dataset, lists: list[list], cfg: DataConfig, where: str) -> LabelCoding:
     """The label names as train defines them (the same rules as single-label: a ClassLabel keeps its names, with
     data.label_names integers are ids into it, else the distinct values, numbers in numeric order)."""
-    inner = list_inner_feature(train.features.get(cfg.label_column))
-    if isinstance(inner, ClassLabel):
-        names = list(inner.names)
-        if cfg.label_names and len(cfg.label_names) != len(names):
-            raise DataError(
-                f"data.label_names has {len(cfg.label_names)} names but the dataset has {len(names)} labels "
-                f"({', '.join(names)}); give one name per label, in that order, or leave data.label_names out."
-            )
-        return LabelCoding(names=list(cfg.label_names or names), keys=names, indexed=True)
-    if cfg.label_names:
-        if len(set(cfg.label_names)) != len(cfg.label_names):
-            raise DataError(
-                f"data.label_names repeats a name ({', '.join(cfg.label_names)}); give each label its own."
-            )
-        return LabelCoding(names=list(cfg.label_names), keys=list(cfg.label_names), indexed=True)
+    declared = declared_coding(list_inner_feature(train.features.get(cfg.label_column)), cfg, "label")
+    if declared is not None:
+        return declared
     distinct = set()
     for row, labels in enumerate(lists):
         for raw in labels:
