@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import yaml
+from fixtures_models import write_csv_rows
+from PIL import Image
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+
+
+def colour_pair_csvs(
+    folder: Path, pictures: dict[str, int], phrases: tuple[str, ...], agree, disagree, target: str = "label"
+) -> dict[str, Path]:
+    """{split: csv} with columns image (a PNG name), text, `target`: each noisy red or blue picture once with a
+    phrase naming its colour (`agree`) and once naming the other (`disagree`), so neither input alone decides it."""
+    rng = random.Random(0)
+    out = {}
+    for split, count in pictures.items():
+        rows = []
+        for i in range(count):
+            colour = list(COLOURS)[i % 2]
+            other = next(c for c in COLOURS if c != colour)
+            noise = np.random.default_rng(i + 1000 * (split == "test")).normal(0, 20, (32, 32, 3))
+            pixels = np.clip(np.array(COLOURS[colour])[None, None] + noise, 0, 255).astype(np.uint8)
+            path = folder / f"{split}_{i}.png"
+            Image.fromarray(pixels).save(path)
+            phrase = rng.choice(phrases) if len(phrases) > 1 else phrases[0]
+            rows += [
+                {"image": path.name, "text": phrase.format(c=colour), target: agree},
+                {"image": path.name, "text": phrase.format(c=other), target: disagree},
+            ]
+        rng.shuffle(rows)
+        out[split] = write_csv_rows(folder / f"{split}.csv", rows, ["image", "text", target])
+    return out
 
 
 def write_recipe(path: Path, **sections) -> Path:

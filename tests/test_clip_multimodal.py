@@ -16,13 +16,12 @@ import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 from fixtures_models import write_csv_rows
+from helpers import colour_pair_csvs
 from hub_server import running_local_hub
-from PIL import Image
 
 import hf_transfer
 from hf_transfer.cli import main
@@ -30,7 +29,6 @@ from hf_transfer.errors import RecipeError
 from hf_transfer.hub import push_run
 from hf_transfer.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
 
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 PHRASES = ("{c}", "it is {c}", "a {c} one")
 POSITIONS = 32
 HUB_ID = {"clip": "tester/tiny-clip", "siglip": "tester/tiny-siglip"}
@@ -84,26 +82,7 @@ def dual(tmp_path_factory) -> dict[str, Path]:
 def colour_pairs(tmp_path_factory) -> dict[str, Path]:
     """{"train", "test"}: csv files with columns image (a PNG path), text, label (yes/no); every picture is in one yes
     row and one no row with the same phrase, so neither input alone beats chance."""
-    folder = tmp_path_factory.mktemp("colour_pairs")
-    rng = random.Random(0)
-    out = {}
-    for split, pictures in (("train", 40), ("test", 12)):
-        rows = []
-        for i in range(pictures):
-            colour = list(COLOURS)[i % 2]
-            other = next(c for c in COLOURS if c != colour)
-            noise = np.random.default_rng(i + 1000 * (split == "test")).normal(0, 20, (32, 32, 3))
-            pixels = np.clip(np.array(COLOURS[colour])[None, None] + noise, 0, 255).astype(np.uint8)
-            path = folder / f"{split}_{i}.png"
-            Image.fromarray(pixels).save(path)
-            phrase = rng.choice(PHRASES)
-            rows += [
-                {"image": path.name, "text": phrase.format(c=colour), "label": "yes"},
-                {"image": path.name, "text": phrase.format(c=other), "label": "no"},
-            ]
-        rng.shuffle(rows)
-        out[split] = write_csv_rows(folder / f"{split}.csv", rows, ["image", "text", "label"])
-    return out
+    return colour_pair_csvs(tmp_path_factory.mktemp("colour_pairs"), {"train": 40, "test": 12}, PHRASES, "yes", "no")
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 from datasets import Image as ImageFeature
-from fixtures_models import write_csv_rows
-from PIL import Image
+from helpers import colour_pair_csvs
 
 import hf_transfer
 from hf_transfer.cli import main
@@ -29,7 +26,6 @@ from hf_transfer.errors import RecipeError
 from hf_transfer.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
 
 REPO = Path(__file__).resolve().parents[1]
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 PHRASES = ("{c}", "it is {c}", "the colour {c}", "a {c} one")
 
 
@@ -46,26 +42,7 @@ def one_thread():
 def colour_pairs(tmp_path_factory) -> dict[str, Path]:
     """{"train", "test"}: csv files with columns image (a PNG path), text, label (yes/no); 30 train pictures and 16
     test pictures, each in one yes row and one no row with the same phrase."""
-    folder = tmp_path_factory.mktemp("colour_pairs")
-    rng = random.Random(0)
-    out = {}
-    for split, pictures in (("train", 30), ("test", 16)):
-        rows = []
-        for i in range(pictures):
-            colour = list(COLOURS)[i % 2]
-            other = next(c for c in COLOURS if c != colour)
-            noise = np.random.default_rng(i + 1000 * (split == "test")).normal(0, 20, (32, 32, 3))
-            pixels = np.clip(np.array(COLOURS[colour])[None, None] + noise, 0, 255).astype(np.uint8)
-            path = folder / f"{split}_{i}.png"
-            Image.fromarray(pixels).save(path)
-            phrase = rng.choice(PHRASES)
-            rows += [
-                {"image": path.name, "text": phrase.format(c=colour), "label": "yes"},
-                {"image": path.name, "text": phrase.format(c=other), "label": "no"},
-            ]
-        rng.shuffle(rows)
-        out[split] = write_csv_rows(folder / f"{split}.csv", rows, ["image", "text", "label"])
-    return out
+    return colour_pair_csvs(tmp_path_factory.mktemp("colour_pairs"), {"train": 30, "test": 16}, PHRASES, "yes", "no")
 
 
 def multimodal_recipe(tmp_path, towers, pairs, strategy, name="run", **sections) -> Path:

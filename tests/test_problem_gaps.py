@@ -4,16 +4,13 @@ timm-only snippets, and a multimodal run."""
 from __future__ import annotations
 
 import json
-import random
 import re
 import shutil
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from fixtures_models import write_csv_rows
-from PIL import Image
+from helpers import colour_pair_csvs
 from test_problem_types import (  # noqa: F401 (module fixtures used by name)
     MULTI,
     REGRESSION,
@@ -172,25 +169,7 @@ def test_timm_image_cards_timm_snippet_prints_what_predict_gives(
 def colour_scores(tmp_path):
     """csv files (image, text, score): a coloured picture and a colour word; score 10 when they agree, 0 when not,
     so neither input alone decides it."""
-    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
-    rng = random.Random(0)
-    out = {}
-    for split, pictures in (("train", 24), ("test", 8)):
-        rows = []
-        for i in range(pictures):
-            colour = list(colours)[i % 2]
-            other = next(c for c in colours if c != colour)
-            noise = np.random.default_rng(i + 1000 * (split == "test")).normal(0, 20, (32, 32, 3))
-            pixels = np.clip(np.array(colours[colour])[None, None] + noise, 0, 255).astype(np.uint8)
-            path = tmp_path / f"{split}_{i}.png"
-            Image.fromarray(pixels).save(path)
-            rows += [
-                {"image": path.name, "text": f"it is {colour}", "score": 10.0},
-                {"image": path.name, "text": f"it is {other}", "score": 0.0},
-            ]
-        rng.shuffle(rows)
-        out[split] = write_csv_rows(tmp_path / f"{split}.csv", rows, ["image", "text", "score"])
-    return out
+    return colour_pair_csvs(tmp_path, {"train": 24, "test": 8}, ("it is {c}",), 10.0, 0.0, target="score")
 
 
 @pytest.mark.parametrize(
