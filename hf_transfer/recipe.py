@@ -330,7 +330,13 @@ class TrainConfig:
     max_grad_norm: float | None = field(
         default=1.0, metadata={"range": "(0, inf)", "help": "Clip gradients to this norm (null: off)."}
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "no, bf16 or fp16."})
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = field(
+        default="no",
+        metadata={
+            "help": "no, bf16, fp16, or auto: bf16 where the device computes it natively (a CUDA GPU with bf16, a CPU "
+            "with AVX512-BF16 or AMX), else no."
+        },
+    )
     seed: int = field(
         default=42, metadata={"range": "[0, 4294967295]", "help": "Seed for data order, initialisation and dropout."}
     )

@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer import __version__
-from hf_transfer.accelerator import fresh_accelerator
+from hf_transfer.accelerator import fresh_accelerator, resolve_mixed_precision
 from hf_transfer.backbones import Backbone, build_backbone
 from hf_transfer.checkpoint_paths import check_local_checkpoint
 from hf_transfer.data.splits import Splits, load_splits
@@ -184,7 +184,7 @@ class TransferRun:
 
             check_push_ready(recipe)  # no token or an unnamed local base: say so now, not after training
         self.accelerator = fresh_accelerator(
-            mixed_precision=recipe.train.mixed_precision,
+            mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision),
             gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
             # Batches come from pinned memory on CUDA (train.py): their copies to the GPU need not wait.
             dataloader_config=DataLoaderConfiguration(non_blocking=True),
@@ -432,6 +432,7 @@ class TransferRun:
             **({"skipped_rows": stage.backbone.skipped_rows} if stage.backbone.skipped_rows else {}),
             "validation_carved_from_train": stage.splits.validation_carved,
             "train_seconds": round(result.train_seconds, 2),  # training steps only
+            "mixed_precision": self.accelerator.mixed_precision,  # what `auto` became on this device
             "stage_seconds": round(stage.seconds, 2),  # with evaluation every epoch and the final evaluation
         }
         transfer = self.transfer_report(report_split)

@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from crashes import Crash, CrashAtStep
 from helpers import text_recipe
 
 import hf_transfer
+from hf_transfer.accelerator import resolve_mixed_precision
 from hf_transfer.cli import main
 from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.train import Callback
@@ -101,6 +103,28 @@ def test_mixed_precision_bf16_runs_on_cpu(tmp_path, tiny_bert_dir, keyword_csvs)
         str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "bf16"}))
     )
     assert _metrics(run_dir)["test"]["num_samples"] == 80
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(
+    tmp_path, tiny_bert_dir, keyword_csvs, monkeypatch, native
+):
+    # Emulated bf16 is slower than fp32: auto must fall back to fp32 on a CPU without AVX512-BF16 or AMX.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    run_dir = hf_transfer.run(
+        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "auto"}))
+    )
+    assert _metrics(run_dir)["mixed_precision"] == ("bf16" if native else "no")
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpu_bf16", "expected"),
+    [("auto", True, "bf16"), ("auto", False, "no"), ("fp16", True, "fp16"), ("no", True, "no")],
+)
+def test_auto_precision_on_cuda_follows_the_gpu(monkeypatch, setting, gpu_bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: gpu_bf16)
+    assert resolve_mixed_precision(setting, torch.device("cuda")) == expected
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path, tiny_bert_dir, keyword_csvs):
