@@ -67,8 +67,14 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    reads_draw_random = False  # the training loop reads these rows a batch at a time, unseeded
+
     def __getitem__(self, i):
         return {"features": self.features[i], "labels": self.labels[i]}
+
+    def __getitems__(self, rows: list[int]) -> list[dict]:
+        index = torch.as_tensor(rows)
+        return [{"features": f, "labels": y} for f, y in zip(self.features[index], self.labels[index])]
 
 
 def _run_extractor(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import datasets
 import numpy as np
 import pytest
 import timm
@@ -20,10 +21,12 @@ import hf_transfer
 from hf_transfer.accelerator import wants_channels_last
 from hf_transfer.backbones import build_backbone
 from hf_transfer.data.splits import load_splits
+from hf_transfer.features import FeatureDataset
 from hf_transfer.predict import merged_for_inference
 from hf_transfer.recipe import TrainConfig, load_recipe
 from hf_transfer.strategies import build_strategy
 from hf_transfer.train import (
+    SeededRows,
     TrainingLoop,
     TrainingPlan,
     build_adamw,
@@ -218,3 +221,29 @@ def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
     assert text.config._attn_implementation == "sdpa"
     vit = timm.create_model("test_vit", num_classes=2)
     assert all(block.attn.fused_attn for block in vit.blocks)  # F.scaled_dot_product_attention
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.lists(st.integers(0, 29), min_size=1, max_size=40), epoch=st.integers(0, 5))
+def test_rows_that_draw_nothing_are_read_a_batch_at_a_time_and_equal_row_reads(rows, epoch):
+    features = FeatureDataset(torch.randn(30, 4), torch.arange(30) % 3)
+    text = datasets.Dataset.from_dict({"input_ids": [[i, i + 1] for i in range(30)], "labels": list(range(30))})
+    for dataset in (features, text):
+        seeded = SeededRows(dataset, seed=0)
+        assert not seeded.seeded  # no augmentation: the per-row random state would cost ~0.5 ms a row for nothing
+        keys = [(epoch, row) for row in rows]
+        batch = seeded.__getitems__(keys)
+        for got, row in zip(batch, rows, strict=True):
+            expected = dataset[row]
+            assert set(got) == set(expected)
+            for key in expected:
+                assert torch.equal(torch.as_tensor(got[key]), torch.as_tensor(expected[key]))
+
+
+def test_rows_read_through_a_transform_keep_their_seeded_random_state():
+    images = datasets.Dataset.from_dict({"x": list(range(8))})
+    images.set_transform(lambda batch: {"x": [torch.rand(()) + v for v in batch["x"]]})  # an augmentation's draw
+    seeded = SeededRows(images, seed=3)
+    assert seeded.seeded
+    first, again = seeded.__getitems__([(1, 5), (2, 5)]), seeded.__getitems__([(1, 5), (2, 5)])
+    assert torch.equal(first[0]["x"], again[0]["x"]) and not torch.equal(first[0]["x"], first[1]["x"])
