@@ -125,6 +125,10 @@ def coerce(value: Any, tp, where: str):
         raise RecipeError(f"{where} must be {_type_name(tp)}, not {value!r}.")
     if origin is Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool):
+            # YAML 1.1 reads an unquoted no/off as false and yes/on as true: `mixed_precision: no` meant the word.
+            words = ("no", "off", "false") if not value else ("yes", "on", "true")
+            value = next((w for w in words if w in allowed), value)
         if value not in allowed:
             raise RecipeError(
                 f"{where} must be one of {', '.join(repr(a) for a in allowed)}, "

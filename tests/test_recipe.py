@@ -274,3 +274,14 @@ def test_resume_accepts_a_work_folder_recipe_recorded_with_the_old_names_and_sti
     changed["data"]["test_files"] = ["c.csv"]
     with pytest.raises(RecipeError, match=r"differs from the interrupted run in data\.test_files"):
         check_resume_recipe(tmp_path, changed)
+
+
+@pytest.mark.parametrize("written", ["train.mixed_precision=no", "train.mixed_precision=off"])
+def test_yaml_booleans_read_as_the_word_a_choice_field_offers(written, tmp_path):
+    # YAML 1.1 turns an unquoted `no` into false: `mixed_precision: no` (Accelerate's own word) must stay "no".
+    assert recipe_from_dict(apply_overrides(minimal(), [written])).train.mixed_precision == "no"
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(minimal()) + "train:\n  mixed_precision: no\n")
+    assert load_recipe(str(path)).train.mixed_precision == "no"
+    with pytest.raises(RecipeError, match="train.mixed_precision must be one of"):
+        recipe_from_dict(apply_overrides(minimal(), ["train.mixed_precision=yes"]))
