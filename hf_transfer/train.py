@@ -58,9 +58,11 @@ SCHEDULERS: Registry[str] = Registry("scheduler")
 def build_adamw(
     param_groups: list[dict], cfg: TrainConfig, device: torch.device | None = None
 ) -> torch.optim.Optimizer:
-    """AdamW; on CUDA the fused kernel (one launch for every parameter instead of several per tensor). `device` is
-    where the parameters train: the loop builds the optimizer before Accelerate moves the model there."""
-    fused = device is not None and torch.device(device).type == "cuda"
+    """AdamW, fused on CUDA and CPU: one kernel for every parameter instead of several per tensor (on CPU torch's
+    default is a Python loop over the tensors, which made a full MiniLM fine-tune 16% slower than the Trainer's
+    fused default, benchmarks/RESULTS.md). `device` is where the parameters train: the loop builds the optimizer
+    before Accelerate moves the model there."""
+    fused = device is not None and torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(
         param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True if fused else None
     )

@@ -208,10 +208,27 @@ def test_channels_last_is_chosen_for_convolutions_on_cuda_only(tiny_bert_dir):
     assert not wants_channels_last(vit_like, "cuda")
 
 
-def test_adamw_is_fused_on_cuda_only():
+def test_adamw_is_fused_on_cuda_and_cpu_and_steps_like_the_loop_over_tensors():
     params = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
     assert build_adamw(params, TrainConfig(), torch.device("cuda")).defaults["fused"] is True
-    assert not build_adamw(params, TrainConfig(), torch.device("cpu")).defaults["fused"]
+    assert build_adamw(params, TrainConfig(), torch.device("cpu")).defaults["fused"] is True
+    assert not build_adamw(params, TrainConfig(), torch.device("mps")).defaults["fused"]
+    torch.manual_seed(0)
+    weights = [torch.randn(5, 3), torch.randn(3)]
+    grads = [[torch.randn_like(w) for w in weights] for _ in range(4)]
+    finals = []
+    for fused in (True, False):
+        trained = [torch.nn.Parameter(w.clone()) for w in weights]
+        groups = [{"params": trained[:1], "weight_decay": 0.01}, {"params": trained[1:], "weight_decay": 0.0}]
+        # "meta" stands for any device the fused kernel does not serve: the loop over tensors
+        optimizer = build_adamw(groups, TrainConfig(), torch.device("cpu" if fused else "meta"))
+        for step in grads:
+            for p, g in zip(trained, step, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+        finals.append(trained)
+    for a, b in zip(*finals, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
