@@ -61,13 +61,13 @@ def feature_cache_key(backbone: Backbone, split: Dataset, pooling: str) -> str:
 class FeatureDataset(torch.utils.data.Dataset):
     """Cached features and labels, served as {"features", "labels"} rows."""
 
+    reads_draw_random = False  # the training loop reads these rows a batch at a time, unseeded
+
     def __init__(self, features: torch.Tensor, labels: torch.Tensor):
         self.features, self.labels = features, labels
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    reads_draw_random = False  # the training loop reads these rows a batch at a time, unseeded
 
     def __getitem__(self, i):
         return {"features": self.features[i], "labels": self.labels[i]}

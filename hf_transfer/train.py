@@ -221,6 +221,12 @@ def reads_draw_random(dataset) -> bool:
     return True
 
 
+def read_rows(dataset, rows: list[int]) -> list:
+    """`dataset`'s rows at `rows`, in one batched read where it offers one (`datasets`, cached features)."""
+    getitems = getattr(dataset, "__getitems__", None)
+    return getitems(rows) if getitems else [dataset[row] for row in rows]
+
+
 class SeededRows(torch.utils.data.Dataset):
     """Training rows, each read under a random state seeded from (seed, epoch, row) and restored afterwards.
 
@@ -240,9 +246,7 @@ class SeededRows(torch.utils.data.Dataset):
     def __getitems__(self, keys: list[tuple[int, int]]) -> list:
         if self.seeded:
             return [self[key] for key in keys]
-        rows = [row for _, row in keys]
-        getitems = getattr(self.dataset, "__getitems__", None)
-        return getitems(rows) if getitems else [self.dataset[row] for row in rows]
+        return read_rows(self.dataset, [row for _, row in keys])
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, row = key
@@ -324,8 +328,7 @@ class _Indexed(torch.utils.data.Dataset):
         return i, self.dataset[i]
 
     def __getitems__(self, rows: list[int]) -> list:
-        getitems = getattr(self.dataset, "__getitems__", None)
-        return list(zip(rows, getitems(rows))) if getitems else [self[i] for i in rows]
+        return list(zip(rows, read_rows(self.dataset, rows)))
 
 
 def _collate_with_index(collate_fn: Callable | None) -> Callable:
