@@ -16,8 +16,8 @@ import time
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from hf_transfer.features import FeatureDataset
-from hf_transfer.train import EpochRows, EpochSampler, SeededRows
+from hf_transfer.backbones.features import FeatureDataset
+from hf_transfer.train.loop import EpochRows, EpochSampler, SeededRows
 
 
 def main():

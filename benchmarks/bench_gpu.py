@@ -9,7 +9,7 @@ random-init models of the real sizes (transformers' `BertConfig()` defaults, tim
 `resnet50` with `pretrained=False`: nothing is downloaded) on synthetic inputs of the real shapes (text: sequences of
 `--seq-len` tokens, no padding; images: 3x224x224, made on the device). Every row runs hf-transfer's own path: the
 package's backbone builds the classifier, its `finetune` / `lora` strategy freezes, wraps and groups parameters,
-and `hf_transfer.train.TrainingLoop` trains it (Accelerate, bf16 autocast, AdamW, clipping at 1.0, schedule). Only
+and `hf_transfer.train.loop.TrainingLoop` trains it (Accelerate, bf16 autocast, AdamW, clipping at 1.0, schedule). Only
 the data differs: the backbones below hand the loop synthetic tensors instead of tokenised text or decoded images.
 
 Timing: one epoch of `--warmup + --steps` optimizer steps; the clock starts after the warm-up steps and stops after
@@ -47,10 +47,10 @@ if str(ROOT) not in sys.path:
 
 from hf_transfer.backbones.timm_image import INPUT, TimmImageBackbone  # noqa: E402
 from hf_transfer.backbones.transformers_text import TransformersTextBackbone  # noqa: E402
+from hf_transfer.config.recipe import recipe_from_dict  # noqa: E402
 from hf_transfer.data.splits import LABEL, Splits  # noqa: E402
-from hf_transfer.recipe import recipe_from_dict  # noqa: E402
 from hf_transfer.strategies import build_strategy  # noqa: E402
-from hf_transfer.train import Callback, TrainingLoop, logits_of  # noqa: E402
+from hf_transfer.train.loop import Callback, TrainingLoop, logits_of  # noqa: E402
 
 # Peak dense (no sparsity) bf16 tensor-core FLOP/s from NVIDIA's datasheets, matched in order against
 # torch.cuda.get_device_name(): the more specific names first ("H100 PCIe" before "H100", "L40S" before "L4").
@@ -250,7 +250,7 @@ class StepTimer(Callback):
 
 
 def fresh_accelerator(precision: str):
-    from hf_transfer.accelerator import fresh_accelerator as fresh
+    from hf_transfer.core.accelerator import fresh_accelerator as fresh
 
     return fresh(mixed_precision=precision)
 

@@ -124,10 +124,10 @@ def bench_images(args) -> None:
     from accelerate import Accelerator
 
     from hf_transfer.backbones import build_backbone
+    from hf_transfer.config.recipe import load_recipe
     from hf_transfer.data.splits import load_splits
-    from hf_transfer.recipe import load_recipe
     from hf_transfer.strategies import build_strategy
-    from hf_transfer.train import TrainingLoop, resolve_num_workers
+    from hf_transfer.train.loop import TrainingLoop, resolve_num_workers
 
     print(f"# {machine()}")
     for workers in ("0", "auto"):

@@ -85,7 +85,7 @@ def seed_loop(recipe, epochs: int) -> dict:
 def hf_transfer_probe(name: str, overrides: list[str], epochs: int) -> dict:
     """hf-transfer's linear probe with a cold cache; the train split's extraction is timed where it happens."""
     import hf_transfer
-    import hf_transfer.features as features
+    import hf_transfer.backbones.features as features
 
     timings = {}
     original = features._run_extractor
@@ -116,7 +116,7 @@ def hf_transfer_probe(name: str, overrides: list[str], epochs: int) -> dict:
 
 def main():
     args = parse_args()
-    from hf_transfer.recipe import load_recipe
+    from hf_transfer.config.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     seed = seed_loop(recipe, args.seed_epochs)

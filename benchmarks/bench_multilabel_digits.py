@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import hf_transfer
+from hf_transfer.config.recipe import load_recipe
 from hf_transfer.data.splits import limit
-from hf_transfer.metrics_multilabel import multilabel_metrics
-from hf_transfer.recipe import load_recipe
+from hf_transfer.metrics.multilabel import multilabel_metrics
 
 KEYS = ("subset_accuracy", "f1_micro", "f1_macro", "map_macro", "hamming_loss")
 

@@ -57,7 +57,7 @@ def main() -> int:
     args = p.parse_args()
 
     import hf_transfer
-    from hf_transfer.cli import main as cli
+    from hf_transfer.apps.cli import main as cli
 
     tmp = Path(tempfile.mkdtemp(prefix="rank-agreement-"))
     candidates = {

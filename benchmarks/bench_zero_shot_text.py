@@ -46,9 +46,9 @@ def main() -> int:
     import torch
     from datasets import load_dataset
 
-    from hf_transfer.metrics import classification_metrics
-    from hf_transfer.recipe import DataConfig, ZeroShotConfig
-    from hf_transfer.zero_shot import ZeroShotClassifier, label_prompts
+    from hf_transfer.config.recipe import DataConfig, ZeroShotConfig
+    from hf_transfer.metrics.classification import classification_metrics
+    from hf_transfer.strategies.zero_shot import ZeroShotClassifier, label_prompts
 
     torch.set_num_threads(2)
     split = load_dataset("csv", data_files=args.test, split="train").rename_column("label", "labels")

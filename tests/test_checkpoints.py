@@ -12,7 +12,7 @@ from helpers import text_recipe
 from safetensors.torch import load_file
 
 import hf_transfer
-from hf_transfer.train import Callback
+from hf_transfer.train.loop import Callback
 
 
 class Crash(Exception):
@@ -127,8 +127,8 @@ def test_saving_checkpoints_deletes_nothing_that_is_not_the_loops(tmp_path, tiny
 def loop(tmp_path, tiny_bert_dir, keyword_csvs):
     from accelerate import Accelerator
 
-    from hf_transfer.recipe import load_recipe
-    from hf_transfer.train import TrainingLoop
+    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.train.loop import TrainingLoop
 
     recipe = load_recipe(str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune")))
     return TrainingLoop(recipe, Accelerator(cpu=True), tmp_path / "work", ["neg", "pos"])
@@ -162,7 +162,7 @@ def test_resume_takes_the_newest_whole_checkpoint_a_kill_left(loop, left, resume
 def test_a_best_weights_save_that_fails_part_way_keeps_the_previous_best(loop, monkeypatch):
     import torch
 
-    import hf_transfer.train as train
+    import hf_transfer.train.loop as train
 
     model = torch.nn.Linear(4, 2)
     loop.work_dir.mkdir(parents=True)

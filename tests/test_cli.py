@@ -14,12 +14,12 @@ import pytest
 import yaml
 from helpers import text_recipe
 
-from hf_transfer.cli import main
+from hf_transfer.apps.cli import main
 
 
 def hf_transfer_command() -> list[str]:
     script = Path(sys.executable).parent / "hf-transfer"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "hf_transfer.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hf_transfer.apps.cli"]
 
 
 def cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
@@ -55,7 +55,7 @@ def test_recipe_commands_answer_without_loading_torch(argv):
     # A fresh process, as a user's shell starts one: `--help`, `ls` and `validate` only read YAML.
     code = (
         "import sys\n"
-        "from hf_transfer.cli import main\n"
+        "from hf_transfer.apps.cli import main\n"
         "try:\n"
         f"    code = main({argv!r})\n"
         "except SystemExit as exit:\n"

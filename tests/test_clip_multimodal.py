@@ -24,10 +24,10 @@ from helpers import colour_pair_csvs
 from hub_server import running_local_hub
 
 import hf_transfer
-from hf_transfer.cli import main
-from hf_transfer.errors import RecipeError
-from hf_transfer.hub import push_run
-from hf_transfer.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
+from hf_transfer.core.errors import RecipeError
+from hf_transfer.hub.push import push_run
 
 PHRASES = ("{c}", "it is {c}", "a {c} one")
 POSITIONS = 32

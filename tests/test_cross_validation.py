@@ -8,9 +8,9 @@ import pytest
 from fixtures_models import read_csv_rows, write_csv_rows
 from helpers import text_recipe
 
-from hf_transfer import features
-from hf_transfer.cli import main
-from hf_transfer.cross_validation import CV_METRICS_FILE
+import hf_transfer.backbones.features as features
+from hf_transfer.apps.cli import main
+from hf_transfer.apps.cross_validation import CV_METRICS_FILE
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-from hf_transfer import hub as hub_module
-from hf_transfer import run_folder
-from hf_transfer.errors import HfTransferError, HubError
-from hf_transfer.run_folder import METADATA_FILE, check_can_write, publish
+import hf_transfer.hub.push as hub_module
+import hf_transfer.runs.folder as run_folder
+from hf_transfer.core.errors import HfTransferError, HubError
+from hf_transfer.runs.folder import METADATA_FILE, check_can_write, publish
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -127,7 +127,7 @@ KILLER = textwrap.dedent(
     """
     import os, shutil, signal, sys
     from pathlib import Path
-    from hf_transfer import run_folder
+    import hf_transfer.runs.folder as run_folder
 
     point, run_dir, staging = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 
@@ -226,7 +226,7 @@ def test_push_staging_failing_part_way_leaves_the_run_folder_and_no_staging(run_
     if failing == "copyfile":
         monkeypatch.setattr(hub_module.shutil, "copyfile", failing_at(shutil.copyfile))
     elif failing == "card":
-        import hf_transfer.model_card as model_card
+        import hf_transfer.runs.card as model_card
 
         monkeypatch.setattr(model_card, "build_model_card", failing_at(model_card.build_model_card))
     else:
@@ -246,7 +246,7 @@ def test_a_push_killed_while_staging_leaves_the_run_folder(run_copy):
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from hf_transfer import hub
+        import hf_transfer.hub.push as hub
         real = hub.write_yaml
         def die_midway(path, data):
             real(path, data)

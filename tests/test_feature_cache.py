@@ -25,9 +25,9 @@ from PIL import Image
 
 import hf_transfer
 from hf_transfer.backbones import build_backbone
+from hf_transfer.backbones.features import cache_root, feature_cache_key
+from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.data import images
-from hf_transfer.features import cache_root, feature_cache_key
-from hf_transfer.recipe import DataConfig, ModelConfig
 
 
 @pytest.fixture(autouse=True)
@@ -194,7 +194,7 @@ def test_warm_and_cold_cache_give_identical_results(tmp_path, tiny_bert_dir, key
 def test_a_cache_write_that_fails_part_way_leaves_no_file_a_later_run_reads(
     tmp_path, tiny_bert_dir, keyword_csvs, monkeypatch, caplog
 ):
-    import hf_transfer.features as features
+    import hf_transfer.backbones.features as features
 
     monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
     real_save = features.save_file

@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-from hf_transfer import hub as hub_module
-from hf_transfer.cli import main
-from hf_transfer.errors import HfTransferError, HubError, RecipeError
-from hf_transfer.recipe import Recipe, SourceConfig, TowerConfig, load_recipe, recipe_from_dict
-from hf_transfer.run_folder import METADATA_FILE, check_can_write
-from hf_transfer.strategies import STRATEGY_CONFIGS
+import hf_transfer.hub.push as hub_module
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import Recipe, SourceConfig, TowerConfig, load_recipe, recipe_from_dict
+from hf_transfer.config.strategies import STRATEGY_CONFIGS
+from hf_transfer.core.errors import HfTransferError, HubError, RecipeError
+from hf_transfer.runs.folder import METADATA_FILE, check_can_write
 
 
 def minimal(**sections) -> dict:
@@ -118,7 +118,7 @@ def _numeric_fields() -> list[tuple[type, dataclasses.Field]]:
 
 
 def test_every_numeric_field_of_every_schema_dataclass_has_a_range():
-    from hf_transfer.schema import numeric_range
+    from hf_transfer.config.schema import numeric_range
 
     fields = _numeric_fields()
     names = {f"{cls.__name__}.{f.name}" for cls, f in fields}
@@ -158,7 +158,7 @@ def test_every_numeric_field_of_every_schema_dataclass_has_a_range():
     ],
 )
 def test_settings_outside_their_range_name_the_field_and_the_range(override, field):
-    from hf_transfer.recipe import apply_overrides
+    from hf_transfer.config.recipe import apply_overrides
 
     with pytest.raises(RecipeError) as info:
         recipe_from_dict(apply_overrides(minimal(), override.split()))
@@ -283,7 +283,7 @@ def test_a_missing_local_checkpoint_is_reported_as_a_path_before_the_data(
 
 
 def test_a_hub_id_is_not_mistaken_for_a_missing_path():
-    from hf_transfer.checkpoint_paths import check_local_checkpoint
+    from hf_transfer.core.paths import check_local_checkpoint
 
     check_local_checkpoint("sentence-transformers/all-MiniLM-L6-v2")
     check_local_checkpoint("resnet18.a1_in1k")
@@ -297,8 +297,8 @@ def test_a_hub_id_is_not_mistaken_for_a_missing_path():
 )
 @settings(max_examples=50, deadline=None)
 def test_one_repo_id_check_for_push_download_and_the_card(namespace, name, prefix):
-    from hf_transfer.checkpoint_paths import is_repo_id
-    from hf_transfer.model_card import _is_hub_id
+    from hf_transfer.core.paths import is_repo_id
+    from hf_transfer.runs.card import _is_hub_id
 
     repo_id = f"{namespace}/{name}"
     if ".." in name or "--" in repo_id:

@@ -19,12 +19,12 @@ from hub_server import DEFAULT_TOKEN, local_hub, running_local_hub, use_local_hu
 from huggingface_hub import ModelCard
 
 import hf_transfer
-from hf_transfer import hub as hub_module
-from hf_transfer.cli import main
-from hf_transfer.errors import HubError, ModelError
-from hf_transfer.hub import NO_TOKEN, push_run
-from hf_transfer.recipe import load_recipe
-from hf_transfer.runner import TransferRun
+import hf_transfer.hub.push as hub_module
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import load_recipe
+from hf_transfer.core.errors import HubError, ModelError
+from hf_transfer.hub.publish import HubPublisher
+from hf_transfer.hub.push import NO_TOKEN, push_run
 
 BASE_ID = "tester/tiny-bert"
 EXAMPLE = "A small gem of a movie."
@@ -417,7 +417,7 @@ def test_a_failed_push_after_training_keeps_the_run_and_says_how_to_push_again(h
     recipe = load_recipe(str(recipe_path))
     hub.fail_next(100, 503, kinds=("commit",))
     with pytest.raises(HubError) as info:
-        TransferRun(recipe).push(lora_run)
+        HubPublisher().publish(lora_run, recipe)
     assert f"The run itself is saved in '{lora_run}'" in str(info.value)
     assert f"hf-transfer push {lora_run}`" in str(info.value)
     assert (lora_run / "hf_transfer.json").is_file()

@@ -12,12 +12,12 @@ import torch
 from fixtures_models import build_tiny_timm, build_tiny_vision_model
 
 import hf_transfer
-from hf_transfer.checkpoint_paths import is_repo_id
-from hf_transfer.cli import main
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.core.paths import is_repo_id
 from hf_transfer.data.images import load_sklearn_digits
 from hf_transfer.data.splits import limit
-from hf_transfer.metrics import classification_metrics
-from hf_transfer.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.metrics.classification import classification_metrics
 
 IMAGE_RECIPES = sorted(name for name in shipped_recipes() if name.startswith("images/"))
 REPO = Path(__file__).resolve().parents[1]

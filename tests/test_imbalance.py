@@ -17,11 +17,11 @@ from fixtures_models import read_csv_rows, write_csv_rows
 from helpers import text_recipe
 
 import hf_transfer
-from hf_transfer.errors import RecipeError
-from hf_transfer.features import FeatureDataset
-from hf_transfer.recipe import TrainConfig
+from hf_transfer.backbones.features import FeatureDataset
+from hf_transfer.config.recipe import TrainConfig
+from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.linear_probe import FeatureHead, smote_oversampled
-from hf_transfer.train import TrainingPlan, build_train_sampler
+from hf_transfer.train.loop import TrainingPlan, build_train_sampler
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_undersample_sampler_draws_every_minority_row_and_as_many_of_each_class(
 
 
 def test_undersample_is_a_valid_sampler_value_and_others_are_not():
-    from hf_transfer.recipe import recipe_from_dict
+    from hf_transfer.config.recipe import recipe_from_dict
 
     base = {"model": {"checkpoint": "x"}, "data": {"train_files": ["t.csv"]}, "strategy": "linear_probe"}
     assert recipe_from_dict(base | {"train": {"sampler": "undersample"}}).train.sampler == "undersample"

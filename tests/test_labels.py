@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-from hf_transfer.cli import main
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import DataConfig
+from hf_transfer.core.errors import DataError
 from hf_transfer.data.splits import coding_of_run, load_splits
-from hf_transfer.errors import DataError
-from hf_transfer.recipe import DataConfig
 
 TEXT_FIELDS = {"text": "data.text_column"}
 

@@ -14,9 +14,10 @@ import pytest
 from matplotlib.image import imread
 from sklearn import metrics as sk_metrics
 
-from hf_transfer import metrics
-from hf_transfer.errors import DataError, RecipeError
-from hf_transfer.metrics import (
+import hf_transfer.metrics.classification as metrics
+from hf_transfer.config.recipe import METRICS_OF_PROBLEM_TYPE
+from hf_transfer.core.errors import DataError, RecipeError
+from hf_transfer.metrics.classification import (
     METRIC_NAMES,
     bootstrap_metric_difference,
     classification_metrics,
@@ -26,7 +27,6 @@ from hf_transfer.metrics import (
     save_confusion_matrix_plot,
     save_training_curves_plot,
 )
-from hf_transfer.recipe import METRICS_OF_PROBLEM_TYPE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -327,7 +327,7 @@ def test_training_curves_plot_rejects_empty_history(tmp_path):
 def test_plots_do_not_import_pyplot(tmp_path):
     code = (
         "import sys\n"
-        "from hf_transfer.metrics import save_confusion_matrix_plot, save_training_curves_plot\n"
+        "from hf_transfer.metrics.classification import save_confusion_matrix_plot, save_training_curves_plot\n"
         f"save_confusion_matrix_plot([[1, 0], [0, 1]], ['a', 'b'], {str(tmp_path / 'cm.png')!r})\n"
         f"save_training_curves_plot([{{'epoch': 1, 'train_loss': 1.0}}], {str(tmp_path / 'c.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"

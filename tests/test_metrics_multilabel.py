@@ -13,10 +13,15 @@ from hypothesis import strategies as st
 from sklearn import metrics as sk_metrics
 from test_metrics import assert_single_valid_png
 
-from hf_transfer.errors import DataError, RecipeError
-from hf_transfer.folds import fold_indices
-from hf_transfer.metrics import METRIC_DIRECTIONS, bootstrap_difference, format_metrics_table, greater_is_better
-from hf_transfer.metrics_multilabel import (
+from hf_transfer.core.errors import DataError, RecipeError
+from hf_transfer.metrics.classification import (
+    METRIC_DIRECTIONS,
+    bootstrap_difference,
+    format_metrics_table,
+    greater_is_better,
+)
+from hf_transfer.metrics.folds import fold_indices
+from hf_transfer.metrics.multilabel import (
     SCALAR_METRICS,
     multilabel_metric_fn,
     multilabel_metrics,

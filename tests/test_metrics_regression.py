@@ -14,11 +14,11 @@ from scipy import stats
 from sklearn import metrics as sk_metrics
 from test_metrics import assert_single_valid_png
 
-from hf_transfer import metrics_regression
-from hf_transfer.errors import DataError, RecipeError
-from hf_transfer.folds import fold_indices
-from hf_transfer.metrics import bootstrap_difference, format_metrics_table, greater_is_better
-from hf_transfer.metrics_regression import (
+import hf_transfer.metrics.regression as metrics_regression
+from hf_transfer.core.errors import DataError, RecipeError
+from hf_transfer.metrics.classification import bootstrap_difference, format_metrics_table, greater_is_better
+from hf_transfer.metrics.folds import fold_indices
+from hf_transfer.metrics.regression import (
     TARGET_METRICS,
     regression_metric_fn,
     regression_metrics,

@@ -20,10 +20,10 @@ from datasets import Image as ImageFeature
 from helpers import colour_pair_csvs
 
 import hf_transfer
-from hf_transfer.cli import main
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
+from hf_transfer.core.errors import RecipeError
 from hf_transfer.data.images import DIGIT_WORDS, load_digits_and_words
-from hf_transfer.errors import RecipeError
-from hf_transfer.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
 
 REPO = Path(__file__).resolve().parents[1]
 PHRASES = ("{c}", "it is {c}", "the colour {c}", "a {c} one")

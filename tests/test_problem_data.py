@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from hf_transfer.config.recipe import PROBLEM_TYPES, DataConfig, recipe_from_dict
+from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.data.images import BUILTIN_DATASETS, DIGITS_CELL, DIGITS_GRID, paste_digits
 from hf_transfer.data.splits import load_splits
 from hf_transfer.data.targets import (
@@ -25,8 +27,6 @@ from hf_transfer.data.targets import (
     rows_without_labels,
     unscale_targets,
 )
-from hf_transfer.errors import DataError, RecipeError
-from hf_transfer.recipe import PROBLEM_TYPES, DataConfig, recipe_from_dict
 
 MULTI, REGRESSION = "multi_label_classification", "regression"
 TEXT_FIELDS = {"text": "data.text_column"}
@@ -489,9 +489,9 @@ def test_digits_multilabel_test_images_use_only_held_out_digits():
 def test_a_run_records_its_problem_type_beside_the_task(tmp_path, tiny_bert_dir, sentiment_csvs):
     from helpers import text_recipe
 
-    from hf_transfer.cli import main
-    from hf_transfer.recipe import load_recipe
-    from hf_transfer.run_folder import METADATA_FILE, RECIPE_FILE
+    from hf_transfer.apps.cli import main
+    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.runs.folder import METADATA_FILE, RECIPE_FILE
 
     recipe = text_recipe(
         tmp_path,
@@ -511,7 +511,7 @@ def test_a_run_records_its_problem_type_beside_the_task(tmp_path, tiny_bert_dir,
 
 
 def test_resuming_with_another_problem_type_is_refused(tmp_path):
-    from hf_transfer.run_folder import check_resume_recipe, save_work_recipe
+    from hf_transfer.runs.folder import check_resume_recipe, save_work_recipe
 
     multi = recipe(MULTI, label_separator="|")
     save_work_recipe(tmp_path, multi.to_dict())

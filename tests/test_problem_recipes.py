@@ -19,13 +19,13 @@ from hub_server import running_local_hub, use_local_hub
 from huggingface_hub import ModelCard
 
 import hf_transfer
-from hf_transfer.cli import main
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.core.errors import DataError
 from hf_transfer.data.images import load_sklearn_digits_multilabel, load_sklearn_digits_sum
 from hf_transfer.data.splits import limit
-from hf_transfer.errors import DataError
-from hf_transfer.hub import push_run
-from hf_transfer.metrics_multilabel import multilabel_metrics
-from hf_transfer.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.hub.push import push_run
+from hf_transfer.metrics.multilabel import multilabel_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BERT_HUB_ID = "google-bert/bert-base-uncased"

@@ -17,11 +17,11 @@ from fixtures_models import write_csv_rows
 from helpers import write_recipe
 
 import hf_transfer
-from hf_transfer import metrics_multilabel
-from hf_transfer.cli import main
-from hf_transfer.cross_validation import CV_METRICS_FILE, flat_metrics, summarize_folds
-from hf_transfer.errors import RecipeError
-from hf_transfer.recipe import load_recipe
+import hf_transfer.metrics.multilabel as metrics_multilabel
+from hf_transfer.apps.cli import main
+from hf_transfer.apps.cross_validation import CV_METRICS_FILE, flat_metrics, summarize_folds
+from hf_transfer.config.recipe import load_recipe
+from hf_transfer.core.errors import RecipeError
 
 MULTI = "multi_label_classification"
 REGRESSION = "regression"
@@ -302,7 +302,7 @@ def test_image_regression_source_feeds_a_multilabel_target(tmp_path, tiny_timm_d
 
 
 def test_forgetting_counts_a_grown_error_as_forgotten():
-    from hf_transfer.transfer import forgetting_report
+    from hf_transfer.runs.transfer import forgetting_report
 
     report = forgetting_report(REGRESSION, {"rmse": 1.0, "r2": 0.8}, {"rmse": 1.5, "r2": None})
     assert report["forgotten"] == {"rmse": 0.5, "r2": None}

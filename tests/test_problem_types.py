@@ -20,16 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-from hf_transfer.cli import main
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import load_recipe
+from hf_transfer.core.errors import RecipeError
 from hf_transfer.data.splits import Splits
-from hf_transfer.errors import RecipeError
-from hf_transfer.problem_types import (
+from hf_transfer.problems.base import (
     POS_WEIGHT_RANGE,
     build_problem_type,
     labels_tensor,
     pos_weight_of,
 )
-from hf_transfer.recipe import load_recipe
 
 MULTI = "multi_label_classification"
 REGRESSION = "regression"
@@ -159,7 +159,7 @@ def problem_recipe(tmp_path, modality, checkpoint, problem_type, strategy, name=
 
 def run_on(monkeypatch, recipe_path, splits: Splits):
     """Run a recipe on `splits` (standing in for what the data loader reads from the recipe's files)."""
-    monkeypatch.setattr("hf_transfer.runner.load_splits", lambda *args, **kwargs: splits)
+    monkeypatch.setattr("hf_transfer.runs.runner.load_splits", lambda *args, **kwargs: splits)
     return hf_transfer.run(str(recipe_path))
 
 
@@ -275,7 +275,7 @@ def test_class_weights_auto_weighs_the_rare_labels_positives_in_the_bce():
 
 
 def load_train(**train):
-    from hf_transfer.recipe import TrainConfig
+    from hf_transfer.config.recipe import TrainConfig
 
     return TrainConfig(**train)
 
@@ -360,7 +360,7 @@ def multi_label_run(tmp_path_factory, tiny_bert_dir, text_data, image_data):
 
 
 def test_thresholds_are_tuned_on_validation_saved_and_used(multi_label_run):
-    from hf_transfer.metrics_multilabel import tune_thresholds
+    from hf_transfer.metrics.multilabel import tune_thresholds
 
     run_dir, splits = multi_label_run
     saved = json.loads((run_dir / "thresholds.json").read_text())
@@ -448,7 +448,7 @@ def test_regression_is_unstandardised_in_metrics_and_at_predict(regression_run, 
 
 
 def test_target_scaling_folds_into_the_one_head_layer_only():
-    from hf_transfer.problem_types import fold_target_scaling
+    from hf_transfer.problems.base import fold_target_scaling
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -498,7 +498,7 @@ def test_timm_head_has_one_output_per_label(tmp_path, monkeypatch, tiny_timm_dir
 def test_baselines_report_the_gain_on_the_problem_types_metric(
     tmp_path, monkeypatch, tiny_bert_dir, text_data, image_data, problem_type, capsys
 ):
-    from hf_transfer.cli import transfer_lines
+    from hf_transfer.apps.cli import transfer_lines
 
     splits = problem_splits(problem_type, "text", text_data, image_data)
     recipe = problem_recipe(

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from hf_transfer.cli import main
-from hf_transfer.errors import DataError
-from hf_transfer.transferability import (
+from hf_transfer.apps.cli import main
+from hf_transfer.core.errors import DataError
+from hf_transfer.metrics.transferability import (
     KNN_SCORE_NAMES,
     LINEAR_SCORE_NAMES,
     knn_accuracy,
@@ -254,8 +254,9 @@ def test_rank_scores_image_checkpoints(tmp_path, monkeypatch, tiny_timm_dir, tin
 def test_rank_does_not_import_the_runner():
     # rank scores features; it needs the data helpers, not cross-validation or the training runner behind it.
     code = (
-        "import sys, hf_transfer.rank\n"
-        "loaded = [m for m in ('hf_transfer.cross_validation', 'hf_transfer.runner', 'hf_transfer.train') "
+        "import sys, hf_transfer.apps.rank\n"
+        "loaded = [m for m in ('hf_transfer.apps.cross_validation', 'hf_transfer.runs.runner', "
+        "'hf_transfer.train.loop') "
         "if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

@@ -14,17 +14,16 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_transfer.errors import RecipeError
-from hf_transfer.recipe import (
+from hf_transfer.config.recipe import (
     apply_overrides,
     load_recipe,
     recipe_from_dict,
     recipe_header,
     shipped_recipes,
 )
-from hf_transfer.strategies import STRATEGY_CONFIGS, strategy_classes
-from hf_transfer.strategies.linear_probe_config import LinearProbeConfig
-from hf_transfer.strategies.peft_config import LoraStrategyConfig
+from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
+from hf_transfer.core.errors import RecipeError
+from hf_transfer.strategies import STRATEGY_CLASSES
 
 HEAVY_MODULES = ("torch", "transformers", "peft", "timm", "accelerate", "datasets", "sklearn", "matplotlib")
 
@@ -143,19 +142,13 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 @pytest.mark.parametrize(
     "module",
-    [
-        "hf_transfer.recipe",
-        "hf_transfer.strategies",
-        "hf_transfer.strategies.finetune_config",
-        "hf_transfer.strategies.linear_probe_config",
-        "hf_transfer.strategies.peft_config",
-    ],
+    ["hf_transfer.config.recipe", "hf_transfer.config.strategies"],
 )
 def test_the_schema_and_strategy_configs_import_nothing_heavy(module):
     # In a fresh process: this one has long since imported torch through other tests.
     code = (
         f"import sys, {module}\n"
-        f"from hf_transfer.recipe import load_recipe\n"
+        f"from hf_transfer.config.recipe import load_recipe\n"
         f"for name in {sorted(SHIPPED)!r}: load_recipe(name)\n"
         f"loaded = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
         f"assert not loaded, loaded"
@@ -165,7 +158,7 @@ def test_the_schema_and_strategy_configs_import_nothing_heavy(module):
 
 
 def test_every_strategy_config_has_its_strategy_and_back():
-    classes = strategy_classes()
+    classes = STRATEGY_CLASSES
     assert sorted(classes) == STRATEGY_CONFIGS.names()
     for name, cls in classes.items():
         assert cls.name == name and cls.config_class is STRATEGY_CONFIGS.get(name)
@@ -175,8 +168,7 @@ def test_every_strategy_config_has_its_strategy_and_back():
 
 
 def test_schema_names_are_the_ones_the_loop_builds():
-    from hf_transfer.metrics import classification_metrics
-    from hf_transfer.recipe import (
+    from hf_transfer.config.recipe import (
         METRIC_NAMES,
         METRICS_OF_PROBLEM_TYPE,
         OPTIMIZER_NAMES,
@@ -184,7 +176,8 @@ def test_schema_names_are_the_ones_the_loop_builds():
         EvalConfig,
         TrainConfig,
     )
-    from hf_transfer.train import OPTIMIZERS, SCHEDULERS
+    from hf_transfer.metrics.classification import classification_metrics
+    from hf_transfer.train.loop import OPTIMIZERS, SCHEDULERS
 
     hints = typing.get_type_hints(TrainConfig)
     assert typing.get_args(hints["optimizer"]) == OPTIMIZER_NAMES
@@ -250,7 +243,7 @@ def capture_warnings():
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
-    schema_logger = logging.getLogger("hf_transfer.schema")
+    schema_logger = logging.getLogger("hf_transfer.config.schema")
     schema_logger.addHandler(handler)
     try:
         yield records
@@ -259,7 +252,7 @@ def capture_warnings():
 
 
 def test_resume_accepts_a_work_folder_recipe_recorded_with_the_old_names_and_still_sees_changes(tmp_path):
-    from hf_transfer.run_folder import RECIPE_FILE, check_resume_recipe
+    from hf_transfer.runs.folder import RECIPE_FILE, check_resume_recipe
 
     current = recipe_from_dict(minimal(data={"train_files": ["a.csv"], "test_files": ["b.csv"]})).to_dict()
     saved = copy.deepcopy(current)

@@ -18,14 +18,14 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForSequenceClassification
 
 import hf_transfer
-from hf_transfer.accelerator import wants_channels_last
+from hf_transfer.apps.predict import merged_for_inference
 from hf_transfer.backbones import build_backbone
+from hf_transfer.backbones.features import FeatureDataset
+from hf_transfer.config.recipe import TrainConfig, load_recipe
+from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.data.splits import load_splits
-from hf_transfer.features import FeatureDataset
-from hf_transfer.predict import merged_for_inference
-from hf_transfer.recipe import TrainConfig, load_recipe
 from hf_transfer.strategies import build_strategy
-from hf_transfer.train import (
+from hf_transfer.train.loop import (
     SeededRows,
     TrainingLoop,
     TrainingPlan,
@@ -168,10 +168,10 @@ def test_reading_rows_leaves_the_main_process_random_state_alone(tmp_path, tiny_
 
 
 def test_num_workers_auto_uses_half_the_cores_for_images_and_none_for_text(monkeypatch):
-    monkeypatch.setattr("hf_transfer.train.available_cores", lambda: 6)
+    monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 6)
     assert resolve_num_workers("auto", "image", [0, 1]) == 3
     assert resolve_num_workers("auto", "text", [0, 1]) == 0
-    monkeypatch.setattr("hf_transfer.train.available_cores", lambda: 64)
+    monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 64)
     assert resolve_num_workers("auto", "image", [0, 1]) == 8
     assert resolve_num_workers(5, "text", [0, 1]) == 5  # a number is taken as given
     on_gpu = torch.zeros(1, device="meta")  # stands for a CUDA tensor: rows already on a device, nothing to load
@@ -179,7 +179,7 @@ def test_num_workers_auto_uses_half_the_cores_for_images_and_none_for_text(monke
 
 
 def test_num_workers_auto_is_zero_where_workers_cannot_get_the_data(monkeypatch):
-    monkeypatch.setattr("hf_transfer.train.available_cores", lambda: 8)
+    monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 8)
     monkeypatch.setattr("multiprocessing.get_start_method", lambda allow_none=False: "spawn")
     unpicklable = [lambda: None]  # a transform defined inside a function: spawned workers cannot receive it
     assert resolve_num_workers("auto", "image", unpicklable) == 0
@@ -232,7 +232,7 @@ def test_adamw_is_fused_on_cuda_and_cpu_and_steps_like_the_loop_over_tensors():
 
 
 def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
-    from hf_transfer.recipe import ModelConfig
+    from hf_transfer.config.recipe import ModelConfig
 
     text = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), None, "text").build_classifier(["a", "b"])
     assert text.config._attn_implementation == "sdpa"

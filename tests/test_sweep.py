@@ -12,11 +12,10 @@ from helpers import text_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_transfer import features, train
-from hf_transfer.cli import main
-from hf_transfer.data import splits as splits_module
-from hf_transfer.recipe import load_recipe, recipe_from_dict
-from hf_transfer.sweep import (
+import hf_transfer.backbones.features as features
+import hf_transfer.train.loop as train
+from hf_transfer.apps.cli import main
+from hf_transfer.apps.sweep import (
     BEST_RECIPE_FILE,
     LORA_RANKS,
     SWEEP_FILE,
@@ -26,6 +25,8 @@ from hf_transfer.sweep import (
     epoch_range,
     search_space_for,
 )
+from hf_transfer.config.recipe import load_recipe, recipe_from_dict
+from hf_transfer.data import splits as splits_module
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_every_proposal_stays_around_the_recipe_and_makes_a_valid_recipe(lr, epo
 def test_a_diverged_trial_is_recorded_as_failed_and_the_search_goes_on(
     tmp_path, tiny_bert_dir, keyword_csvs, spies, monkeypatch
 ):
-    from hf_transfer.errors import TrainingDivergedError
+    from hf_transfer.core.errors import TrainingDivergedError
 
     run, calls = train.TrainingLoop.run, []
 

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-from hf_transfer.cli import main
-from hf_transfer.recipe import Tracker
-from hf_transfer.train import LoopState, tracker_config
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import Tracker
+from hf_transfer.train.loop import LoopState, tracker_config
 
 TRACKERS = typing.get_args(Tracker)
 

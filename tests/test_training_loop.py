@@ -14,10 +14,10 @@ from crashes import Crash, CrashAtStep
 from helpers import text_recipe
 
 import hf_transfer
-from hf_transfer.accelerator import resolve_mixed_precision
-from hf_transfer.cli import main
-from hf_transfer.errors import TrainingDivergedError
-from hf_transfer.train import Callback
+from hf_transfer.apps.cli import main
+from hf_transfer.core.accelerator import resolve_mixed_precision
+from hf_transfer.core.errors import TrainingDivergedError
+from hf_transfer.train.loop import Callback
 
 
 def _metrics(run_dir):
@@ -170,7 +170,7 @@ def test_same_code_runs_under_accelerate_launch_with_two_processes(tmp_path, tin
             "--dynamo_backend",
             "no",
             "-m",
-            "hf_transfer.cli",
+            "hf_transfer.apps.cli",
             "run",
             str(recipe),
         ],

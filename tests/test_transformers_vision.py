@@ -19,12 +19,13 @@ from hub_server import running_local_hub, use_local_hub
 from PIL import Image
 
 import hf_transfer
+from hf_transfer.apps.cli import main
 from hf_transfer.backbones import BACKBONES, build_backbone
-from hf_transfer.cli import main
-from hf_transfer.errors import ModelError, RecipeError
-from hf_transfer.hub import push_run
-from hf_transfer.recipe import DataConfig, ModelConfig
-from hf_transfer.strategies import LinearProbeConfig, build_strategy
+from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.strategies import LinearProbeConfig
+from hf_transfer.core.errors import ModelError, RecipeError
+from hf_transfer.hub.push import push_run
+from hf_transfer.strategies import build_strategy
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220)}
 HIDDEN = 32  # the tiny models' width (ConvNeXt's and ResNet's last stage too)
@@ -385,7 +386,7 @@ def test_default_adapter_targets_per_family(vision_dir):
 def test_the_feature_cache_key_follows_the_processor_and_pooling(vision_dir, squares):
     from datasets import Dataset
 
-    from hf_transfer.features import feature_cache_key
+    from hf_transfer.backbones.features import feature_cache_key
 
     rows = Dataset.from_dict({"image": squares["test_images"][:2], "labels": [0, 1]})
 

@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hf_transfer
-from hf_transfer.cli import main
-from hf_transfer.errors import HfTransferError, RecipeError
-from hf_transfer.recipe import DataConfig, ZeroShotConfig, recipe_from_dict
-from hf_transfer.zero_shot import ZeroShotClassifier, label_prompts
+from hf_transfer.apps.cli import main
+from hf_transfer.config.recipe import DataConfig, ZeroShotConfig, recipe_from_dict
+from hf_transfer.core.errors import HfTransferError, RecipeError
+from hf_transfer.strategies.zero_shot import ZeroShotClassifier, label_prompts
 
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 180, 40), "bird": (40, 60, 210)}
 TWO_TEMPLATES = ["a photo of a {label}.", "a blurry picture of the {label}"]
@@ -519,7 +519,7 @@ def test_rank_scores_zero_shot_candidates(tmp_path, monkeypatch, tiny_timm_dir, 
 
 
 def test_rank_merges_a_text_checkpoint_given_to_both_flags(tmp_path, monkeypatch, keyword_encoder_dir, keyword_csvs):
-    from hf_transfer.rank import rank_checkpoints, rank_inputs
+    from hf_transfer.apps.rank import rank_checkpoints, rank_inputs
 
     monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
     recipe = text_recipe(

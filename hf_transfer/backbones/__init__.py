@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from importlib import metadata
-from pathlib import Path
 
 from hf_transfer.backbones.base import Backbone
-from hf_transfer.checkpoint_paths import is_repo_id
-from hf_transfer.errors import RecipeError
-from hf_transfer.recipe import DataConfig, ModelConfig
-from hf_transfer.registry import Registry
+from hf_transfer.backbones.checkpoint_config import checkpoint_config
+from hf_transfer.backbones.multimodal import MultimodalBackbone
+from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.core.errors import RecipeError
+from hf_transfer.core.registry import Registry
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone library")
 
@@ -64,34 +63,10 @@ def backbone_key(library: str, modality: str, model_cfg: ModelConfig | None = No
     return f"{library}:{modality}"
 
 
-def _checkpoint_config(model_cfg: ModelConfig) -> dict | None:
-    """The checkpoint's config.json (a folder's, or a Hub id's, downloaded or cached), or None where it has none."""
-    checkpoint = model_cfg.checkpoint
-    if checkpoint.startswith(("local-dir:", "hf-hub:", "timm/")):
-        return None  # timm's own spellings
-    folder = Path(checkpoint).expanduser()
-    if folder.is_dir():
-        path = folder / "config.json"
-    elif is_repo_id(checkpoint, namespaced=True):
-        from huggingface_hub import hf_hub_download
-
-        try:
-            path = Path(hf_hub_download(checkpoint, "config.json", revision=model_cfg.revision))
-        except Exception:  # not on the Hub, not cached offline, no config.json: timm's loader says what is wrong
-            return None
-    else:
-        return None  # a timm model name
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 def is_transformers_vision_checkpoint(model_cfg: ModelConfig) -> bool:
     """Whether `library: auto` hands an image checkpoint to transformers: its config.json names a vision
     `model_type` (timm's config.json names an `architecture` instead)."""
-    config = _checkpoint_config(model_cfg)
+    config = checkpoint_config(model_cfg)
     if not config or "architecture" in config:
         return False
     from hf_transfer.backbones.transformers_image import vision_model_types
@@ -110,9 +85,13 @@ def build_backbone(
     """The backbone for `model_cfg`, whole: `preprocessing_source` (a run folder) and `new_head` (a source stage's
     classifier as the start) are fixed here, not set on it later, so nothing depends on the order of calls."""
     if modality == "multimodal":
-        from hf_transfer.backbones.multimodal import MultimodalBackbone
-
-        return MultimodalBackbone(model_cfg, data_cfg, preprocessing_source=preprocessing_source, new_head=new_head)
+        return MultimodalBackbone(
+            model_cfg,
+            data_cfg,
+            preprocessing_source=preprocessing_source,
+            new_head=new_head,
+            build_tower=build_backbone,
+        )
     key = backbone_key(model_cfg.library, modality, model_cfg)
     if key not in BACKBONES:
         library, _ = key.split(":")

@@ -11,8 +11,8 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from torch import nn
 
-from hf_transfer.errors import HfTransferError
-from hf_transfer.recipe import DataConfig, ModelConfig
+from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.core.errors import HfTransferError
 
 
 def label_config_kwargs(label_names: list[str], problem_type: str) -> dict:

@@ -34,10 +34,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hf_transfer.backbones.base import Backbone
+from hf_transfer.backbones.checkpoint_config import checkpoint_config
+from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.core.errors import ModelError, RecipeError
+from hf_transfer.core.paths import absolute_checkpoint
 from hf_transfer.data.splits import LABEL
-from hf_transfer.errors import ModelError, RecipeError
-from hf_transfer.problem_types import labels_tensor
-from hf_transfer.recipe import DataConfig, ModelConfig
+from hf_transfer.problems.base import labels_tensor
 
 TOWERS = ("image", "text")
 WEIGHTS_FILE = "model.safetensors"
@@ -206,10 +208,11 @@ class MultimodalBackbone(Backbone):
         *,
         preprocessing_source: str | None = None,
         new_head: bool = False,
+        build_tower: Callable[..., Backbone],
     ):
         super().__init__(model_cfg, data_cfg, preprocessing_source=preprocessing_source, new_head=new_head)
-        from hf_transfer.backbones import build_backbone
-
+        # The factory hands itself in: a tower is any backbone it builds, and it builds this one.
+        self._build_tower = build_tower
         if model_cfg.image is None or model_cfg.text is None:
             raise RecipeError("model.image and model.text are both needed for task multimodal-classification.")
         if model_cfg.checkpoint:
@@ -217,7 +220,7 @@ class MultimodalBackbone(Backbone):
         self.towers: dict[str, Backbone] = {}
         for name in TOWERS:
             source = str(Path(preprocessing_source) / name) if preprocessing_source else None
-            tower = build_backbone(getattr(model_cfg, name), self.data_cfg, name, preprocessing_source=source)
+            tower = build_tower(getattr(model_cfg, name), self.data_cfg, name, preprocessing_source=source)
             if tower.modality != name:
                 raise RecipeError(f"model.{name} must be a {name} backbone, not a {tower.modality} one.")
             self.towers[name] = tower
@@ -226,9 +229,7 @@ class MultimodalBackbone(Backbone):
     @staticmethod
     def _check_dual_encoder(model_cfg: ModelConfig) -> None:
         """A lone model.checkpoint must hold both towers: a text or vision model alone fails in one line."""
-        from hf_transfer.backbones import _checkpoint_config
-
-        config = _checkpoint_config(model_cfg)
+        config = checkpoint_config(model_cfg)
         if config is not None and config.get("model_type") not in DUAL_ENCODERS:
             raise RecipeError(
                 f"model.checkpoint '{model_cfg.checkpoint}' is a {config.get('model_type', 'non-transformers')} "
@@ -279,8 +280,6 @@ class MultimodalBackbone(Backbone):
         return {name: self.towers[name].preprocessing_signature() for name in TOWERS}
 
     def describe(self) -> dict:
-        from hf_transfer.runner import absolute_checkpoint
-
         towers = {}
         for name in TOWERS:
             towers[name] = self.towers[name].describe()
@@ -319,13 +318,11 @@ class MultimodalBackbone(Backbone):
     def _skeletons(self) -> dict[str, nn.Module]:
         """Each tower's own classifier with random weights: what its layer groups and adapter targets are read from
         (they are defined on the tower's classifier, whose modules the extractor shares under other prefixes)."""
-        from hf_transfer.backbones import build_backbone
-
         out = {}
         for name in TOWERS:
             tower = self.towers[name]
             cfg = replace(tower.model_cfg, pretrained=False)
-            skeleton = build_backbone(cfg, self.data_cfg, name, preprocessing_source=tower.preprocessing_source)
+            skeleton = self._build_tower(cfg, self.data_cfg, name, preprocessing_source=tower.preprocessing_source)
             out[name] = skeleton.build_classifier(["a", "b"])
         return out
 

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hf_transfer.backbones.base import Backbone
+from hf_transfer.core.errors import DataError, ModelError, RecipeError
 from hf_transfer.data.images import (
     UnreadableImage,
     check_image_splits,
@@ -40,8 +41,7 @@ from hf_transfer.data.images import (
     load_image,
 )
 from hf_transfer.data.splits import LABEL
-from hf_transfer.errors import DataError, ModelError, RecipeError
-from hf_transfer.problem_types import labels_tensor
+from hf_transfer.problems.base import labels_tensor
 
 logger = logging.getLogger(__name__)
 

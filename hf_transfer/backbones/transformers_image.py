@@ -31,7 +31,7 @@ from hf_transfer.backbones.timm_image import (
     _frozen_norms_keep_their_statistics,
     short_module_names,
 )
-from hf_transfer.errors import ModelError, RecipeError
+from hf_transfer.core.errors import ModelError, RecipeError
 
 logger = logging.getLogger(__name__)
 

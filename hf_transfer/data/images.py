@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.compute as pc
@@ -27,9 +28,11 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from hf_transfer.errors import DataError
-from hf_transfer.recipe import DataConfig
-from hf_transfer.registry import Registry
+from hf_transfer.core.errors import DataError
+from hf_transfer.core.registry import Registry
+
+if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
+    from hf_transfer.config.recipe import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from hf_transfer.errors import DataError
-from hf_transfer.recipe import DataConfig
+from hf_transfer.core.errors import DataError
+
+if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
+    from hf_transfer.config.recipe import DataConfig
 
 logger = logging.getLogger(__name__)
 

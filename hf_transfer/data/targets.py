@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from hf_transfer.core.errors import DataError
 from hf_transfer.data.splits import (
     LABEL,
     MISSING,
@@ -28,8 +30,9 @@ from hf_transfer.data.splits import (
     label_value,
     names_of_values,
 )
-from hf_transfer.errors import DataError
-from hf_transfer.recipe import DataConfig
+
+if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
+    from hf_transfer.config.recipe import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from datasets import Dataset, DatasetDict
 
-from hf_transfer.errors import DataError
+from hf_transfer.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

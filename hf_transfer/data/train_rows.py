@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from datasets import Dataset
 
+from hf_transfer.core.errors import DataError
 from hf_transfer.data.splits import load_splits
-from hf_transfer.errors import DataError
-from hf_transfer.recipe import DataConfig
 
 if TYPE_CHECKING:
     from hf_transfer.backbones import Backbone
+    from hf_transfer.config.recipe import DataConfig
 
 
 def load_train_split(

@@ -1,6 +1,6 @@
 """What every transfer strategy provides: which parameters train, how the model is wrapped, what is saved.
 
-A strategy never brings its own loop: it returns a `TrainingPlan` for `hf_transfer.train.TrainingLoop`.
+A strategy never brings its own loop: it returns a `TrainingPlan` for `hf_transfer.train.loop.TrainingLoop`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ if TYPE_CHECKING:  # annotations only: `rank` counts parameters without importin
     from accelerate import Accelerator
 
     from hf_transfer.backbones import Backbone
+    from hf_transfer.config.recipe import Recipe
     from hf_transfer.data.splits import Splits
-    from hf_transfer.recipe import Recipe
-    from hf_transfer.train import TrainingPlan
+    from hf_transfer.train.loop import TrainingPlan
 
 
 class Strategy(ABC):

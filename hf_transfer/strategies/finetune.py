@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_transfer.errors import RecipeError
+from hf_transfer.config.strategies import FinetuneConfig
+from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.base import Strategy
-from hf_transfer.strategies.finetune_config import FinetuneConfig
-from hf_transfer.train import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
 
 
 def prepared_splits(backbone, splits) -> tuple[dict, dict]:

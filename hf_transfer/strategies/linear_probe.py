@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hf_transfer.errors import RecipeError
-from hf_transfer.features import FeatureDataset, extract_features
+from hf_transfer.backbones.features import FeatureDataset, extract_features
+from hf_transfer.config.strategies import LinearProbeConfig
+from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.base import Strategy
-from hf_transfer.strategies.linear_probe_config import LinearProbeConfig
-from hf_transfer.train import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 
-from hf_transfer.errors import RecipeError
+from hf_transfer.config.strategies import IA3StrategyConfig, LoraStrategyConfig
+from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.strategies.finetune import plan_for_model
-from hf_transfer.strategies.peft_config import IA3StrategyConfig, LoraStrategyConfig
-from hf_transfer.train import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
 
 
 @contextmanager

@@ -1,0 +1,402 @@
+"""The run folder's README.md, rendered from a template in `model_cards/` through `huggingface_hub.ModelCard`."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hf_transfer.config.recipe import METRIC_NAMES, Recipe
+from hf_transfer.core.paths import is_repo_id
+
+DEFAULT_TEMPLATE = "hf_transfer.md"
+DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
+
+STRATEGY_TEXT = {
+    "linear_probe": "the backbone stayed frozen; its pooled features were extracted once and a new head was "
+    "trained on them.",
+    "finetune": "the pretrained network was fine-tuned with a new classification head.",
+    "lora": "LoRA adapters (PEFT) were trained on the frozen backbone together with a new classification head.",
+    "ia3": "IA3 adapters (PEFT) were trained on the frozen backbone together with a new classification head.",
+}
+HUB_METRIC = {
+    "accuracy": "accuracy",
+    "f1_macro": "f1",
+    "precision_macro": "precision",
+    "recall_macro": "recall",
+    "roc_auc": "roc_auc",
+    "balanced_accuracy": "accuracy",
+    # multi-label and regression, by the names of the Hub's metrics
+    "f1_micro": "f1",
+    "f1_samples": "f1",
+    "subset_accuracy": "accuracy",
+    "hamming_loss": "hamming_loss",
+    "map_macro": "map",
+    "roc_auc_macro": "roc_auc",
+    "mse": "mse",
+    "rmse": "rmse",
+    "mae": "mae",
+    "r2": "r_squared",
+    "pearson": "pearsonr",
+    "spearman": "spearmanr",
+}
+# The metrics of the card's model-index, per problem type.
+CARD_METRICS = {
+    "single_label_classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"),
+    "multi_label_classification": ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro"),
+    "regression": ("rmse", "mae", "r2", "pearson", "spearman"),
+}
+# The plots each problem type's run folder holds, shown on the card.
+CARD_PLOTS = {
+    "single_label_classification": [("Confusion matrix", "confusion_matrix.png")],
+    "multi_label_classification": [("Per-label F1 and support", "per_label.png")],
+    "regression": [("Predicted against true values", "predictions.png"), ("Residuals", "residuals.png")],
+}
+# What each file of a run folder (and of a pushed repo) is for, in the card's "Files" section.
+FILE_ROLES = {
+    "adapter_model.safetensors": "the adapter weights and the trained classification head (PEFT)",
+    "adapter_config.json": "the PEFT config, naming the base model by its Hub id",
+    "model.safetensors": "the trained weights",
+    "config.json": "the model config (with the label names)",
+    "head.safetensors": "the trained head that reads the frozen base model's features",
+    "labels.json": "`id2label` and `label2id`",
+    "thresholds.json": "each label's decision threshold on its sigmoid score, tuned on the validation split",
+    "hf_transfer.json": "what hf-transfer needs to load the model: base model id, strategy, labels, versions",
+    "recipe.yaml": "the resolved recipe, every default filled in",
+    "metrics.json": "every metric, per class and per epoch",
+    "tokenizer.json": "the tokenizer",
+    "tokenizer_config.json": "the tokenizer's settings",
+    "special_tokens_map.json": "the tokenizer's special tokens",
+    "vocab.txt": "the tokenizer's vocabulary",
+    "preprocessor_config.json": "the image preprocessing",
+}
+
+
+def template_path(name: str = DEFAULT_TEMPLATE) -> Path:
+    try:
+        packaged = importlib.resources.files("hf_transfer") / "model_cards" / name
+        if packaged.is_file():
+            return Path(str(packaged))
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    return Path(__file__).resolve().parents[2] / "model_cards" / name
+
+
+def hub_dataset_id(recipe: Recipe) -> str | None:
+    """The dataset's Hub id, or None for local files and builders (a local path in `datasets:` fails a push)."""
+    dataset = recipe.data.dataset
+    if not dataset or dataset in DATASET_BUILDERS or ":" in dataset or Path(dataset).exists():  # sklearn:digits
+        return None
+    return dataset if _is_hub_id(dataset) else None
+
+
+def _is_hub_id(text: str) -> bool:
+    """Whether `text` is spelled like a Hub repo id (a relative path such as `data/train.csv` is not)."""
+    return is_repo_id(text) and Path(text).suffix.lower() not in (".csv", ".json", ".jsonl", ".parquet")
+
+
+def _dataset_text(recipe: Recipe, metrics: dict) -> str:
+    sizes = metrics.get("data", {})
+    if recipe.data.dataset:
+        source = f"`{recipe.data.dataset}`"
+    else:
+        data = recipe.data
+        names = [Path(f).name for f in data.train_files + data.validation_files + data.test_files]
+        source = "local files (" + ", ".join(f"`{name}`" for name in names) + ")" if names else "local files"
+    if recipe.data.config:
+        source += f" (config `{recipe.data.config}`)"
+    counts = ", ".join(f"{n:,} {name}" for name, n in sizes.items())
+    carved = " (validation carved from train, stratified)" if metrics.get("validation_carved_from_train") else ""
+    return f"{source}: {counts}{carved}"
+
+
+def _decision(problem_type: str, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
+    """The snippet's last line(s): from the expression `logits` (one row) to what `predict` returns: the label,
+    the labels at or above their tuned thresholds, or each target's value."""
+    if problem_type == "multi_label_classification":
+        return (
+            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
+            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
+            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
+        )
+    if problem_type == "regression":
+        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
+    return f"{indent}print(labels[{logits}.argmax(-1).item()])"
+
+
+def _snippet(
+    metadata: dict, location: str, revision: str | None = None, thresholds: list[float] | None = None
+) -> tuple[str, str] | None:
+    """(library, code) that loads the model without hf-transfer, where its library can. The code prints what
+    `predict` gives: one label, the labels above their thresholds, or the values (a test runs it against the pushed
+    repo)."""
+    problem_type = metadata.get("problem_type") or "single_label_classification"
+    strategy = metadata["strategy"]
+    backbone = metadata["backbone"]
+    base = backbone.get("hub_id") or backbone.get("checkpoint")
+    names = metadata["label_names"]
+    at = f', revision="{revision}"' if revision else ""
+    if backbone.get("text_tower"):  # a CLIP / SigLIP text tower under hf-transfer's head: no transformers class
+        return None
+    if backbone["library"] == "transformers" and backbone.get("modality") == "image":
+        return _transformers_image_snippet(strategy, base, names, location, at)
+    if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):
+        code = (
+            "from peft import PeftModel\n"
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            f"labels = {json.dumps(names)}\n"
+            "base = AutoModelForSequenceClassification.from_pretrained(\n"
+            f'    "{base}", num_labels=len(labels),\n'
+            "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
+            ")\n"
+            f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{location}"{at})\n'
+            'inputs = tokenizer(["A small gem of a movie."], return_tensors="pt", padding=True)\n'
+            + _decision(problem_type, "model(**inputs).logits.detach()", thresholds)
+        )
+        return "PEFT and transformers", code
+    if (
+        backbone["library"] == "transformers"
+        and strategy == "finetune"
+        and problem_type != "single_label_classification"
+    ):
+        # the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a regression value
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("text-classification", model="{location}"{at}, top_k=None)\n'
+            'scores = {r["label"]: r["score"] for r in classifier(["A small gem of a movie."])[0]}\n'
+        )
+        if problem_type == "regression":
+            code += "print(scores)"
+        else:
+            cuts = dict(zip(names, thresholds or []))
+            code += (
+                f"thresholds = {json.dumps({n: round(t, 6) for n, t in cuts.items()})}  # tuned on validation\n"
+                "print([n for n in thresholds if scores[n] >= thresholds[n]])"
+            )
+        return "transformers", code
+    if backbone["library"] == "transformers" and strategy == "finetune":
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("text-classification", model="{location}"{at})\n'
+            'print(classifier("A small gem of a movie.")[0]["label"])'
+        )
+        return "transformers", code
+    if backbone["library"] == "timm" and strategy == "finetune":
+        code = (
+            "import timm\nimport torch\nfrom PIL import Image\n\n"
+            f"labels = {json.dumps(names)}\n"
+            f'model = timm.create_model("{_timm_source(location)}", pretrained=True)'
+            ".eval()\n"
+            "config = timm.data.resolve_model_data_config(model)\n"
+            "transform = timm.data.create_transform(**config, is_training=False)\n"
+            'image = Image.open("image.jpg").convert("RGB")\n'
+            "with torch.no_grad():\n"
+            + _decision(problem_type, "model(transform(image).unsqueeze(0))", thresholds, indent="    ")
+        )
+        return "timm", code
+    return None
+
+
+def _timm_source(location: str) -> str:
+    """What `timm.create_model` loads `location` by: a run folder on disk (a path is no Hub repo id), a Hub repo."""
+    path = Path(location)
+    if path.is_absolute() or location.startswith(".") or location.count("/") > 1 or path.is_dir():
+        return f"local-dir:{location}"
+    return f"hf-hub:{location}" if "/" in location else location
+
+
+def _transformers_image_snippet(strategy: str, base: str, names: list[str], location: str, at: str):
+    """A fine-tuned transformers image model is a plain repo for `pipeline`; an adapter loads on its base model with
+    the image processor the run saved."""
+    if strategy == "finetune":
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("image-classification", model="{location}"{at})\n'
+            'print(classifier("image.jpg")[0]["label"])'
+        )
+        return "transformers", code
+    if strategy in ("lora", "ia3"):
+        code = (
+            "import torch\n"
+            "from peft import PeftModel\n"
+            "from PIL import Image\n"
+            "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+            f"labels = {json.dumps(names)}\n"
+            "base = AutoModelForImageClassification.from_pretrained(\n"
+            f'    "{base}", num_labels=len(labels), ignore_mismatched_sizes=True,\n'
+            "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
+            ")\n"
+            f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
+            f'processor = AutoImageProcessor.from_pretrained("{location}"{at})\n'
+            'inputs = processor(Image.open("image.jpg").convert("RGB"), return_tensors="pt")\n'
+            "with torch.no_grad():\n"
+            "    print(labels[model(**inputs).logits.argmax(-1).item()])"
+        )
+        return "PEFT and transformers", code
+    return None
+
+
+def build_model_card(
+    recipe: Recipe,
+    metadata: dict,
+    metrics: dict,
+    location: str,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    revision: str | None = None,
+) -> ModelCard:
+    """The card for a run folder (`location` is what users load it by: a folder or a Hub repo id, on `revision`)."""
+    strategy = metadata["strategy"]
+    backbone = metadata["backbone"]
+    base_model = base_model or backbone.get("hub_id")
+    report_split = metrics["report_split"]
+    report = metrics[report_split]
+    problem_type = metadata.get("problem_type") or "single_label_classification"
+    per_label = report.get("per_label") or {}
+    thresholds = [row["threshold"] for row in per_label.values()] if per_label else None
+    library = "peft" if strategy in ("lora", "ia3") else backbone["library"]
+    dataset_id = hub_dataset_id(recipe)
+    model_name = repo_id.split("/")[-1] if repo_id else recipe.name
+    eval_results = [
+        EvalResult(
+            task_type=recipe.task,
+            dataset_type=dataset_id or "custom",
+            dataset_name=dataset_id or "local data",
+            dataset_config=recipe.data.config,
+            dataset_split=report_split,
+            metric_type=HUB_METRIC.get(key, key),
+            metric_name=key,
+            metric_value=round(float(report[key]), 4),
+        )
+        for key in CARD_METRICS[problem_type]
+        if report.get(key) is not None
+    ]
+    card_data = ModelCardData(
+        base_model=base_model,
+        # A linear probe's repo, like an adapter's, holds only what is added to the unchanged base model.
+        base_model_relation="finetune" if strategy == "finetune" else "adapter",
+        library_name=library,
+        pipeline_tag=recipe.task,
+        tags=sorted(
+            {
+                "hf-transfer",
+                strategy.replace("_", "-"),
+                backbone["library"],
+                recipe.modality,
+                *(["lora"] if strategy == "lora" else []),
+                *(["dora"] if metadata.get("strategy_config", {}).get("use_dora") else []),
+                *(["peft"] if library == "peft" else []),
+            }
+        ),
+        license=recipe.hub.license,
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=sorted({HUB_METRIC[k] for k in HUB_METRIC if report.get(k) is not None}),
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    if not base_model:
+        card_data.base_model_relation = None
+    baseline = metrics.get("transfer", {})
+    baseline_rows = []
+    if baseline:
+        baseline_rows = [("with transfer", f"{baseline['a']:.4f}")]
+        baseline_rows += [
+            (_baseline_name(name, metadata), f"{value:.4f}") for name, value in baseline.get("baselines", {}).items()
+        ]
+        baseline_rows.append(
+            (
+                "gain",
+                f"{baseline['difference']:+.4f} ({int(baseline['confidence'] * 100)}% CI "
+                f"{baseline['ci_low']:+.4f} to {baseline['ci_high']:+.4f})",
+            )
+        )
+    snippet = _snippet(metadata, location, revision, thresholds)
+    example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
+    example_cli = example if recipe.modality == "image" else f'"{example}"'
+    example_py = f'"{example}"'
+    summary = f"A {recipe.modality} classifier"
+    if recipe.modality == "multimodal":
+        example_cli, example_py = '--image image.jpg --text "seven"', '("image.jpg", "seven")'
+        towers = " and ".join(
+            f"the {name} tower `{tower.get('hub_id') or tower['checkpoint']}` ({tower['library']})"
+            for name, tower in ((n, backbone[n]) for n in ("image", "text"))
+        )
+        summary = f"A multimodal (image + text) classifier, {towers}, features fused by {backbone.get('fusion')},"
+    limitations = []
+    if not metrics.get("test"):
+        limitations.append(
+            "No held-out test split was given: the results are on the validation split that also "
+            "chose the best epoch, so they are optimistic."
+        )
+    if strategy == "linear_probe":
+        limitations.append(
+            "The head expects the base model's features with the recorded pooling; load it with hf-transfer."
+        )
+    if not dataset_id:
+        limitations.append("It was trained on local files that are not published with it.")
+    if base_model:
+        limitations.append(f"The license, biases and limitations of the base model `{base_model}` apply too.")
+    if metadata.get("_run_dir"):
+        recipe_dict = yaml.safe_load((Path(metadata["_run_dir"]) / "recipe.yaml").read_text())
+    else:  # as the runner writes it: with the strategy's name, so that the shown recipe runs
+        recipe_dict = recipe.to_dict()
+        recipe_dict["strategy"] = {"name": strategy, **recipe_dict["strategy"]}
+    files = (
+        sorted(p.name for p in Path(metadata["_run_dir"]).iterdir() if p.name in FILE_ROLES)
+        if metadata.get("_run_dir")
+        else []
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        model_name=model_name,
+        summary=f"{summary} trained with "
+        "[hf-transfer](https://pypi.org/project/hf-transfer-kit/) "
+        f"by transfer learning ({strategy.replace('_', ' ')}).",
+        label_names=metadata["label_names"],
+        base_model=base_model,
+        library=backbone["library"],
+        strategy=strategy,
+        strategy_text=STRATEGY_TEXT.get(strategy, ""),
+        parameters=metrics["parameters"],
+        data_text=_dataset_text(recipe, metrics),
+        best_epoch=metrics["best_epoch"],
+        epochs=recipe.train.epochs,
+        best_metric=recipe.eval.metric,
+        report_split=report_split,
+        report_rows=report["num_samples"],
+        results=[(k, f"{report[k]:.4f}") for k in METRIC_NAMES if report.get(k) is not None],
+        baseline_metric=baseline.get("metric", ""),
+        baseline_rows=baseline_rows,
+        per_class=list((report.get("per_class") or per_label).items()),
+        problem_type=problem_type,
+        plots=CARD_PLOTS[problem_type],
+        prediction_key={"multi_label_classification": "labels", "regression": "values"}.get(problem_type, "label"),
+        location=location,
+        revision=revision,
+        files=[(name, FILE_ROLES[name]) for name in files],
+        example_cli=example_cli,
+        example_py=example_py,
+        library_snippet=snippet[1] if snippet else None,
+        snippet_library=snippet[0] if snippet else None,
+        recipe_yaml=yaml.safe_dump(recipe_dict, sort_keys=False),
+        versions=metadata.get("versions", {}),
+        limitations=limitations,
+    )
+
+
+def _baseline_name(name: str, metadata: dict) -> str:
+    """A baseline's row in the card; the zero-shot one says which checkpoint classified from the label names."""
+    zero_shot = metadata.get("zero_shot") if name == "zero_shot" else None
+    if zero_shot:
+        return f"zero_shot baseline (`{zero_shot['checkpoint']}` from label names, no training)"
+    return f"{name} baseline"
+
+
+def write_model_card(out_dir: Path, recipe: Recipe, metadata: dict, metrics: dict) -> None:
+    card = build_model_card(recipe, metadata | {"_run_dir": str(out_dir)}, metrics, location=str(recipe.output_dir))
+    card.save(str(Path(out_dir) / "README.md"))
