@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hf_transfer.backbones.timm_image import INPUT, TimmImageBackbone  # noqa: E402
+from hf_transfer.backbones.image import INPUT  # noqa: E402
+from hf_transfer.backbones.timm_image import TimmImageBackbone  # noqa: E402
 from hf_transfer.backbones.transformers_text import TransformersTextBackbone  # noqa: E402
 from hf_transfer.config.recipe import recipe_from_dict  # noqa: E402
 from hf_transfer.data.splits import LABEL, Splits  # noqa: E402

@@ -28,6 +28,8 @@ from hf_transfer.backbones import build_backbone
 from hf_transfer.backbones.features import cache_root, feature_cache_key
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.data import images
+from hf_transfer.data.modalities.image import IMAGE
+from hf_transfer.data.modalities.text import TEXT
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +151,7 @@ def test_above_the_content_limit_a_new_mtime_still_changes_the_fingerprint(tmp_p
 
 
 def test_embedded_image_bytes_are_covered_by_the_key(tiny_timm_dir):
-    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(train_files=["-"]), "image")
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(train_files=["-"]), IMAGE)
 
     def split(value: int) -> Dataset:
         images = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, value)]
@@ -163,7 +165,7 @@ def test_embedded_image_bytes_are_covered_by_the_key(tiny_timm_dir):
 def test_a_changed_tokenizer_file_changes_the_key(tmp_path, tiny_bert_dir, keyword_csvs):
     checkpoint = tmp_path / "bert"
     shutil.copytree(tiny_bert_dir, checkpoint)
-    backbone = build_backbone(ModelConfig(checkpoint=str(checkpoint)), None, "text")
+    backbone = build_backbone(ModelConfig(checkpoint=str(checkpoint)), None, TEXT)
     split = Dataset.from_dict({"text": ["a good film"], "label": [1]})
     before = feature_cache_key(backbone, split, "mean")
     vocab = checkpoint / "tokenizer.json"
@@ -233,14 +235,14 @@ def test_a_torn_cache_file_is_read_as_a_miss_and_rewritten(tmp_path, tiny_bert_d
 def test_a_new_download_of_the_same_hub_id_changes_the_key(tmp_path, tiny_bert_dir, local_hub_cache):
     repo_id = "hf-transfer-tests/tiny-bert"
     local_hub_cache(repo_id, tiny_bert_dir)
-    backbone = build_backbone(ModelConfig(checkpoint=repo_id), None, "text")
+    backbone = build_backbone(ModelConfig(checkpoint=repo_id), None, TEXT)
     split = Dataset.from_dict({"text": ["a good film"], "label": [1]})
     before = feature_cache_key(backbone, split, "mean")
-    assert feature_cache_key(build_backbone(ModelConfig(checkpoint=repo_id), None, "text"), split, "mean") == before
+    assert feature_cache_key(build_backbone(ModelConfig(checkpoint=repo_id), None, TEXT), split, "mean") == before
     # main moved on upstream: a new tokenizer, downloaded into the same cache under the same id
     updated = tmp_path / "updated"
     shutil.copytree(tiny_bert_dir, updated)
     tokenizer = updated / "tokenizer.json"
     tokenizer.write_bytes(tokenizer.read_bytes().replace(b'"good"', b'"goox"', 1))
     local_hub_cache(repo_id, updated)
-    assert feature_cache_key(build_backbone(ModelConfig(checkpoint=repo_id), None, "text"), split, "mean") != before
+    assert feature_cache_key(build_backbone(ModelConfig(checkpoint=repo_id), None, TEXT), split, "mean") != before

@@ -23,6 +23,7 @@ from hf_transfer.backbones import BACKBONES, build_backbone
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.images import load_image, load_sklearn_digits, to_rgb
+from hf_transfer.data.modalities.image import IMAGE
 
 
 def image_recipe(tmp_path, checkpoint, strategy, name="run", data=None, train=None, model=None):
@@ -125,7 +126,7 @@ def test_linear_probe_on_imagefolder_extracts_once_and_reloads(
 
 
 def test_mean_and_cls_pooling_give_one_vector_per_image(tiny_vit_dir):
-    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_vit_dir)), None, "image")
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_vit_dir)), None, IMAGE)
     pixels = torch.randn(2, 3, 32, 32)
     cls = backbone.build_feature_extractor("cls")(pixel_values=pixels)
     mean = backbone.build_feature_extractor("mean")(pixel_values=pixels)
@@ -208,7 +209,7 @@ def test_image_size_replaces_the_pretrained_input_size_and_is_saved(tmp_path, di
 def test_transforms_are_the_models_own_with_the_augmentation_the_recipe_asks_for(tiny_timm_dir):
     def transforms(augment: str, train: bool) -> str:
         data = DataConfig(augment=augment)
-        return repr(build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), data, "image").transform(train))
+        return repr(build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), data, IMAGE).transform(train))
 
     evaluation = transforms("model", train=False)
     assert "CenterCrop(size=(32, 32))" in evaluation and "Random" not in evaluation
@@ -219,14 +220,14 @@ def test_transforms_are_the_models_own_with_the_augmentation_the_recipe_asks_for
 
 
 def test_layer_groups_follow_timms_grouping(tiny_timm_dir, tiny_vit_dir):
-    vit = build_backbone(ModelConfig(checkpoint=str(tiny_vit_dir)), None, "image")
+    vit = build_backbone(ModelConfig(checkpoint=str(tiny_vit_dir)), None, IMAGE)
     model = vit.build_classifier(["a", "b"])
     groups = vit.layer_groups(model)
     assert groups[0] == ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
     assert groups[-1] == ["head.weight", "head.bias"]
     assert len(groups) == 2 + len(model.blocks)
     assert sorted(n for g in groups for n in g) == sorted(n for n, _ in model.named_parameters())
-    cnn = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image")
+    cnn = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, IMAGE)
     groups = cnn.layer_groups(cnn.build_classifier(["a", "b"]))
     assert groups[0][0] == "conv_stem.weight" and groups[-1] == ["classifier.weight", "classifier.bias"]
 
@@ -334,7 +335,7 @@ def test_a_folder_with_one_class_is_an_error(tmp_path, tiny_timm_dir, digits_ima
 
 
 def test_prepare_names_a_bad_file_at_predict_time(tiny_timm_dir, tmp_path):
-    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(), "image")
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(), IMAGE)
     (tmp_path / "notes.jpg").write_text("hello")
     rows = Dataset.from_dict({"image": [str(tmp_path / "notes.jpg")], "labels": [0]})
     with pytest.raises(DataError, match="notes.jpg.*not an image"):
@@ -350,15 +351,15 @@ def test_prepare_names_a_bad_file_at_predict_time(tiny_timm_dir, tmp_path):
     [("resnet18", "timm/resnet18.a1_in1k"), ("hf-hub:timm/vit_base_patch16_224.augreg2_in21k_ft_in1k", None)],
 )
 def test_base_model_id_of_timm_names_and_hub_ids(checkpoint, expected):
-    backbone = build_backbone(ModelConfig(checkpoint=checkpoint), None, "image")
+    backbone = build_backbone(ModelConfig(checkpoint=checkpoint), None, IMAGE)
     assert backbone.base_model_id == (expected or checkpoint.removeprefix("hf-hub:"))
 
 
 def test_unknown_timm_name_suggests_close_names(tmp_path, digits_csv, capsys):
     with pytest.raises(ModelError, match="did you mean 'resnet18'"):
-        build_backbone(ModelConfig(checkpoint="resnt18"), None, "image").build_classifier(["a", "b"])
+        build_backbone(ModelConfig(checkpoint="resnt18"), None, IMAGE).build_classifier(["a", "b"])
     with pytest.raises(ModelError, match="no weights tagged 'nope'.*a1_in1k"):
-        build_backbone(ModelConfig(checkpoint="resnet18.nope"), None, "image").build_classifier(["a", "b"])
+        build_backbone(ModelConfig(checkpoint="resnet18.nope"), None, IMAGE).build_classifier(["a", "b"])
     recipe = image_recipe(tmp_path, "vit_bse_patch16_224", "finetune", data=csv_data(digits_csv))
     assert main(["run", str(recipe)]) == 2
     err = capsys.readouterr().err
@@ -369,10 +370,10 @@ def test_unknown_timm_name_suggests_close_names(tmp_path, digits_csv, capsys):
 
 def test_missing_folder_or_config_is_a_one_line_error(tmp_path):
     with pytest.raises(ModelError, match="is not a folder"):
-        build_backbone(ModelConfig(checkpoint="./no/such/folder"), None, "image").build_classifier(["a", "b"])
+        build_backbone(ModelConfig(checkpoint="./no/such/folder"), None, IMAGE).build_classifier(["a", "b"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="has no config.json"):
-        build_backbone(ModelConfig(checkpoint=str(tmp_path / "empty")), None, "image").build_classifier(["a", "b"])
+        build_backbone(ModelConfig(checkpoint=str(tmp_path / "empty")), None, IMAGE).build_classifier(["a", "b"])
 
 
 def test_loading_a_run_with_mismatched_classes_is_an_error(tmp_path, tiny_timm_dir, digits_csv):
@@ -390,16 +391,14 @@ def test_a_backbone_built_on_a_run_folder_reads_its_preprocessing_and_classes(tm
     # What `hf_transfer.load` does: the run folder is given when the backbone is built, not set on it afterwards.
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    trained = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(image_size=48), "image")
+    trained = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), DataConfig(image_size=48), IMAGE)
     trained.save_preprocessing(run_dir, ["cat", "dog"])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["num_classes"] == 2 and config["label_names"] == ["cat", "dog"]
 
-    loaded = build_backbone(
-        ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image", preprocessing_source=str(run_dir)
-    )
+    loaded = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, IMAGE, preprocessing_source=str(run_dir))
     assert loaded.data_config["input_size"] == (3, 48, 48)  # the run's, not the checkpoint's 32
-    assert build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image").data_config["input_size"] == (
+    assert build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, IMAGE).data_config["input_size"] == (
         3,
         32,
         32,
@@ -415,10 +414,10 @@ def test_a_backbone_built_on_a_run_folder_reads_its_preprocessing_and_classes(tm
 
 
 def test_a_classifier_carries_its_label_names_into_timm_format(tmp_path, tiny_timm_dir):
-    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image")
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, IMAGE)
     model = backbone.build_classifier(["b", "a"])
     backbone.save_classifier(model, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["label_names"] == ["b", "a"]
-    again = build_backbone(ModelConfig(checkpoint=f"local-dir:{tmp_path}"), None, "image", new_head=True)
+    again = build_backbone(ModelConfig(checkpoint=f"local-dir:{tmp_path}"), None, IMAGE, new_head=True)
     target = again.build_classifier(["x", "y", "z"])  # a target stage on a source classifier: new names, new head
     assert target.pretrained_cfg["label_names"] == ["x", "y", "z"]

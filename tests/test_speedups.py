@@ -23,6 +23,8 @@ from hf_transfer.backbones import build_backbone
 from hf_transfer.backbones.features import FeatureDataset
 from hf_transfer.config.recipe import TrainConfig, load_recipe
 from hf_transfer.core.accelerator import wants_channels_last
+from hf_transfer.data.modalities.image import IMAGE
+from hf_transfer.data.modalities.text import TEXT
 from hf_transfer.data.splits import load_splits
 from hf_transfer.strategies import build_strategy
 from hf_transfer.train.loop import (
@@ -169,21 +171,21 @@ def test_reading_rows_leaves_the_main_process_random_state_alone(tmp_path, tiny_
 
 def test_num_workers_auto_uses_half_the_cores_for_images_and_none_for_text(monkeypatch):
     monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 6)
-    assert resolve_num_workers("auto", "image", [0, 1]) == 3
-    assert resolve_num_workers("auto", "text", [0, 1]) == 0
+    assert resolve_num_workers("auto", IMAGE, [0, 1]) == 3
+    assert resolve_num_workers("auto", TEXT, [0, 1]) == 0
     monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 64)
-    assert resolve_num_workers("auto", "image", [0, 1]) == 8
-    assert resolve_num_workers(5, "text", [0, 1]) == 5  # a number is taken as given
+    assert resolve_num_workers("auto", IMAGE, [0, 1]) == 8
+    assert resolve_num_workers(5, TEXT, [0, 1]) == 5  # a number is taken as given
     on_gpu = torch.zeros(1, device="meta")  # stands for a CUDA tensor: rows already on a device, nothing to load
-    assert resolve_num_workers("auto", "image", [{"pixel_values": on_gpu}]) == 0
+    assert resolve_num_workers("auto", IMAGE, [{"pixel_values": on_gpu}]) == 0
 
 
 def test_num_workers_auto_is_zero_where_workers_cannot_get_the_data(monkeypatch):
     monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 8)
     monkeypatch.setattr("multiprocessing.get_start_method", lambda allow_none=False: "spawn")
     unpicklable = [lambda: None]  # a transform defined inside a function: spawned workers cannot receive it
-    assert resolve_num_workers("auto", "image", unpicklable) == 0
-    assert resolve_num_workers("auto", "image", [0, 1]) == 4
+    assert resolve_num_workers("auto", IMAGE, unpicklable) == 0
+    assert resolve_num_workers("auto", IMAGE, [0, 1]) == 4
 
 
 # --- channels-last, fused AdamW -------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ def test_adamw_is_fused_on_cuda_and_cpu_and_steps_like_the_loop_over_tensors():
 def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
     from hf_transfer.config.recipe import ModelConfig
 
-    text = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), None, "text").build_classifier(["a", "b"])
+    text = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), None, TEXT).build_classifier(["a", "b"])
     assert text.config._attn_implementation == "sdpa"
     vit = timm.create_model("test_vit", num_classes=2)
     assert all(block.attn.fused_attn for block in vit.blocks)  # F.scaled_dot_product_attention

@@ -24,6 +24,7 @@ from hf_transfer.backbones import BACKBONES, build_backbone
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.core.errors import ModelError, RecipeError
+from hf_transfer.data.modalities.image import IMAGE
 from hf_transfer.hub.push import push_run
 from hf_transfer.strategies import build_strategy
 
@@ -116,15 +117,15 @@ def test_the_backbone_is_registered_and_auto_picks_it_for_transformers_checkpoin
     vision_dir, tiny_timm_dir, tiny_bert_dir, local_hub_cache
 ):
     assert "transformers:image" in BACKBONES
-    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, "image")
-    assert (vit.library, vit.modality) == ("transformers", "image")
-    assert build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image").library == "timm"
-    assert build_backbone(ModelConfig(checkpoint="resnet18"), None, "image").library == "timm"
+    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, IMAGE)
+    assert (vit.library, vit.modality) == ("transformers", IMAGE)
+    assert build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, IMAGE).library == "timm"
+    assert build_backbone(ModelConfig(checkpoint="resnet18"), None, IMAGE).library == "timm"
     local_hub_cache("tester/tiny-dinov2", vision_dir("dinov2"))
-    by_id = build_backbone(ModelConfig(checkpoint="tester/tiny-dinov2"), None, "image")
+    by_id = build_backbone(ModelConfig(checkpoint="tester/tiny-dinov2"), None, IMAGE)
     assert by_id.library == "transformers" and by_id.base_model_id == "tester/tiny-dinov2"
     # a text checkpoint given for an image task is named, not loaded as something else
-    forced = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir), library="transformers"), None, "image")
+    forced = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir), library="transformers"), None, IMAGE)
     with pytest.raises(ModelError, match="is a .bert. model, not an image model"):
         forced.config  # noqa: B018
 
@@ -156,7 +157,7 @@ def test_pooling_options_give_the_documented_shapes_and_wrong_ones_name_the_vali
     pixels = torch.randn(2, 3, 32, 32)
 
     def features(family: str, pooling: str) -> torch.Tensor:
-        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, "image")
+        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, IMAGE)
         return backbone.build_feature_extractor(pooling)(pixel_values=pixels)
 
     for pooling in ("mean", "cls", "pooler"):
@@ -170,7 +171,7 @@ def test_pooling_options_give_the_documented_shapes_and_wrong_ones_name_the_vali
         features("convnext", "cls")
     with pytest.raises(RecipeError, match="CLIP's image embedding"):
         features("vit", "projection")
-    timm_backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, "image")
+    timm_backbone = build_backbone(ModelConfig(checkpoint=str(tiny_timm_dir)), None, IMAGE)
     probe = build_strategy(LinearProbeConfig(pooling="cls+mean"), timm_backbone)
     with pytest.raises(RecipeError, match=r"^strategy.pooling 'cls\+mean' .* choose one of mean, cls\.$"):
         probe.extractor  # noqa: B018
@@ -178,7 +179,7 @@ def test_pooling_options_give_the_documented_shapes_and_wrong_ones_name_the_vali
 
 def test_layer_groups_run_from_the_embeddings_through_each_block_to_the_classifier(vision_dir):
     for family, blocks in (("vit", 2), ("convnext", 2), ("resnet", 2), ("clip", 2)):
-        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, "image")
+        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, IMAGE)
         model = backbone.build_classifier(["a", "b"])
         groups = backbone.layer_groups(model)
         assert len(groups) == blocks + 2, family
@@ -197,7 +198,7 @@ def test_finetune_last_block_with_layer_decay_is_a_plain_transformers_repo_that_
     run_dir = hf_transfer.run(str(recipe))
     metrics = metrics_of(run_dir)
     assert metrics["test"]["accuracy"] >= 0.8
-    backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, "image")
+    backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, IMAGE)
     model = backbone.build_classifier(list(COLOURS))
     sizes = {name: p.numel() for name, p in model.named_parameters()}
     frozen = sum(sizes[name] for group in backbone.layer_groups(model)[:-2] for name in group)
@@ -234,13 +235,13 @@ def test_image_size_resizes_the_processor_and_the_position_grid_and_the_run_fold
         assert [s["score"] for s in sorted(scored, key=lambda s: names.index(s["label"]))] == pytest.approx(
             row.tolist(), abs=1e-4
         )
-    native = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, "image").build_classifier(["a"])
-    resized = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), DataConfig(image_size=48), "image")
+    native = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, IMAGE).build_classifier(["a"])
+    resized = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), DataConfig(image_size=48), IMAGE)
     assert torch.equal(resized.build_classifier(["a"]).vit.embeddings.cls_token, native.vit.embeddings.cls_token)
     # resize-then-crop processors keep their ratio; CLIP's tower takes the new grid too
-    dinov2 = build_backbone(ModelConfig(checkpoint=str(vision_dir("dinov2"))), DataConfig(image_size=64), "image")
+    dinov2 = build_backbone(ModelConfig(checkpoint=str(vision_dir("dinov2"))), DataConfig(image_size=64), IMAGE)
     assert dinov2.image_processor.size.shortest_edge == 72 and dinov2.data_config["input_size"] == (3, 64, 64)
-    clip = build_backbone(ModelConfig(checkpoint=str(vision_dir("clip"))), DataConfig(image_size=48), "image")
+    clip = build_backbone(ModelConfig(checkpoint=str(vision_dir("clip"))), DataConfig(image_size=48), IMAGE)
     assert clip.build_feature_extractor("pooler")(pixel_values=torch.randn(2, 3, 48, 48)).shape == (2, HIDDEN)
 
 
@@ -372,11 +373,11 @@ def test_default_adapter_targets_per_family(vision_dir):
         "resnet": ["convolution"],
     }
     for family, targets in expected_lora.items():
-        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, "image")
+        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir(family))), None, IMAGE)
         model = backbone.build_classifier(["a", "b"])
         assert backbone.default_lora_targets(model) == targets, family
         assert backbone.head_module_names(model) == ["classifier"], family
-    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, "image")
+    vit = build_backbone(ModelConfig(checkpoint=str(vision_dir("vit"))), None, IMAGE)
     assert vit.default_ia3_targets(vit.build_classifier(["a", "b"])) == {
         "target_modules": ["k_proj", "v_proj", "fc2"],
         "feedforward_modules": ["fc2"],
@@ -391,7 +392,7 @@ def test_the_feature_cache_key_follows_the_processor_and_pooling(vision_dir, squ
     rows = Dataset.from_dict({"image": squares["test_images"][:2], "labels": [0, 1]})
 
     def key(pooling="mean", **data) -> str:
-        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir("dinov2"))), DataConfig(**data), "image")
+        backbone = build_backbone(ModelConfig(checkpoint=str(vision_dir("dinov2"))), DataConfig(**data), IMAGE)
         return feature_cache_key(backbone, rows, pooling)
 
     assert key() == key()  # a second run reads the first one's features

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from hf_transfer.core.errors import HfTransferError
+from hf_transfer.data.modalities import MODALITIES
 
 logger = logging.getLogger("hf_transfer")
 
@@ -146,31 +147,10 @@ def cmd_validate(args) -> int:
 
 
 def _read_inputs(args, classifier) -> list:
-    if classifier.recipe.modality == "multimodal":
-        return _read_pairs(args, classifier)
-    if args.image or args.text:
-        raise HfTransferError(
-            f"--image and --text are for multimodal runs; this run is a {classifier.recipe.modality} classifier, "
-            "so give its inputs as arguments."
-        )
-    inputs = list(args.inputs)
-    if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise HfTransferError(f"--file '{path}' does not exist.")
-        if path.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
-            rows = _read_rows(path)
-            column = classifier.input_column
-            if column not in rows.column_names:
-                raise HfTransferError(
-                    f"--file '{path}' has no column '{column}'; its columns are {', '.join(rows.column_names)}."
-                )
-            inputs += list(rows[column])
-        else:
-            inputs += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not inputs:
-        raise HfTransferError("predict needs inputs: give them as arguments or with --file.")
-    return inputs
+    """What `predict` predicts on, read as the run's input kind reads its arguments, --image/--text and --file."""
+    return classifier.modality.read_inputs(
+        list(args.inputs), args.file, args.image or [], args.text or [], classifier.recipe.data, _read_rows
+    )
 
 
 def _read_rows(path: Path):
@@ -178,45 +158,6 @@ def _read_rows(path: Path):
     from hf_transfer.data.splits import load_raw_splits
 
     return load_raw_splits(DataConfig(train_files=[str(path)]))["train"]
-
-
-def _read_pairs(args, classifier) -> list[tuple]:
-    """(image, text) pairs of a multimodal run: `--image A --text B`, repeated, and the rows of `--file`."""
-    image_column, text_column = classifier.input_columns
-    if args.inputs:
-        raise HfTransferError(
-            "a multimodal run takes each example as --image PATH --text TEXT (repeat both per example), or --file "
-            f"with columns '{image_column}' and '{text_column}'."
-        )
-    images, texts = args.image or [], args.text or []
-    if len(images) != len(texts):
-        raise HfTransferError(
-            f"predict got {len(images)} --image and {len(texts)} --text; give one of each per example, in order."
-        )
-    pairs = list(zip(images, texts))
-    if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise HfTransferError(f"--file '{path}' does not exist.")
-        if path.suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
-            raise HfTransferError(
-                f"--file '{path}' must be a csv or jsonl file with columns '{image_column}' and "
-                f"'{text_column}' for a multimodal run."
-            )
-        rows = _read_rows(path)
-        for column in (image_column, text_column):
-            if column not in rows.column_names:
-                raise HfTransferError(
-                    f"--file '{path}' has no column '{column}'; its columns are {', '.join(rows.column_names)}."
-                )
-        for image, text in zip(rows[image_column], rows[text_column]):
-            # an image path relative to the file is read from the file's folder, as data files' paths are
-            if isinstance(image, str) and not Path(image).is_file() and (path.parent / image).is_file():
-                image = str(path.parent / image)
-            pairs.append((image, text))
-    if not pairs:
-        raise HfTransferError("predict needs inputs: give --image PATH --text TEXT, or --file.")
-    return pairs
 
 
 def _shown(x) -> str:
@@ -536,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
     p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
-    p.add_argument("--task", choices=["text-classification", "image-classification"], help="Default: text.")
+    p.add_argument("--task", choices=MODALITIES.tasks(with_towers=False), help="Default: text.")
     p.add_argument("--text-column", help="Column holding the text (default text).")
     p.add_argument("--label-column", help="Column holding the labels (default label).")
     p.add_argument("--image-column", help="Column holding images or image paths (default image).")

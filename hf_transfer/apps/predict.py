@@ -15,9 +15,9 @@ from hf_transfer.backbones import build_backbone
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
+from hf_transfer.data.modalities import MODALITIES, Modality
 from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
 from hf_transfer.data.targets import encode_targets_like, label_columns_of
-from hf_transfer.data.text import drop_empty_texts
 from hf_transfer.problems.base import (
     DEFAULT_THRESHOLD,
     MULTI_LABEL,
@@ -81,10 +81,10 @@ class Classifier:
         self.metadata = read_metadata(self.run_dir)
         raw = read_recipe_dict(self.run_dir)
         backbone = self.metadata["backbone"]
-        if backbone.get("modality") == "multimodal":
-            for tower in ("image", "text"):
-                raw["model"][tower]["checkpoint"] = resolve_base_checkpoint(backbone[tower], self.run_dir)
-        else:
+        towers = MODALITIES.of_record(backbone).tower_names
+        for tower in towers:
+            raw["model"][tower]["checkpoint"] = resolve_base_checkpoint(backbone[tower], self.run_dir)
+        if not towers:
             raw["model"]["checkpoint"] = resolve_base_checkpoint(backbone, self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
         self.label_names: list[str] = list(self.metadata["label_names"])
@@ -106,43 +106,9 @@ class Classifier:
             self.model.to(memory_format=torch.channels_last)
 
     @property
-    def input_column(self) -> str:
-        return self.recipe.data.image_column if self.recipe.modality == "image" else self.recipe.data.text_column
-
-    @property
-    def input_columns(self) -> tuple[str, str]:
-        """A multimodal run's (image column, text column)."""
-        return self.recipe.data.image_column, self.recipe.data.text_column
-
-    def _input_rows(self, inputs: list) -> dict[str, list]:
-        pair = self.recipe.data.text_pair_column if self.recipe.modality == "text" else None
-        if pair:
-            return self._sentence_pairs(inputs, pair)
-        if self.recipe.modality != "multimodal":
-            return {self.input_column: list(inputs)}
-        image_column, text_column = self.input_columns
-        images, texts = [], []
-        for x in inputs:
-            if isinstance(x, dict):
-                x = (x.get(image_column), x.get(text_column))
-            if not isinstance(x, (tuple, list)) or len(x) != 2:
-                raise DataError(
-                    f"a multimodal run predicts on (image, text) pairs or dicts with '{image_column}' and "
-                    f"'{text_column}', not {type(x).__name__}; give one pair per example."
-                )
-            images.append(x[0])
-            texts.append(x[1])
-        return {image_column: images, text_column: texts}
-
-    def _sentence_pairs(self, inputs: list, pair: str) -> dict[str, list]:
-        """A sentence-pair run (data.text_pair_column, GLUE STS-B) takes each input as a (text, pair) tuple, as
-        transformers' pipeline takes {"text", "text_pair"}."""
-        if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in inputs):
-            raise DataError(
-                f"this run reads sentence pairs ({self.input_column}, {pair}); give each input as a (text, pair) "
-                "tuple, or evaluate a file with both columns through `eval --data`."
-            )
-        return {self.input_column: [str(x[0]) for x in inputs], pair: [str(x[1]) for x in inputs]}
+    def modality(self) -> Modality:
+        """The run's input kind: what its inputs are and how they become rows."""
+        return self.recipe.modality
 
     def predict_proba(self, inputs: list, batch_size: int = 32) -> np.ndarray:
         """Scores, one row per input (texts, or image paths / PIL images; for a multimodal
@@ -150,7 +116,7 @@ class Classifier:
         label's sigmoid probability (multi-label), or each target's value in its own units (regression)."""
         if not inputs:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        rows = Dataset.from_dict(self._input_rows(inputs) | {LABEL: [0] * len(inputs)})
+        rows = Dataset.from_dict(self.modality.rows_of_inputs(inputs, self.recipe.data) | {LABEL: [0] * len(inputs)})
         return self._probs(self.backbone.prepare(rows, train=False), batch_size)[1]
 
     @torch.inference_mode()
@@ -215,11 +181,8 @@ class Classifier:
                     f"column '{column}' ({name} of the run) is missing from {where}; "
                     f"its columns are {', '.join(raw.column_names)}."
                 )
-        skipped = {}
-        if self.recipe.modality in ("text", "multimodal"):
-            texts = columns if self.recipe.modality == "text" else [self.recipe.data.text_column]
-            checked, skipped = drop_empty_texts(DatasetDict({field: raw}), texts, lambda _: where)
-            raw = checked[field]
+        checked, skipped = self.modality.drop_empty_inputs(DatasetDict({field: raw}), self.recipe.data, where)
+        raw = checked[field]
         if self.problem_type == SINGLE_LABEL:
             coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
             encoded = encode_labels_like(raw, label_column, coding, where)

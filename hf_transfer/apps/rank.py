@@ -25,11 +25,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hf_transfer.backbones import Backbone, build_backbone
+from hf_transfer.backbones import build_backbone
 from hf_transfer.backbones.features import cache_root, extract_features, feature_cache_key
 from hf_transfer.config.recipe import (
     PROBLEM_TYPES,
-    TASKS,
     DataConfig,
     ModelConfig,
     ZeroShotConfig,
@@ -39,6 +38,7 @@ from hf_transfer.config.recipe import (
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.core.accelerator import fresh_accelerator
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
+from hf_transfer.data.modalities import DEFAULT, MODALITIES, Modality
 from hf_transfer.data.splits import check_files_exist
 from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
 from hf_transfer.metrics.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL
@@ -91,7 +91,7 @@ class RankInputs:
     """What rank scores on: the data, the task and the backbone library, from flags or from a recipe."""
 
     data: DataConfig
-    task: str = "text-classification"
+    task: str = DEFAULT.task
     library: str = "auto"
     pooling: str = "mean"
     from_recipe: bool = False
@@ -99,8 +99,8 @@ class RankInputs:
     problem_type: str = SINGLE_LABEL
 
     @property
-    def modality(self) -> str:
-        return "image" if self.task == "image-classification" else "text"
+    def modality(self) -> Modality:
+        return MODALITIES.of_task(self.task, "--task")
 
 
 def rank_inputs(
@@ -142,11 +142,12 @@ def rank_inputs(
 def _rank_inputs(recipe, data, task, text_column, label_column, image_column, pooling) -> RankInputs:
     columns = {"text_column": text_column, "label_column": label_column, "image_column": image_column}
     columns = {k: v for k, v in columns.items() if v}
-    if task is not None and task not in TASKS:
-        raise HfTransferError(f"--task '{task}' is not a task; choose one of {', '.join(TASKS)}.")
+    tasks = MODALITIES.tasks(with_towers=False)  # rank scores single checkpoints; a multimodal task has two
+    if task is not None and task not in tasks:
+        raise HfTransferError(f"--task '{task}' is not a task rank scores; choose one of {', '.join(tasks)}.")
     if recipe:
         loaded = load_recipe(recipe)
-        if loaded.modality == "multimodal":
+        if loaded.modality.towers:
             raise HfTransferError(
                 f"rank scores single checkpoints and recipe '{recipe}' is multimodal; rank each tower's candidates "
                 "with a one-modality recipe or --data and --task."
@@ -170,7 +171,7 @@ def _rank_inputs(recipe, data, task, text_column, label_column, image_column, po
     check_files_exist(data, "--data")
     return RankInputs(
         data=DataConfig(train_files=list(data), **columns),
-        task=task or "text-classification",
+        task=task or DEFAULT.task,
         pooling=pooling or "mean",
     )
 
@@ -204,15 +205,6 @@ def check_ranked_by(by: str, problem_type: str, checkpoints: list[str], zero_sho
         raise HfTransferError(f"--by {by} does not score {problem_type}; rank by {names}.")
     if not checkpoints:
         raise HfTransferError(f"--by {by} scores --checkpoints, and none were given; add them or rank by zero-shot.")
-
-
-def check_loadable(backbone: Backbone) -> None:
-    """A ModelError now if the checkpoint cannot be found: reads its config and preprocessing (the tokenizer, or
-    timm's data config), which extraction uses later anyway, without loading the weights."""
-    if backbone.modality == "text":
-        backbone.tokenizer  # noqa: B018 - a cached property: loading it is the check
-    else:
-        backbone.data_config  # noqa: B018
 
 
 def rank_checkpoints(
@@ -259,7 +251,7 @@ def rank_checkpoints(
             for c in zero_shot
         ]
         for backbone in backbones:  # a bad candidate fails before any extraction
-            check_loadable(backbone)
+            backbone.check_loadable()
         for classifier in zero_shot_models:
             classifier.check()
         sample, label_names = load_train_split(data_cfg, (backbones or zero_shot_models)[0], seed, problem_type)

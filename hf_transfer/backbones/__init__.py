@@ -11,6 +11,7 @@ from hf_transfer.backbones.multimodal import MultimodalBackbone
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import Registry
+from hf_transfer.data.modalities import Modality
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone library")
 
@@ -32,14 +33,19 @@ def dependency_problem(package: str, error: ImportError) -> str:
     return f"hf-transfer needs {needed} but {found} ({error}); run: pip install '{needed}'."
 
 
+def _register(backbone: type[Backbone]) -> None:
+    """`backbone` under `library:input kind` (`timm:image`), as it declares both."""
+    BACKBONES.register(f"{backbone.library}:{backbone.modality.name}")(backbone)
+
+
 def _register_builtin() -> None:
     from hf_transfer.backbones.transformers_text import TransformersTextBackbone
 
-    BACKBONES.register("transformers:text")(TransformersTextBackbone)
-    BACKBONES.register("timm:image")(_import_timm_backbone())
+    _register(TransformersTextBackbone)
+    _register(_import_timm_backbone())
     from hf_transfer.backbones.transformers_image import TransformersImageBackbone
 
-    BACKBONES.register("transformers:image")(TransformersImageBackbone)
+    _register(TransformersImageBackbone)
 
 
 def _import_timm_backbone() -> type[Backbone]:
@@ -54,13 +60,12 @@ def _import_timm_backbone() -> type[Backbone]:
 _register_builtin()
 
 
-def backbone_key(library: str, modality: str, model_cfg: ModelConfig | None = None) -> str:
+def backbone_key(library: str, modality: Modality, model_cfg: ModelConfig | None = None) -> str:
+    """`library:input kind`, the name a backbone class is registered by; `auto` asks the input kind which library
+    serves the checkpoint."""
     if library == "auto":
-        if modality != "image":
-            library = "transformers"
-        else:
-            library = "transformers" if model_cfg and is_transformers_vision_checkpoint(model_cfg) else "timm"
-    return f"{library}:{modality}"
+        library = modality.default_library(lambda: bool(model_cfg) and is_transformers_vision_checkpoint(model_cfg))
+    return f"{library}:{modality.name}"
 
 
 def is_transformers_vision_checkpoint(model_cfg: ModelConfig) -> bool:
@@ -77,14 +82,14 @@ def is_transformers_vision_checkpoint(model_cfg: ModelConfig) -> bool:
 def build_backbone(
     model_cfg: ModelConfig,
     data_cfg: DataConfig | None,
-    modality: str,
+    modality: Modality,
     *,
     preprocessing_source: str | None = None,
     new_head: bool = False,
 ) -> Backbone:
     """The backbone for `model_cfg`, whole: `preprocessing_source` (a run folder) and `new_head` (a source stage's
     classifier as the start) are fixed here, not set on it later, so nothing depends on the order of calls."""
-    if modality == "multimodal":
+    if modality.towers:  # one backbone per tower, composed
         return MultimodalBackbone(
             model_cfg,
             data_cfg,

@@ -13,6 +13,7 @@ from torch import nn
 
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.core.errors import HfTransferError
+from hf_transfer.data.modalities import Modality
 
 
 def label_config_kwargs(label_names: list[str], problem_type: str) -> dict:
@@ -32,10 +33,11 @@ class Backbone(ABC):
 
     Subclasses: `TransformersTextBackbone`, `TimmImageBackbone`, `TransformersImageBackbone`. A backbone builds the
     classifier for the user's labels, the frozen feature extractor, the dataset preprocessing and collator, and knows
-    the model's layer structure (for unfreezing the last N blocks, layer-wise LR decay and LoRA targets).
+    the model's layer structure (for unfreezing the last N blocks, layer-wise LR decay and LoRA targets). Which rows
+    it reads, and how they are checked, its input kind (`modality`) says.
     """
 
-    modality: str
+    modality: Modality  # the input kind it reads (`hf_transfer.data.modalities`)
     library: str
     # The linear probe's `strategy.pooling` values this backbone's feature extractor takes.
     poolings: tuple[str, ...] = ("mean", "cls")
@@ -93,6 +95,11 @@ class Backbone(ABC):
         except (ValueError, HfTransferError):  # an id huggingface_hub does not accept: nothing cached under it
             return None
         return Path(cached).parent.name if isinstance(cached, str) else None
+
+    @abstractmethod
+    def check_loadable(self) -> None:
+        """A ModelError now if the checkpoint cannot serve: reads its config and preprocessing (the tokenizer, or the
+        image preprocessing), which the run needs anyway, without loading the weights."""
 
     def input_files_signature(self, split: Dataset) -> str | None:
         """A digest of the files `split`'s rows point to and the model reads (image files), or None where every
@@ -156,7 +163,8 @@ class Backbone(ABC):
     def check_rows(self, raw: DatasetDict) -> DatasetDict:
         """The raw splits with rows the model cannot read reported (an error naming the row), or dropped and
         counted in `skipped_rows` (empty texts always, images that do not decode with data.skip_bad_images)."""
-        return raw
+        checked, self.skipped_rows = self.modality.check_rows(raw, self.data_cfg)
+        return checked
 
     @abstractmethod
     def prepare(self, split: Dataset, train: bool) -> Dataset:
@@ -170,9 +178,9 @@ class Backbone(ABC):
         """Per-row sequence length for length-grouped batching; None where all rows cost the same."""
         return None
 
-    @abstractmethod
     def required_columns(self) -> tuple[list[str], dict[str, str]]:
         """Columns the raw data must hold, and the recipe field that names each."""
+        return self.modality.required_columns(self.data_cfg)
 
     # --- run folder -----------------------------------------------------------------------------------------
     @abstractmethod
@@ -183,7 +191,7 @@ class Backbone(ABC):
     def describe(self) -> dict:
         return {
             "library": self.library,
-            "modality": self.modality,
+            "modality": self.modality.name,
             "checkpoint": self.checkpoint,
             "hub_id": self.base_model_id,
             "revision": self.model_cfg.revision,

@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -38,10 +38,11 @@ from hf_transfer.backbones.checkpoint_config import checkpoint_config
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.core.paths import absolute_checkpoint
+from hf_transfer.data.modalities.multimodal import MULTIMODAL
 from hf_transfer.data.splits import LABEL
 from hf_transfer.problems.base import labels_tensor
 
-TOWERS = ("image", "text")
+TOWERS = MULTIMODAL.tower_names  # ("image", "text"): each tower's modules, inputs and files go by its name
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "multimodal.json"
 # The pooling of the classifier's towers: the mean over tokens (sentence-transformers checkpoints want it) and over
@@ -197,7 +198,7 @@ def _by_suffix(groups: list[list[str]], names: list[str]) -> list[int | None]:
 
 
 class MultimodalBackbone(Backbone):
-    modality = "multimodal"
+    modality = MULTIMODAL
     library = "multimodal"
     peft_task_type = None  # a plain nn.Module to PEFT
 
@@ -218,13 +219,14 @@ class MultimodalBackbone(Backbone):
         if model_cfg.checkpoint:
             self._check_dual_encoder(model_cfg)
         self.towers: dict[str, Backbone] = {}
-        for name in TOWERS:
+        for kind in MULTIMODAL.towers:
+            name = kind.name
             source = str(Path(preprocessing_source) / name) if preprocessing_source else None
-            tower = build_tower(getattr(model_cfg, name), self.data_cfg, name, preprocessing_source=source)
-            if tower.modality != name:
+            tower = build_tower(getattr(model_cfg, name), self.data_cfg, kind, preprocessing_source=source)
+            if tower.modality is not kind:
                 raise RecipeError(f"model.{name} must be a {name} backbone, not a {tower.modality} one.")
             self.towers[name] = tower
-        self._check_tower_kinds()
+        self.check_loadable()
 
     @staticmethod
     def _check_dual_encoder(model_cfg: ModelConfig) -> None:
@@ -243,22 +245,14 @@ class MultimodalBackbone(Backbone):
         image, text = (self.towers[name].poolings for name in TOWERS)
         return tuple(p for p in image if p in text)
 
-    def _check_tower_kinds(self) -> None:
+    def check_loadable(self) -> None:
         """A checkpoint its tower cannot read (a text model under model.image, or the reverse) fails here, in one
         line naming the tower, before any data loads."""
         for name in TOWERS:
-            tower = self.towers[name]
             try:
-                tower.preprocessing_signature()  # reads the image tower's config
-                config = getattr(tower, "config", None)  # and the text tower's
+                self.towers[name].check_loadable()
             except ModelError as err:
                 raise ModelError(str(err).replace("model.checkpoint", f"model.{name}.checkpoint", 1)) from None
-            config = getattr(config, "text_config", None) or config  # a dual encoder's text tower
-            if name == "text" and config is not None and not hasattr(config, "vocab_size"):
-                raise ModelError(
-                    f"model.text.checkpoint '{tower.checkpoint}' is a {config.model_type} model without a vocabulary, "
-                    "not a text model; give a text checkpoint (e.g. a BERT or MiniLM folder)."
-                )
 
     # --- identity -------------------------------------------------------------------------------------------
     @property
@@ -286,7 +280,7 @@ class MultimodalBackbone(Backbone):
             towers[name]["checkpoint_path"] = absolute_checkpoint(self.towers[name].checkpoint)
         return {
             "library": self.library,
-            "modality": self.modality,
+            "modality": self.modality.name,
             "checkpoint": self.checkpoint,
             "hub_id": None,
             "revision": None,
@@ -322,7 +316,9 @@ class MultimodalBackbone(Backbone):
         for name in TOWERS:
             tower = self.towers[name]
             cfg = replace(tower.model_cfg, pretrained=False)
-            skeleton = self._build_tower(cfg, self.data_cfg, name, preprocessing_source=tower.preprocessing_source)
+            skeleton = self._build_tower(
+                cfg, self.data_cfg, tower.modality, preprocessing_source=tower.preprocessing_source
+            )
             out[name] = skeleton.build_classifier(["a", "b"])
         return out
 
@@ -401,24 +397,6 @@ class MultimodalBackbone(Backbone):
         return model
 
     # --- data -----------------------------------------------------------------------------------------------
-    def required_columns(self) -> tuple[list[str], dict[str, str]]:
-        columns, fields = [], {}
-        for name in TOWERS:
-            more, named = self.towers[name].required_columns()
-            columns += [c for c in more if c not in columns]
-            fields |= named
-        return columns, fields
-
-    def check_rows(self, raw: DatasetDict) -> DatasetDict:
-        """Both towers' checks in turn (images decode, texts are not empty); rows either drops are counted."""
-        skipped: dict[str, int] = {}
-        for name in TOWERS:
-            raw = self.towers[name].check_rows(raw)
-            for role, n in self.towers[name].skipped_rows.items():
-                skipped[role] = skipped.get(role, 0) + n
-        self.skipped_rows = skipped
-        return raw
-
     def prepare(self, split: Dataset, train: bool) -> PairedRows:
         prepared = {}
         for name in TOWERS:

@@ -14,14 +14,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
 import timm
 import torch
-from datasets import Dataset, DatasetDict
-from datasets import Image as ImageFeature
 from timm.data import create_transform, resolve_data_config
 from timm.models import parse_model_name, resolve_model_input_args
 from timm.models._hub import load_model_config_from_path
@@ -31,23 +28,13 @@ from timm.models._registry import split_model_name_tag
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from hf_transfer.backbones.base import Backbone
-from hf_transfer.core.errors import DataError, ModelError, RecipeError
-from hf_transfer.data.images import (
-    UnreadableImage,
-    check_image_splits,
-    image_dirs,
-    image_files_fingerprint,
-    load_image,
-)
-from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import labels_tensor
+from hf_transfer.backbones.image import INPUT, ImageBackbone
+from hf_transfer.core.errors import ModelError, RecipeError
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"  # timm's Hub format: architecture, num_classes, model_args, pretrained_cfg
 WEIGHTS_FILE = "model.safetensors"
-INPUT = "pixel_values"
 # data.augment -> timm create_transform options for training. "model" is timm's ImageNet recipe; its crops from 8%
 # of the image, flips and colour jitter destroy small centred images (LoRA on 400 8x8 digits, 3 epochs: 34% test
 # accuracy, against 76% with "light" and 88% with "none").
@@ -169,25 +156,7 @@ def average_features(features: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return features.mean(dim=(2, 3))
 
 
-@contextmanager
-def single_thread():
-    """One intra-op thread while transforming single images: their tensor ops are too small to gain from
-    threads, and on a busy CPU the thread pool's synchronisation costs far more than the work (figures in
-    benchmarks/RESULTS.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def collate_pixels(rows: list[dict]) -> dict[str, torch.Tensor]:
-    return {INPUT: torch.stack([row[INPUT] for row in rows]), LABEL: labels_tensor([row[LABEL] for row in rows])}
-
-
-class TimmImageBackbone(Backbone):
-    modality = "image"
+class TimmImageBackbone(ImageBackbone):
     library = "timm"
     peft_task_type = None  # a plain nn.Module to PEFT: adapters + modules_to_save, no task-specific wrapper
 
@@ -275,9 +244,6 @@ class TimmImageBackbone(Backbone):
         if augment == "none":
             return create_transform(**self.data_config, is_training=False)
         return create_transform(**self.data_config, is_training=True, **AUGMENTATIONS[augment])
-
-    def input_files_signature(self, split: Dataset) -> str | None:
-        return image_files_fingerprint(split, self.data_cfg.image_column, image_dirs(self.data_cfg))
 
     def preprocessing_signature(self) -> dict:
         config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
@@ -442,46 +408,6 @@ class TimmImageBackbone(Backbone):
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             raise ModelError(f"run folder '{run_dir}' does not load as a timm model ({_first_line(err)}).") from None
         return prepared_for_loop(with_label_names(model, label_names))
-
-    # --- data -----------------------------------------------------------------------------------------------
-    def required_columns(self) -> tuple[list[str], dict[str, str]]:
-        return [self.data_cfg.image_column], {self.data_cfg.image_column: "data.image_column"}
-
-    def check_rows(self, raw: DatasetDict) -> DatasetDict:
-        """Every image decoded once before training: a bad file is an error naming it, or with
-        `data.skip_bad_images` dropped and counted in `skipped_rows` (logged, and in the run's metrics)."""
-        checked, self.skipped_rows = check_image_splits(raw, self.data_cfg)
-        return checked
-
-    def prepare(self, split: Dataset, train: bool) -> Dataset:
-        """Rows decoded and transformed when read (`with_transform`): `pixel_values` (float CHW) + `labels`."""
-        column = self.data_cfg.image_column
-        if column not in split.column_names:
-            raise DataError(f"column '{column}' (data.image_column) is missing; its columns are {split.column_names}.")
-        transform = self.transform(train)
-        dirs = image_dirs(self.data_cfg)
-        split = split.select_columns([column, LABEL])
-        if isinstance(split.features[column], ImageFeature):
-            split = split.cast_column(column, ImageFeature(decode=False))  # decode here, to name a bad file
-
-        def apply(batch):
-            pixels = []
-            with single_thread():
-                for value in batch[column]:
-                    try:
-                        pixels.append(transform(load_image(value, dirs)))
-                    except UnreadableImage as err:
-                        raise DataError(f"{err.source} is not usable as an image: {err.reason}.") from None
-                    except TypeError as err:
-                        raise DataError(
-                            f"column '{column}' (data.image_column) holds no images ({err}); set data.image_column."
-                        ) from None
-            return {INPUT: pixels, LABEL: batch[LABEL]}
-
-        return split.with_transform(apply)
-
-    def collate_fn(self) -> Callable:
-        return collate_pixels
 
     # --- run folder -----------------------------------------------------------------------------------------
     def save_preprocessing(self, out_dir: Path, label_names: list[str] | None = None) -> None:

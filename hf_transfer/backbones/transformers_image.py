@@ -25,12 +25,9 @@ from torch import nn
 from torchvision import transforms
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
-from hf_transfer.backbones.base import Backbone, label_config_kwargs
-from hf_transfer.backbones.timm_image import (
-    TimmImageBackbone,
-    _frozen_norms_keep_their_statistics,
-    short_module_names,
-)
+from hf_transfer.backbones.base import label_config_kwargs
+from hf_transfer.backbones.image import ImageBackbone
+from hf_transfer.backbones.timm_image import _frozen_norms_keep_their_statistics, short_module_names
 from hf_transfer.core.errors import ModelError, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -143,19 +140,10 @@ def _size_value(size, key: str):
     return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
 
 
-class TransformersImageBackbone(Backbone):
-    modality = "image"
+class TransformersImageBackbone(ImageBackbone):
     library = "transformers"
     poolings = POOLINGS
     peft_task_type = None  # a plain nn.Module to PEFT: adapters + the classifier in modules_to_save
-
-    # Rows are read, checked, fingerprinted for the feature cache and collated exactly as for timm: one image data
-    # path for both libraries. Only `transform(train)` differs, and timm's `prepare` calls ours.
-    required_columns = TimmImageBackbone.required_columns
-    check_rows = TimmImageBackbone.check_rows
-    input_files_signature = TimmImageBackbone.input_files_signature
-    prepare = TimmImageBackbone.prepare
-    collate_fn = TimmImageBackbone.collate_fn
 
     def _common_kwargs(self) -> dict:
         return {"revision": self.model_cfg.revision, "trust_remote_code": self.model_cfg.trust_remote_code}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
@@ -27,8 +27,8 @@ from transformers import (
 
 from hf_transfer.backbones.base import Backbone, label_config_kwargs
 from hf_transfer.core.errors import ModelError, RecipeError
-from hf_transfer.data.splits import LABEL, describe_split
-from hf_transfer.data.text import drop_empty_texts
+from hf_transfer.data.modalities.text import TEXT
+from hf_transfer.data.splits import LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class TowerClassifier(nn.Module):
 
 
 class TransformersTextBackbone(Backbone):
-    modality = "text"
+    modality = TEXT
     library = "transformers"
 
     @property
@@ -159,6 +159,15 @@ class TransformersTextBackbone(Backbone):
             return AutoConfig.from_pretrained(checkpoint, **self._common_kwargs())
         except (OSError, ValueError, KeyError) as err:
             raise _load_error(checkpoint, err) from None
+
+    def check_loadable(self) -> None:
+        """The config must be a text model's (a vision model has no vocabulary), and the tokenizer must load."""
+        if not hasattr(self.text_config, "vocab_size"):
+            raise ModelError(
+                f"model.checkpoint '{self.checkpoint}' is a {self.text_config.model_type} model without a "
+                "vocabulary, not a text model; give a text checkpoint (e.g. a BERT or MiniLM folder)."
+            )
+        self.tokenizer  # noqa: B018 - a cached property: loading it is the check
 
     @cached_property
     def tokenizer(self):
@@ -338,20 +347,6 @@ class TransformersTextBackbone(Backbone):
         return {"text": cfg.text_column, "pair": cfg.text_pair_column, "max_length": cfg.max_length}
 
     # --- data -----------------------------------------------------------------------------------------------
-    def required_columns(self) -> tuple[list[str], dict[str, str]]:
-        columns = [self.data_cfg.text_column]
-        fields = {self.data_cfg.text_column: "data.text_column"}
-        if self.data_cfg.text_pair_column:
-            columns.append(self.data_cfg.text_pair_column)
-            fields[self.data_cfg.text_pair_column] = "data.text_pair_column"
-        return columns, fields
-
-    def check_rows(self, raw: DatasetDict) -> DatasetDict:
-        """The raw splits without their empty-text rows, counted in `skipped_rows` (see `drop_empty_texts`)."""
-        columns, _ = self.required_columns()
-        checked, self.skipped_rows = drop_empty_texts(raw, columns, lambda role: describe_split(role, self.data_cfg))
-        return checked
-
     def prepare(self, split: Dataset, train: bool) -> Dataset:
         tokenizer = self.tokenizer
         text, pair = self.data_cfg.text_column, self.data_cfg.text_pair_column

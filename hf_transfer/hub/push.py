@@ -31,6 +31,7 @@ import yaml
 
 from hf_transfer.core.errors import HfTransferError, HubError, ModelError
 from hf_transfer.core.paths import is_repo_id
+from hf_transfer.data.modalities import MODALITIES
 from hf_transfer.runs.folder import (
     LABELS_FILE,
     METADATA_FILE,
@@ -283,16 +284,17 @@ def base_model_of(metadata: dict, override: str | None = None, run_dir: Path | s
     if override:
         return _check_repo_id(override.removeprefix("hf-hub:"), "--base-model")
     backbone = metadata["backbone"]
-    if backbone.get("modality") == "multimodal":
-        for tower in TOWERS:
-            described = backbone[tower]
-            if not described.get("hub_id") and (
-                described.get("checkpoint_path") or _looks_local(str(described["checkpoint"]))
-            ):
-                raise HubError(
-                    f"the {tower} tower of {run_dir} is the local folder '{described['checkpoint']}', which has no "
-                    f"Hub id, so the pushed model could not load it; set model.{tower}.hub_id and train again."
-                )
+    towers = MODALITIES.of_record(backbone).tower_names
+    for tower in towers:
+        described = backbone[tower]
+        if not described.get("hub_id") and (
+            described.get("checkpoint_path") or _looks_local(str(described["checkpoint"]))
+        ):
+            raise HubError(
+                f"the {tower} tower of {run_dir} is the local folder '{described['checkpoint']}', which has no "
+                f"Hub id, so the pushed model could not load it; set model.{tower}.hub_id and train again."
+            )
+    if towers:
         return None  # two base models: the card names both towers
     if backbone.get("hub_id"):
         return str(backbone["hub_id"]).removeprefix("hf-hub:")
@@ -366,9 +368,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-TOWERS = ("image", "text")  # a multimodal run's two backbones, each described under its name
-
-
 def _load_form(library: str, hub_id: str) -> str:
     """How the backbone's library names a Hub checkpoint."""
     return f"hf-hub:{hub_id}" if library == "timm" else hub_id
@@ -408,7 +407,8 @@ def stage_run(
         for entry in sorted((run_dir / bundled).iterdir()):
             if entry.is_file() and _pushable(entry.name):
                 shutil.copyfile(entry, staging / bundled / entry.name)
-    for tower in TOWERS if backbone.get("modality") == "multimodal" else ():
+    towers = MODALITIES.of_record(backbone).tower_names  # a multimodal run's backbones, each under its name
+    for tower in towers:
         # a multimodal run's per-tower preprocessing (image config, tokenizer) sits in a sub-folder each
         skipped.remove(tower + "/")
         (staging / tower).mkdir()
@@ -429,11 +429,11 @@ def stage_run(
     write_json(staging / METADATA_FILE, metadata)
 
     recipe_dict = read_recipe_dict(staging)
-    if backbone.get("modality") == "multimodal":
-        for tower in TOWERS:
+    if towers:
+        for tower in towers:
             recipe_dict["model"][tower]["checkpoint"] = backbone[tower]["checkpoint"]
         if recipe_dict["model"].get("checkpoint"):  # one dual encoder (CLIP, SigLIP) is both towers
-            recipe_dict["model"]["checkpoint"] = backbone["image"]["checkpoint"]
+            recipe_dict["model"]["checkpoint"] = backbone[towers[0]]["checkpoint"]
     else:
         recipe_dict["model"]["checkpoint"] = backbone["checkpoint"]
     if base_model:
@@ -537,7 +537,7 @@ def push_run(
             raise HubError(f"run folder '{run_dir}' has no {name}; it is incomplete, so train it again.")
     _check_repo_id(repo_id)
     base = base_model_of(metadata, base_model, run_dir=f"'{run_dir}'")
-    if base is None and metadata["backbone"].get("modality") != "multimodal":  # (its card names both towers)
+    if base is None and not MODALITIES.of_record(metadata["backbone"]).towers:  # (its card names both towers)
         logger.warning(
             "the base model %s has no Hub id; the card names no base_model", metadata["backbone"]["checkpoint"]
         )

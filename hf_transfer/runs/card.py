@@ -11,6 +11,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_transfer.config.recipe import METRIC_NAMES, Recipe
 from hf_transfer.core.paths import is_repo_id
+from hf_transfer.data.modalities import MODALITIES
+from hf_transfer.data.modalities.base import SnippetContext
 
 DEFAULT_TEMPLATE = "hf_transfer.md"
 DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
@@ -127,117 +129,42 @@ def _decision(problem_type: str, logits: str, thresholds: list[float] | None, in
     return f"{indent}print(labels[{logits}.argmax(-1).item()])"
 
 
+def _scores_decision(problem_type: str, names: list[str], thresholds: list[float] | None) -> str | None:
+    """The snippet's last line(s) from a pipeline's `scores` ({label: score}, `top_k=None`): the labels at or above
+    their tuned thresholds, or each target's value; None for single-label, where the pipeline's top label is it."""
+    if problem_type == "single_label_classification":
+        return None
+    if problem_type == "regression":
+        return "print(scores)"
+    cuts = dict(zip(names, thresholds or []))
+    return (
+        f"thresholds = {json.dumps({n: round(t, 6) for n, t in cuts.items()})}  # tuned on validation\n"
+        "print([n for n in thresholds if scores[n] >= thresholds[n]])"
+    )
+
+
 def _snippet(
     metadata: dict, location: str, revision: str | None = None, thresholds: list[float] | None = None
 ) -> tuple[str, str] | None:
-    """(library, code) that loads the model without hf-transfer, where its library can. The code prints what
-    `predict` gives: one label, the labels above their thresholds, or the values (a test runs it against the pushed
-    repo)."""
+    """(library, code) that loads the model without hf-transfer, where its library can (the input kind writes it).
+    The code prints what `predict` gives: one label, the labels above their thresholds, or the values (a test runs
+    it against the pushed repo)."""
     problem_type = metadata.get("problem_type") or "single_label_classification"
-    strategy = metadata["strategy"]
     backbone = metadata["backbone"]
-    base = backbone.get("hub_id") or backbone.get("checkpoint")
     names = metadata["label_names"]
-    at = f', revision="{revision}"' if revision else ""
     if backbone.get("text_tower"):  # a CLIP / SigLIP text tower under hf-transfer's head: no transformers class
         return None
-    if backbone["library"] == "transformers" and backbone.get("modality") == "image":
-        return _transformers_image_snippet(strategy, base, names, location, at)
-    if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):
-        code = (
-            "from peft import PeftModel\n"
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-            f"labels = {json.dumps(names)}\n"
-            "base = AutoModelForSequenceClassification.from_pretrained(\n"
-            f'    "{base}", num_labels=len(labels),\n'
-            "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
-            ")\n"
-            f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{location}"{at})\n'
-            'inputs = tokenizer(["A small gem of a movie."], return_tensors="pt", padding=True)\n'
-            + _decision(problem_type, "model(**inputs).logits.detach()", thresholds)
-        )
-        return "PEFT and transformers", code
-    if (
-        backbone["library"] == "transformers"
-        and strategy == "finetune"
-        and problem_type != "single_label_classification"
-    ):
-        # the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a regression value
-        code = (
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("text-classification", model="{location}"{at}, top_k=None)\n'
-            'scores = {r["label"]: r["score"] for r in classifier(["A small gem of a movie."])[0]}\n'
-        )
-        if problem_type == "regression":
-            code += "print(scores)"
-        else:
-            cuts = dict(zip(names, thresholds or []))
-            code += (
-                f"thresholds = {json.dumps({n: round(t, 6) for n, t in cuts.items()})}  # tuned on validation\n"
-                "print([n for n in thresholds if scores[n] >= thresholds[n]])"
-            )
-        return "transformers", code
-    if backbone["library"] == "transformers" and strategy == "finetune":
-        code = (
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("text-classification", model="{location}"{at})\n'
-            'print(classifier("A small gem of a movie.")[0]["label"])'
-        )
-        return "transformers", code
-    if backbone["library"] == "timm" and strategy == "finetune":
-        code = (
-            "import timm\nimport torch\nfrom PIL import Image\n\n"
-            f"labels = {json.dumps(names)}\n"
-            f'model = timm.create_model("{_timm_source(location)}", pretrained=True)'
-            ".eval()\n"
-            "config = timm.data.resolve_model_data_config(model)\n"
-            "transform = timm.data.create_transform(**config, is_training=False)\n"
-            'image = Image.open("image.jpg").convert("RGB")\n'
-            "with torch.no_grad():\n"
-            + _decision(problem_type, "model(transform(image).unsqueeze(0))", thresholds, indent="    ")
-        )
-        return "timm", code
-    return None
-
-
-def _timm_source(location: str) -> str:
-    """What `timm.create_model` loads `location` by: a run folder on disk (a path is no Hub repo id), a Hub repo."""
-    path = Path(location)
-    if path.is_absolute() or location.startswith(".") or location.count("/") > 1 or path.is_dir():
-        return f"local-dir:{location}"
-    return f"hf-hub:{location}" if "/" in location else location
-
-
-def _transformers_image_snippet(strategy: str, base: str, names: list[str], location: str, at: str):
-    """A fine-tuned transformers image model is a plain repo for `pipeline`; an adapter loads on its base model with
-    the image processor the run saved."""
-    if strategy == "finetune":
-        code = (
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("image-classification", model="{location}"{at})\n'
-            'print(classifier("image.jpg")[0]["label"])'
-        )
-        return "transformers", code
-    if strategy in ("lora", "ia3"):
-        code = (
-            "import torch\n"
-            "from peft import PeftModel\n"
-            "from PIL import Image\n"
-            "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
-            f"labels = {json.dumps(names)}\n"
-            "base = AutoModelForImageClassification.from_pretrained(\n"
-            f'    "{base}", num_labels=len(labels), ignore_mismatched_sizes=True,\n'
-            "    id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},\n"
-            ")\n"
-            f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
-            f'processor = AutoImageProcessor.from_pretrained("{location}"{at})\n'
-            'inputs = processor(Image.open("image.jpg").convert("RGB"), return_tensors="pt")\n'
-            "with torch.no_grad():\n"
-            "    print(labels[model(**inputs).logits.argmax(-1).item()])"
-        )
-        return "PEFT and transformers", code
-    return None
+    context = SnippetContext(
+        library=backbone["library"],
+        strategy=metadata["strategy"],
+        base=backbone.get("hub_id") or backbone.get("checkpoint"),
+        label_names=names,
+        location=location,
+        at=f', revision="{revision}"' if revision else "",
+        decision=lambda logits, indent: _decision(problem_type, logits, thresholds, indent),
+        scores_decision=_scores_decision(problem_type, names, thresholds),
+    )
+    return MODALITIES.of_record(backbone).card_snippet(context)
 
 
 def build_model_card(
@@ -286,7 +213,7 @@ def build_model_card(
                 "hf-transfer",
                 strategy.replace("_", "-"),
                 backbone["library"],
-                recipe.modality,
+                recipe.modality.name,
                 *(["lora"] if strategy == "lora" else []),
                 *(["dora"] if metadata.get("strategy_config", {}).get("use_dora") else []),
                 *(["peft"] if library == "peft" else []),
@@ -315,17 +242,8 @@ def build_model_card(
             )
         )
     snippet = _snippet(metadata, location, revision, thresholds)
-    example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
-    example_cli = example if recipe.modality == "image" else f'"{example}"'
-    example_py = f'"{example}"'
-    summary = f"A {recipe.modality} classifier"
-    if recipe.modality == "multimodal":
-        example_cli, example_py = '--image image.jpg --text "seven"', '("image.jpg", "seven")'
-        towers = " and ".join(
-            f"the {name} tower `{tower.get('hub_id') or tower['checkpoint']}` ({tower['library']})"
-            for name, tower in ((n, backbone[n]) for n in ("image", "text"))
-        )
-        summary = f"A multimodal (image + text) classifier, {towers}, features fused by {backbone.get('fusion')},"
+    example_cli, example_py = recipe.modality.card_example
+    summary = recipe.modality.card_summary(backbone)
     limitations = []
     if not metrics.get("test"):
         limitations.append(

@@ -104,15 +104,15 @@ def baseline_recipe(recipe: Recipe, name: str) -> Recipe:
     """The no-transfer comparison: `scratch` is the same network from random weights, fine-tuned with the same
     budget; `head_only` trains only a new head on the frozen starting backbone. For a multimodal recipe,
     `image_only` and `text_only` probe one tower alone."""
-    if name in ("image_only", "text_only"):
+    kind = recipe.modality.baseline_tower(name)
+    if kind is not None:
         # One tower of a multimodal recipe, probed alone on its own features (with the recipe's probe head when
         # it has one): what the fused model gains over either input by itself.
-        modality = name.removesuffix("_only")
-        tower = getattr(recipe.model, modality)
+        tower = getattr(recipe.model, kind.name)
         probe = recipe.strategy if isinstance(recipe.strategy, LinearProbeConfig) else LinearProbeConfig()
         return replace(
             recipe,
-            task=f"{modality}-classification",
+            task=kind.task,
             model=ModelConfig(**{f.name: getattr(tower, f.name) for f in fields(tower) if f.name in SINGLE_KEYS}),
             strategy=probe,
             source=None,
@@ -394,7 +394,7 @@ class TransferRun:
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
         description = self.target_backbone.describe()
-        if recipe.modality != "multimodal":  # a multimodal backbone records each tower's own
+        if not recipe.modality.towers:  # a multimodal backbone records each tower's own
             description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
         if self.source is not None and stage.strategy.name != "finetune":
             # The adapter / head sits on the source-trained weights: they travel with the run.

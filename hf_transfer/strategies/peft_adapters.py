@@ -48,7 +48,7 @@ def within_towers(model, names: list[str], towers: str, backbone, what: str = "s
     multimodal model (`strategy.towers`), as whole names; `names` as they are for `both`."""
     if towers == "both" or not names:
         return names
-    if backbone.modality != "multimodal":
+    if not backbone.modality.towers:
         raise RecipeError("strategy.towers is only for task multimodal-classification; leave it out (both).")
     prefix = towers + "."
     chosen = [
@@ -79,10 +79,8 @@ class _PeftStrategy(Strategy):
             raise RecipeError(f"strategy.target_modules: {str(err).splitlines()[0]}") from None
         # PEFT records the folder the base came from; record the id the run folder loads it back by instead.
         # (Two towers have no one base to name: the run folder records each tower's.)
-        multimodal = self.backbone.modality == "multimodal"
-        config.base_model_name_or_path = (
-            None if multimodal else self.backbone.base_model_id or self.backbone.checkpoint
-        )
+        towers = self.backbone.modality.towers
+        config.base_model_name_or_path = None if towers else self.backbone.base_model_id or self.backbone.checkpoint
         return plan_for_model(
             model, self.backbone, splits, recipe, param_groups_with_decay(model, recipe.train.weight_decay)
         )

@@ -29,15 +29,17 @@ from tqdm.auto import tqdm
 
 from hf_transfer.config.recipe import DataConfig, ZeroShotConfig
 from hf_transfer.core.errors import ModelError, RecipeError
-from hf_transfer.data.splits import LABEL, describe_split
+from hf_transfer.data.modalities import Modality
+from hf_transfer.data.splits import LABEL
 
 logger = logging.getLogger(__name__)
 
 DUAL_ENCODERS = ("clip", "siglip")  # config.model_type of the image-text models zero-shot loads whole
+TEXT_ENCODER = "text"  # the kind (as the run folder records it) of a text encoder that is no dual encoder
 TEXT_ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def label_prompts(label_names: list[str], config: ZeroShotConfig, modality: str) -> dict[str, list[str]]:
+def label_prompts(label_names: list[str], config: ZeroShotConfig, modality: Modality) -> dict[str, list[str]]:
     """Each label's prompts: every template with `{label}` replaced by each of the label's descriptions (its name when
     it has none), descriptions first, templates second."""
     unknown = [name for name in config.descriptions if name not in label_names]
@@ -64,9 +66,15 @@ def _pooled(output) -> torch.Tensor:
 
 
 class ZeroShotClassifier:
-    """A zero-shot model for one modality and one data layout: loads lazily, scores Datasets of raw rows."""
+    """A zero-shot model for one input kind and one data layout: loads lazily, scores Datasets of raw rows.
 
-    def __init__(self, config: ZeroShotConfig, modality: str, data: DataConfig, field: str = "zero_shot.checkpoint"):
+    Images need a dual encoder (its image tower embeds them); texts take a dual encoder's text tower or a text
+    encoder of their own.
+    """
+
+    def __init__(
+        self, config: ZeroShotConfig, modality: Modality, data: DataConfig, field: str = "zero_shot.checkpoint"
+    ):
         if not config.checkpoint:
             raise RecipeError(f"{field} is missing; name a CLIP or SigLIP checkpoint, or a text encoder.")
         self.config = config
@@ -78,7 +86,7 @@ class ZeroShotClassifier:
 
     # --- what the checkpoint is ------------------------------------------------------------------------------
     def _not_usable(self, why: str) -> ModelError:
-        wanted = "a CLIP or SigLIP checkpoint" if self.modality == "image" else "a CLIP, SigLIP or text encoder"
+        wanted = "a CLIP or SigLIP checkpoint" if self.modality.decodes_images else "a CLIP, SigLIP or text encoder"
         return ModelError(f"{self.field} '{self.checkpoint}' {why}; zero-shot {self.modality} needs {wanted}.")
 
     @cached_property
@@ -99,23 +107,23 @@ class ZeroShotClassifier:
         model_type = getattr(self.model_config, "model_type", None)
         if model_type in DUAL_ENCODERS:
             return model_type
-        if self.modality == "image":
+        if self.modality.decodes_images:
             raise self._not_usable(f"is a {model_type} model, not an image-text one")
         if hasattr(self.model_config, "vision_config") or not hasattr(self.model_config, "vocab_size"):
             raise self._not_usable(f"is a {model_type} model without a text encoder of its own")
-        return "text"
+        return TEXT_ENCODER
 
     @cached_property
     def processor(self):
         """AutoProcessor for CLIP / SigLIP (tokenizer + image processor), AutoTokenizer for a text encoder."""
         from transformers import AutoProcessor, AutoTokenizer
 
-        loader = AutoTokenizer if self.kind == "text" else AutoProcessor
+        loader = AutoTokenizer if self.kind == TEXT_ENCODER else AutoProcessor
         try:
             processor = loader.from_pretrained(self.checkpoint.removeprefix("local-dir:"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise self._not_usable(f"has no usable tokenizer or processor ({_first_line(err)})") from None
-        if self.modality == "image" and getattr(processor, "image_processor", None) is None:
+        if self.modality.decodes_images and getattr(processor, "image_processor", None) is None:
             raise self._not_usable("has no image processor (preprocessor_config.json) beside its tokenizer")
         return processor
 
@@ -137,7 +145,7 @@ class ZeroShotClassifier:
             model = AutoModel.from_pretrained(self.checkpoint.removeprefix("local-dir:"))
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise self._not_usable(f"has no weights that load ({_first_line(err)})") from None
-        if self.kind == "text":
+        if self.kind == TEXT_ENCODER:
             from hf_transfer.backbones.transformers_text import TextFeatureExtractor
 
             model = TextFeatureExtractor(model, "mean")
@@ -145,21 +153,10 @@ class ZeroShotClassifier:
 
     # --- the rows it reads (what `rank` samples by, like a Backbone) -----------------------------------------
     def required_columns(self) -> tuple[list[str], dict[str, str]]:
-        if self.modality == "image":
-            return [self.data.image_column], {self.data.image_column: "data.image_column"}
-        text, pair = self.data.text_column, self.data.text_pair_column
-        return [text] + ([pair] if pair else []), {text: "data.text_column", pair: "data.text_pair_column"}
+        return self.modality.required_columns(self.data)
 
     def check_rows(self, raw: DatasetDict) -> DatasetDict:
-        if self.modality == "image":
-            from hf_transfer.data.images import check_image_splits
-
-            checked, self.skipped_rows = check_image_splits(raw, self.data)
-            return checked
-        from hf_transfer.data.text import drop_empty_texts
-
-        columns, _ = self.required_columns()
-        checked, self.skipped_rows = drop_empty_texts(raw, columns, lambda role: describe_split(role, self.data))
+        checked, self.skipped_rows = self.modality.check_rows(raw, self.data)
         return checked
 
     # --- embeddings ---------------------------------------------------------------------------------------------
@@ -171,7 +168,7 @@ class ZeroShotClassifier:
         text_config = getattr(self.model_config, "text_config", None)
         if text_config is not None:  # CLIP / SigLIP: no more positions than the text tower has
             limit = min(limit, text_config.max_position_embeddings)
-        return min(limit, self.data.max_length) if self.kind == "text" else limit
+        return min(limit, self.data.max_length) if self.kind == TEXT_ENCODER else limit
 
     def _embed_texts(self, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
         # SigLIP was trained on prompts padded to its full length; its text tower pools the last position.
@@ -179,7 +176,7 @@ class ZeroShotClassifier:
         inputs = self.tokenizer(
             texts, pairs, padding=padding, truncation=True, max_length=self._max_length(), return_tensors="pt"
         ).to(self._device())
-        if self.kind == "text":
+        if self.kind == TEXT_ENCODER:
             embedded = self.model(**{k: v for k, v in inputs.items() if k in TEXT_ENCODER_INPUTS})
         else:
             keep = ("input_ids", "attention_mask") if self.kind == "clip" else ("input_ids",)
@@ -205,7 +202,7 @@ class ZeroShotClassifier:
         chunks = []
         for start in tqdm(range(0, len(split), batch_size), desc=desc, leave=False):
             batch = split[start : start + batch_size]
-            if self.modality == "image":
+            if self.modality.decodes_images:
                 chunks.append(self._embed_images(batch[self.data.image_column]))
             else:
                 pair = self.data.text_pair_column
@@ -217,7 +214,7 @@ class ZeroShotClassifier:
     def probabilities(self, inputs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
         """(N, K) scores of unit input embeddings against unit label embeddings, rows summing to 1."""
         similarity = inputs @ labels.T
-        if self.kind == "text":
+        if self.kind == TEXT_ENCODER:
             return torch.softmax(similarity / self.config.temperature, dim=-1).numpy()
         scale = self.model.logit_scale.detach().float().exp().cpu()
         if self.kind == "clip":
@@ -244,7 +241,7 @@ class ZeroShotClassifier:
             "descriptions": dict(self.config.descriptions),
             "prompts": label_prompts(label_names, self.config, self.modality),
         }
-        if self.kind == "text":
+        if self.kind == TEXT_ENCODER:
             record["temperature"] = self.config.temperature
         return record
 

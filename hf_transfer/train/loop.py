@@ -37,6 +37,7 @@ from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import RecipeError, TrainingDivergedError
 from hf_transfer.core.files import atomic_write, write_json
 from hf_transfer.core.registry import Registry
+from hf_transfer.data.modalities import Modality
 from hf_transfer.metrics.classification import greater_is_better
 from hf_transfer.problems.base import (
     MULTI_LABEL,
@@ -298,14 +299,14 @@ def rows_on_a_device(dataset) -> bool:
     return any(isinstance(v, torch.Tensor) and v.device.type != "cpu" for v in values)
 
 
-def resolve_num_workers(setting: int | str, modality: str, dataset) -> int:
+def resolve_num_workers(setting: int | str, modality: Modality, dataset) -> int:
     """`train.num_workers` as a number. auto: half the cores (at most 8) for images, whose decoding and
     augmentation would otherwise take turns with the model; 0 for text, already tokenised in memory, where workers
     add only their start-up; 0 where workers cannot start (see `workers_can_start`) or rows are on a GPU already
     (a forked worker cannot touch CUDA)."""
     if setting != "auto":
         return int(setting)
-    if modality not in ("image", "multimodal") or rows_on_a_device(dataset):
+    if not modality.decodes_images or rows_on_a_device(dataset):
         return 0
     workers = min(available_cores() // 2, 8)
     if workers and not workers_can_start(dataset):
