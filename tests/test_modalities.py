@@ -13,7 +13,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from hf_transfer.config.recipe import DataConfig
+from hf_transfer.config.sections import DataConfig
 from hf_transfer.core.errors import DataError, HfTransferError, RecipeError
 from hf_transfer.data.modalities import DEFAULT, MODALITIES, Modality
 from hf_transfer.data.modalities.base import SnippetContext

@@ -19,7 +19,8 @@ from hf_transfer.core.errors import HfTransferError, RecipeError
 if TYPE_CHECKING:  # configs sit above data: the recipe asks its input kind for its rules
     from datasets import Dataset, DatasetDict
 
-    from hf_transfer.config.recipe import DataConfig, Recipe
+    from hf_transfer.config.recipe import Recipe
+    from hf_transfer.config.sections import DataConfig
 
 ROW_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 """Files `predict --file` reads as rows with columns; any other file is one input per non-empty line."""

@@ -13,7 +13,7 @@ from hf_transfer.data.modalities.base import Modality, SnippetContext
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 EXAMPLE = "image.jpg"
 

@@ -15,7 +15,8 @@ from hf_transfer.data.modalities.text import TEXT
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-    from hf_transfer.config.recipe import DataConfig, Recipe
+    from hf_transfer.config.recipe import Recipe
+    from hf_transfer.config.sections import DataConfig
 
 
 class MultimodalModality(Modality):

@@ -14,7 +14,7 @@ from hf_transfer.data.modalities.base import Modality, SnippetContext
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 logger = logging.getLogger(__name__)
 
