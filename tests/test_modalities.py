@@ -106,7 +106,10 @@ def test_recipe_rules_are_the_kinds_own():
     text, _, multimodal = KINDS
     assert text.baseline_tower("image_only") is None
     with pytest.raises(RecipeError, match="baseline image_only is only for task multimodal-classification"):
-        text.check_recipe(_RecipeLike(baseline=["image_only"]))
+        multimodal.refuse_own_settings(_RecipeLike(baseline=["image_only"]))
+    with pytest.raises(RecipeError, match="model.image is only for task multimodal-classification"):
+        MODALITIES.check_recipe(_RecipeLike(image="a", task=text.task))
+    text.check_recipe(_RecipeLike())  # a text recipe has no rules of its own beyond the schema's
     with pytest.raises(RecipeError, match="model.text is missing; task multimodal-classification needs"):
         multimodal.check_recipe(_RecipeLike(image="a"))
     with pytest.raises(RecipeError, match="takes baselines image_only and text_only, and no source stage"):
@@ -116,11 +119,12 @@ def test_recipe_rules_are_the_kinds_own():
 class _RecipeLike:
     """What an input kind reads of a recipe."""
 
-    def __init__(self, image=None, text=None, baseline=()):
+    def __init__(self, image=None, text=None, baseline=(), task="multimodal-classification"):
         towers = {name: tower for name, tower in (("image", image), ("text", text)) if tower}
         self.model = type("Model", (), {"image": image, "text": text, "checkpoint": None, "towers": towers})()
         self.baseline = list(baseline)
         self.source = None
+        self.task = task
 
 
 def test_the_input_kinds_import_nothing_heavy():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-TASKS = ("text-classification", "image-classification", "multimodal-classification")
 # transformers' names (a model config's `problem_type`), so a pushed text model scores as its pipeline expects
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 PROBLEM_TYPES: tuple[str, ...] = get_args(ProblemType)

@@ -31,6 +31,10 @@ from hf_transfer.config.strategies import STRATEGY_CONFIGS, strategy_name
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import closest
+from hf_transfer.data.modalities import DEFAULT, MODALITIES, Modality
+
+TASKS = MODALITIES.tasks()
+"""What `task` may name: the task of each input kind (`hf_transfer.data.modalities`)."""
 
 
 def check_problem_data(data: DataConfig, problem_type: str, where: str = "data") -> None:
@@ -82,7 +86,7 @@ def check_problem_data(data: DataConfig, problem_type: str, where: str = "data")
 class Recipe:
     name: str = "recipe"
     description: str = ""
-    task: Literal["text-classification", "image-classification", "multimodal-classification"] = "text-classification"
+    task: Literal[TASKS] = DEFAULT.task
     problem_type: ProblemType = "single_label_classification"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -106,34 +110,13 @@ class Recipe:
                 f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
                 f"single_label_classification, not {self.problem_type}; remove zero_shot from baseline."
             )
-        multimodal = self.task == "multimodal-classification"
-        if multimodal and self.model.checkpoint and not self.model.towers:
+        kind = self.modality
+        if kind.towers and self.model.checkpoint and not self.model.towers:
             # One dual encoder (CLIP, SigLIP): its image tower embeds the image and its text tower the text, so both
             # towers name it, and everything a two-tower run does (baselines, push, load-back) follows unchanged.
             keys = {f.name: getattr(self.model, f.name) for f in fields(TowerConfig) if f.name in SINGLE_KEYS}
-            self.model = replace(self.model, image=TowerConfig(**keys), text=TowerConfig(**keys))
-        if multimodal and not (self.model.image and self.model.text):
-            if self.model.checkpoint:
-                raise RecipeError(
-                    "model.checkpoint with only one of model.image / model.text is ambiguous for "
-                    "multimodal-classification; give model.checkpoint alone (a CLIP or SigLIP) or both towers."
-                )
-            missing = "model.image" if self.model.image is None else "model.text"
-            raise RecipeError(
-                f"{missing} is missing; task multimodal-classification needs model.image and model.text."
-            )
-        if not multimodal and self.model.towers:
-            raise RecipeError(
-                f"model.{next(iter(self.model.towers))} is only for task multimodal-classification; "
-                "use model.checkpoint for a single backbone."
-            )
-        single = [b for b in self.baseline if b in ("image_only", "text_only")]
-        if single and not multimodal:
-            raise RecipeError(f"baseline {single[0]} is only for task multimodal-classification.")
-        if multimodal and (self.source is not None or {"scratch", "head_only", "zero_shot"} & set(self.baseline)):
-            raise RecipeError(
-                "multimodal-classification takes baselines image_only and text_only, and no source stage."
-            )
+            self.model = replace(self.model, **{name: TowerConfig(**keys) for name in kind.tower_names})
+        MODALITIES.check_recipe(self)
 
     @property
     def zero_shot_config(self) -> ZeroShotConfig:
@@ -142,8 +125,9 @@ class Recipe:
         return replace(config, checkpoint=config.checkpoint or self.model.checkpoint)
 
     @property
-    def modality(self) -> str:
-        return {"image-classification": "image", "multimodal-classification": "multimodal"}.get(self.task, "text")
+    def modality(self) -> Modality:
+        """The input kind of `task`: its columns, row checks and rules (`hf_transfer.data.modalities`)."""
+        return MODALITIES.of_task(self.task)
 
     @property
     def source_problem_type(self) -> str:

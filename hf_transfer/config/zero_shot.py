@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hf_transfer.core.errors import RecipeError
+from hf_transfer.data.modalities import Modality
 
-DEFAULT_ZERO_SHOT_TEMPLATES = {"image": ["a photo of a {label}."], "text": ["{label}"]}
-"""The prompts a zero-shot baseline uses when `zero_shot.templates` is left out, per modality."""
 ZERO_SHOT_TEMPERATURE = 0.05
 
 
@@ -74,8 +73,9 @@ class ZeroShotConfig:
                     f"not {self.descriptions[label]!r}."
                 )
 
-    def templates_for(self, modality: str) -> list[str]:
-        return list(self.templates) if self.templates is not None else list(DEFAULT_ZERO_SHOT_TEMPLATES[modality])
+    def templates_for(self, modality: Modality) -> list[str]:
+        """`templates`, or when left out the input kind's own (`a photo of a {label}.` for images)."""
+        return list(self.templates) if self.templates is not None else list(modality.zero_shot_templates)
 
     def descriptions_of(self, label: str) -> list[str]:
         """What stands for `label` in the templates: its descriptions, or its name when it has none."""

@@ -6,12 +6,17 @@ and image + text; a new input kind is one module here, registered below, plus th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import Registry, closest
 from hf_transfer.data.modalities.base import Modality
 from hf_transfer.data.modalities.image import IMAGE
 from hf_transfer.data.modalities.multimodal import MULTIMODAL
 from hf_transfer.data.modalities.text import TEXT
+
+if TYPE_CHECKING:
+    from hf_transfer.config.recipe import Recipe
 
 
 class ModalityRegistry(Registry[Modality]):
@@ -35,6 +40,15 @@ class ModalityRegistry(Registry[Modality]):
         raise RecipeError(
             f"{field}: unknown task '{task}'{closest(task, self.tasks())}; choose one of {', '.join(self.tasks())}."
         )
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        """A RecipeError for settings that do not fit the recipe's input kind: its own rules, and what only another
+        kind takes (towers, one-tower baselines)."""
+        kind = self.of_task(recipe.task)
+        for other in self.kinds():
+            if other is not kind:
+                other.refuse_own_settings(recipe)
+        kind.check_recipe(recipe)
 
     def of_record(self, backbone: dict) -> Modality:
         """The input kind a run record's backbone (`hf_transfer.json`'s `backbone`) names."""

@@ -80,19 +80,20 @@ class Modality:
         return "transformers"
 
     def check_recipe(self, recipe: Recipe) -> None:
-        """A RecipeError for settings that do not fit this input kind (towers, one-tower baselines, a source)."""
-        from hf_transfer.data.modalities import MODALITIES
+        """A RecipeError for settings of a recipe of this kind that do not fit it (its towers, baselines, source);
+        the settings that belong to another kind (its towers) that kind refuses (see `refuse_own_settings`)."""
 
-        if recipe.model.towers:
-            tasks = " or ".join(kind.task for kind in MODALITIES.kinds() if kind.towers)
+    def refuse_own_settings(self, recipe: Recipe) -> None:
+        """A RecipeError for what only this kind takes (`model.image`, baseline `image_only`) in a recipe of
+        another input kind."""
+        if self.towers and recipe.model.towers:
             raise RecipeError(
-                f"model.{next(iter(recipe.model.towers))} is only for task {tasks}; use model.checkpoint for a "
+                f"model.{next(iter(recipe.model.towers))} is only for task {self.task}; use model.checkpoint for a "
                 "single backbone."
             )
-        for kind in MODALITIES.kinds():
-            single = [b for b in recipe.baseline if kind.baseline_tower(b) is not None]
-            if single:
-                raise RecipeError(f"baseline {single[0]} is only for task {kind.task}.")
+        single = [b for b in recipe.baseline if self.baseline_tower(b) is not None]
+        if single:
+            raise RecipeError(f"baseline {single[0]} is only for task {self.task}.")
 
     def baseline_tower(self, baseline: str) -> Modality | None:
         """The tower that a one-tower baseline (`image_only`) probes alone, or None where `baseline` is no such."""
