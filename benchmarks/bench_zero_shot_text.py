@@ -48,6 +48,7 @@ def main() -> int:
 
     from hf_transfer.config.sections import DataConfig
     from hf_transfer.config.zero_shot import ZeroShotConfig
+    from hf_transfer.data.modalities.text import TEXT
     from hf_transfer.metrics.classification import classification_metrics
     from hf_transfer.strategies.zero_shot import ZeroShotClassifier, label_prompts
 
@@ -55,16 +56,16 @@ def main() -> int:
     split = load_dataset("csv", data_files=args.test, split="train").rename_column("label", "labels")
     labels = np.asarray(split["labels"])
     data = DataConfig(train_files=[args.test])
-    base = ZeroShotClassifier(ZeroShotConfig(checkpoint=args.model), "text", data)
+    base = ZeroShotClassifier(ZeroShotConfig(checkpoint=args.model), TEXT, data)
     start = time.perf_counter()
     reviews = base.input_embeddings(split, args.batch_size, "MiniLM reviews")  # once, for every prompt set
     seconds = time.perf_counter() - start
     rows = []
     for name, section in PROMPT_SETS.items():
         config = ZeroShotConfig(checkpoint=args.model, **section)
-        classifier = ZeroShotClassifier(config, "text", data)
+        classifier = ZeroShotClassifier(config, TEXT, data)
         classifier.model = base.model  # the same loaded weights
-        prompts = label_prompts(LABELS, config, "text")
+        prompts = label_prompts(LABELS, config, TEXT)
         probs = classifier.probabilities(reviews, classifier.label_embeddings(prompts))
         metrics = classification_metrics(labels, probs, LABELS)
         rows.append(

@@ -21,6 +21,8 @@ from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.sections import DataConfig
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import HfTransferError, RecipeError
+from hf_transfer.data.modalities.image import IMAGE
+from hf_transfer.data.modalities.text import TEXT
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier, label_prompts
 
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 180, 40), "bird": (40, 60, 210)}
@@ -219,17 +221,17 @@ def keyword_encoder_dir(tmp_path_factory) -> Path:
 
 def test_templates_are_rendered_as_documented():
     labels = ["cat", "dog"]
-    assert label_prompts(labels, ZeroShotConfig(), "image") == {
+    assert label_prompts(labels, ZeroShotConfig(), IMAGE) == {
         "cat": ["a photo of a cat."],
         "dog": ["a photo of a dog."],
     }
-    assert label_prompts(labels, ZeroShotConfig(), "text") == {"cat": ["cat"], "dog": ["dog"]}
+    assert label_prompts(labels, ZeroShotConfig(), TEXT) == {"cat": ["cat"], "dog": ["dog"]}
     # several templates, and descriptions that replace the name (one text, or several), descriptions first
     config = ZeroShotConfig(
         templates=["a photo of a {label}.", "{label}, {label}! {not a placeholder}"],
         descriptions={"cat": ["tabby", "kitten"], "dog": "good boy"},
     )
-    assert label_prompts(labels, config, "image") == {
+    assert label_prompts(labels, config, IMAGE) == {
         "cat": ["a photo of a tabby.", "tabby, tabby! {not a placeholder}", "a photo of a kitten.",
                 "kitten, kitten! {not a placeholder}"],
         "dog": ["a photo of a good boy.", "good boy, good boy! {not a placeholder}"],
@@ -245,7 +247,7 @@ def test_every_template_meets_every_description_verbatim(labels, templates, desc
     descriptions = {labels[0]: described} if described else {}
     rendered_templates = [f"{before}{{label}}{after}" for before, after in templates]
     config = ZeroShotConfig(templates=rendered_templates, descriptions=descriptions)
-    prompts = label_prompts(labels, config, "image")
+    prompts = label_prompts(labels, config, IMAGE)
     assert list(prompts) == labels
     for label, rendered in prompts.items():
         texts = described if label in descriptions else [label]
@@ -255,7 +257,7 @@ def test_every_template_meets_every_description_verbatim(labels, templates, desc
 
 def test_descriptions_must_name_labels():
     with pytest.raises(RecipeError, match=r"zero_shot.descriptions names 'kat'.*cat, dog"):
-        label_prompts(["cat", "dog"], ZeroShotConfig(descriptions={"kat": "a cat"}), "image")
+        label_prompts(["cat", "dog"], ZeroShotConfig(descriptions={"kat": "a cat"}), IMAGE)
 
 
 @pytest.mark.parametrize(
@@ -299,7 +301,7 @@ def test_zero_shot_checkpoint_defaults_to_the_model():
 def test_agreeing_towers_classify_every_image(kind, tiny_clip_dir, tiny_siglip_dir, colour_csvs):
     folder = tiny_clip_dir if kind == "clip" else tiny_siglip_dir
     config = ZeroShotConfig(checkpoint=str(folder), templates=TWO_TEMPLATES)
-    classifier = ZeroShotClassifier(config, "image", DataConfig(train_files=[str(colour_csvs["test"])]))
+    classifier = ZeroShotClassifier(config, IMAGE, DataConfig(train_files=[str(colour_csvs["test"])]))
     assert classifier.kind == kind
     split = colour_split(colour_csvs["test"])
     probs = classifier.predict_proba({"test": split}, list(COLOURS), batch_size=5)["test"]
@@ -311,9 +313,9 @@ def test_agreeing_towers_classify_every_image(kind, tiny_clip_dir, tiny_siglip_d
 
 def test_several_templates_are_averaged_as_in_clips_paper(tiny_clip_dir):
     config = ZeroShotConfig(checkpoint=str(tiny_clip_dir), templates=TWO_TEMPLATES)
-    classifier = ZeroShotClassifier(config, "image", DataConfig(train_files=["unused.csv"]))
+    classifier = ZeroShotClassifier(config, IMAGE, DataConfig(train_files=["unused.csv"]))
     # labels the towers were not fitted to: each template gives its own embedding
-    prompts = label_prompts(["fish", "cow"], config, "image")
+    prompts = label_prompts(["fish", "cow"], config, IMAGE)
     averaged = classifier.label_embeddings(prompts)
     with torch.inference_mode():
         for row, texts in zip(averaged, prompts.values(), strict=True):
@@ -329,7 +331,7 @@ def test_descriptions_replace_the_label_names(tmp_path, colour_csvs):
     folder = build_agreeing_dual_encoder(tmp_path / "clip", "clip", ["{label}"], texts)
     split = colour_split(colour_csvs["test"])
     config = ZeroShotConfig(checkpoint=str(folder), templates=["{label}"], descriptions=texts)
-    classifier = ZeroShotClassifier(config, "image", DataConfig(train_files=["unused.csv"]))
+    classifier = ZeroShotClassifier(config, IMAGE, DataConfig(train_files=["unused.csv"]))
     probs = classifier.predict_proba({"test": split}, list(COLOURS), 16)["test"]
     assert (probs.argmax(1) == np.asarray(split["labels"])).mean() == 1.0
     assert classifier.describe(list(COLOURS))["prompts"]["dog"] == ["green thing"]
@@ -338,10 +340,10 @@ def test_descriptions_replace_the_label_names(tmp_path, colour_csvs):
 def test_checkpoints_that_cannot_classify_zero_shot(tmp_path, tiny_bert_dir, tiny_timm_dir):
     data = DataConfig(train_files=["unused.csv"])
     cases = [
-        (tiny_bert_dir, "image", r"is a bert model, not an image-text one; zero-shot image needs a CLIP or SigLIP"),
-        (tiny_timm_dir, "image", r"is a timm_wrapper model, not an image-text one"),
-        (tiny_timm_dir, "text", r"zero-shot text needs a CLIP, SigLIP or text encoder"),
-        (tmp_path / "nowhere", "text", r"'.*nowhere' does not load as a transformers model"),
+        (tiny_bert_dir, IMAGE, r"is a bert model, not an image-text one; zero-shot image needs a CLIP or SigLIP"),
+        (tiny_timm_dir, IMAGE, r"is a timm_wrapper model, not an image-text one"),
+        (tiny_timm_dir, TEXT, r"zero-shot text needs a CLIP, SigLIP or text encoder"),
+        (tmp_path / "nowhere", TEXT, r"'.*nowhere' does not load as a transformers model"),
     ]
     for folder, modality, message in cases:
         with pytest.raises(HfTransferError, match=message) as info:
@@ -356,7 +358,7 @@ def test_a_vision_only_transformers_model_is_refused(tmp_path):
         ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     ).save_pretrained(tmp_path / "vit")
     with pytest.raises(HfTransferError, match=r"is a vit model without a text encoder"):
-        ZeroShotClassifier(ZeroShotConfig(checkpoint=str(tmp_path / "vit")), "text", DataConfig()).check()
+        ZeroShotClassifier(ZeroShotConfig(checkpoint=str(tmp_path / "vit")), TEXT, DataConfig()).check()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -373,7 +375,7 @@ def test_text_zero_shot_with_a_sentence_encoder(keyword_encoder_dir, keyword_csv
     data = DataConfig(train_files=[str(keyword_csvs["test"])])
 
     def accuracy(config):
-        classifier = ZeroShotClassifier(replace_checkpoint(config, keyword_encoder_dir), "text", data)
+        classifier = ZeroShotClassifier(replace_checkpoint(config, keyword_encoder_dir), TEXT, data)
         assert classifier.kind == "text"
         probs = classifier.predict_proba({"test": split}, ["neg", "pos"], 16)["test"]
         return (probs.argmax(1) == labels).mean(), probs
@@ -395,7 +397,7 @@ def test_a_clip_checkpoint_serves_text_tasks_with_its_text_tower(tiny_clip_dir, 
     from datasets import load_dataset
 
     split = load_dataset("csv", data_files=str(keyword_csvs["test"]), split="train").select(range(10))
-    classifier = ZeroShotClassifier(ZeroShotConfig(checkpoint=str(tiny_clip_dir)), "text", DataConfig())
+    classifier = ZeroShotClassifier(ZeroShotConfig(checkpoint=str(tiny_clip_dir)), TEXT, DataConfig())
     probs = classifier.predict_proba({"test": split}, ["neg", "pos"], 4)["test"]
     assert classifier.kind == "clip" and probs.shape == (10, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert classifier.describe(["neg", "pos"])["prompts"] == {"neg": ["neg"], "pos": ["pos"]}  # the text default
