@@ -31,10 +31,11 @@ def label_config_kwargs(label_names: list[str], problem_type: str) -> dict:
 class Backbone(ABC):
     """A pretrained checkpoint and everything that depends on which one it is.
 
-    Subclasses: `TransformersTextBackbone`, `TimmImageBackbone`, `TransformersImageBackbone`. A backbone builds the
-    classifier for the user's labels, the frozen feature extractor, the dataset preprocessing and collator, and knows
-    the model's layer structure (for unfreezing the last N blocks, layer-wise LR decay and LoRA targets). Which rows
-    it reads, and how they are checked, its input kind (`modality`) says.
+    Subclasses: `TransformersTextBackbone`, `TimmImageBackbone` and `TransformersImageBackbone` (both an
+    `ImageBackbone`), `MultimodalBackbone`. A backbone builds the classifier for the user's labels, the frozen feature
+    extractor, the dataset preprocessing and collator, and knows the model's layer structure (for unfreezing the last
+    N blocks, layer-wise LR decay and LoRA targets). Which columns it reads, and how rows are checked, its input kind
+    (`modality`) says.
     """
 
     modality: Modality  # the input kind it reads (`hf_transfer.data.modalities`)
