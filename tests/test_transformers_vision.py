@@ -344,7 +344,7 @@ def test_lora_targets_that_match_nothing_are_one_line_naming_the_modules_there_a
 def test_augment_levels_map_onto_torchvision_with_the_processors_numbers(vision_dir):
     def transform(augment: str):
         backbone = build_backbone(
-            ModelConfig(checkpoint=str(vision_dir("clip"))), DataConfig(augment=augment), "image"
+            ModelConfig(checkpoint=str(vision_dir("clip"))), DataConfig(augment=augment), IMAGE
         )
         return backbone, backbone.transform(train=True)
 
