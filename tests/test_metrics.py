@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from sklearn import metrics as sk_metrics
 
 import hf_transfer.metrics.bootstrap as metrics_bootstrap
-from hf_transfer.config.recipe import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE
+from hf_transfer.config.names import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.bootstrap import bootstrap_metric_difference
 from hf_transfer.metrics.classification import classification_metrics

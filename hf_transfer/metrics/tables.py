@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hf_transfer.config.recipe import METRIC_NAMES
+from hf_transfer.config.names import METRIC_NAMES
 
 TABLE_LABEL_WIDTH = 24
 MATRIX_NAME_HEADER_MAX_CLASSES = 10
