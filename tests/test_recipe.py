@@ -18,7 +18,7 @@ from hf_transfer.config.loading import apply_overrides, load_recipe, recipe_head
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.strategies import STRATEGY_CLASSES
+from hf_transfer.strategies.factory import STRATEGY_CLASSES
 
 HEAVY_MODULES = ("torch", "transformers", "peft", "timm", "accelerate", "datasets", "sklearn", "matplotlib")
 

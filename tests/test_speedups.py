@@ -25,7 +25,7 @@ from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.data.splits import load_splits
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies.factory import build_strategy
 from hf_transfer.train.loop import (
     SeededRows,
     TrainingLoop,

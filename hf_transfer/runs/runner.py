@@ -43,8 +43,8 @@ from hf_transfer.runs.folder import (
     write_yaml,
 )
 from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, merged
-from hf_transfer.strategies import build_strategy
 from hf_transfer.strategies.base import Strategy, count_parameters
+from hf_transfer.strategies.factory import build_strategy
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
 from hf_transfer.train.loop import (
     Callback,
