@@ -62,6 +62,19 @@ def pytest_unconfigure(config):
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for a test (a module opts in: `pytestmark = pytest.mark.usefixtures("one_thread")`):
+    the models here are tiny, and on a busy 2-core machine two threads only fight (a timm LoRA run took 38 s with
+    two, 8 s with one)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Shared assets
 # --------------------------------------------------------------------------------------------------------------------
@@ -101,6 +114,23 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
     """timm's `test_vit` (random, 10 classes, img_size 32, so 4 patches) saved like `tiny_timm_dir`; its blocks have
     `attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2` linears for LoRA targets."""
     return build_tiny_timm(tmp_path_factory.mktemp("tiny_vit") / "test_vit", "test_vit", img_size=32)
+
+
+@pytest.fixture(scope="session")
+def blind_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """tiny_bert_dir with every token's embedding replaced by one shared vector: its features see how long a text is
+    but not which words it holds, so they tell nothing about a label that a word decides."""
+    import torch
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("blind_bert")
+    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
+    model = BertModel.from_pretrained(folder)
+    with torch.no_grad():
+        weights = model.embeddings.word_embeddings.weight
+        weights.copy_(weights[0].expand_as(weights))
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 # --------------------------------------------------------------------------------------------------------------------

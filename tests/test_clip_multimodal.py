@@ -34,13 +34,7 @@ POSITIONS = 32
 HUB_ID = {"clip": "tester/tiny-clip", "siglip": "tester/tiny-siglip"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine threads only fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build_tiny_dual_encoder(folder: Path, kind: str) -> Path:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from datasets import Dataset, Features
 from datasets import Image as ImageFeature
@@ -29,13 +28,7 @@ from hf_transfer.backbones.features import cache_root, feature_cache_key
 from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.data import images
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def image_recipe(tmp_path, checkpoint, data, name) -> Path:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from fixtures_models import build_tiny_timm, build_tiny_vision_model
 
 import hf_transfer
@@ -24,14 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["data.max_train_samples=150", "data.max_validation_samples=60", "data.max_test_samples=60"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads fight over the CPU (the LoRA run below took 42 s
-    with two, 5 s with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def header_command(name: str, kind: str) -> list[str]:

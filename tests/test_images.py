@@ -71,14 +71,7 @@ def assert_reloads_like_the_run(run_dir, digits_csv):
     assert np.mean([p == t for p, t in zip(predicted, labels)]) == pytest.approx(recorded["accuracy"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: timm's tiny test models are too small to gain from two, and on a busy CPU the thread
-    pool's synchronisation makes every small op cost milliseconds (a LoRA run took 38 s instead of 8 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from datasets import Image as ImageFeature
 from helpers import colour_pair_csvs
@@ -29,13 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 PHRASES = ("{c}", "it is {c}", "the colour {c}", "a {c} one")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine threads only fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import re
 import shutil
 
 import pytest
-import torch
 import yaml
 from helpers import colour_pair_csvs
 from test_problem_types import (  # noqa: F401 (module fixtures used by name)
@@ -31,12 +30,7 @@ from hf_transfer.config.recipe import load_recipe
 DEFAULT_METRIC = {MULTI: ("f1_macro", "maximize"), REGRESSION: ("rmse", "minimize")}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def topic_files(tmp_path, problem_type) -> dict:

@@ -12,7 +12,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 from fixtures_models import EFFICIENTNET_HUB_ID
 from hub_server import running_local_hub, use_local_hub
@@ -49,12 +48,7 @@ RECIPES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def header_command(name: str, kind: str = "Run") -> list[str]:

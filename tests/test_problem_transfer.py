@@ -12,7 +12,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from fixtures_models import write_csv_rows
 from helpers import write_recipe
 
@@ -30,12 +29,7 @@ TOPICS = {"sport": ["goal", "match", "team"], "music": ["song", "band", "guitar"
 FILLER = "the a it was is and of this that with story good".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def topic_rows(n: int, seed: int) -> list[dict]:
@@ -358,23 +352,6 @@ def same_length_csv(tmp_path_factory) -> str:
         rows.append({"text": " ".join(words), "topics": "|".join(present), "count": count})
     folder = tmp_path_factory.mktemp("same_length")
     return str(write_csv_rows(folder / "train.csv", rows, ["text", "topics", "count"]))
-
-
-@pytest.fixture(scope="module")
-def blind_bert_dir(tmp_path_factory, tiny_bert_dir):
-    """tiny_bert_dir with one embedding shared by every token: its features cannot tell which words a text holds."""
-    import shutil
-
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("blind_bert")
-    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
-    model = BertModel.from_pretrained(folder)
-    with torch.no_grad():
-        weights = model.embeddings.word_embeddings.weight
-        weights.copy_(weights[0].expand_as(weights))
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
 
 
 @pytest.mark.parametrize(

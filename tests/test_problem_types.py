@@ -37,12 +37,7 @@ TOPICS = {"sport": ["goal", "match", "team"], "music": ["song", "band", "guitar"
 FILLER = "the a it was is and of this that with story film good bad".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------------------------

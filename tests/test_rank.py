@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 
@@ -144,23 +143,6 @@ def test_targets_that_never_vary_are_skipped_or_named():
 # --------------------------------------------------------------------------------------------------------------------
 # hf-transfer rank
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def blind_bert_dir(tmp_path_factory, tiny_bert_dir):
-    """tiny_bert_dir with every token's embedding replaced by one shared vector: its features see how long a text is
-    but not which words it holds, which tells nothing about keyword_csvs' labels."""
-    import torch
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("blind_bert")
-    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
-    model = BertModel.from_pretrained(folder)
-    with torch.no_grad():
-        weights = model.embeddings.word_embeddings.weight
-        weights.copy_(weights[0].expand_as(weights))
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
 
 
 def test_rank_puts_the_informative_checkpoint_first(

@@ -31,13 +31,7 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220)}
 HIDDEN = 32  # the tiny models' width (ConvNeXt's and ResNet's last stage too)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are too small to gain from two on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
