@@ -177,6 +177,32 @@ def digits_csv(_digits_written) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def text_data():
+    """(texts, multi-hot over TOPICS, [topic-word count]) of (train 96, validation 48, test 48) rows."""
+    from topics_and_digits import topic_rows
+
+    parts = [topic_rows(n, seed) for n, seed in ((96, 0), (48, 1), (48, 2))]
+    texts = [[t for t, _, _ in part] for part in parts]
+    multi = [[y for _, y, _ in part] for part in parts]
+    counts = [[[c] for _, _, c in part] for part in parts]
+    return texts, multi, counts
+
+
+@pytest.fixture(scope="session")
+def image_data(_digits_written):
+    """(PNG paths, multi-hot over DIGIT_PROPERTIES, [digit value]) of (train, validation, test) digit pictures."""
+    from topics_and_digits import digit_targets
+
+    _, written = _digits_written  # 20 train and 10 test PNGs of each of zero, one, two
+    train = written["train"]
+    parts = [train[i::2] for i in range(2)] + [written["test"]]  # train, validation, test
+    paths = [[str(p) for p, _ in part] for part in parts]
+    multi = [[digit_targets(label)[0] for _, label in part] for part in parts]
+    values = [[[digit_targets(label)[1]] for _, label in part] for part in parts]
+    return paths, multi, values
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Local Hub caches
 # --------------------------------------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from fixtures_models import build_tiny_timm, build_tiny_vision_model
+from helpers import header_command
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.recipe import load_recipe, shipped_recipes
 from hf_transfer.core.paths import is_repo_id
 from hf_transfer.data.images import load_sklearn_digits
 from hf_transfer.data.splits import limit
@@ -24,12 +25,6 @@ SMALL = ["data.max_train_samples=150", "data.max_validation_samples=60", "data.m
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def header_command(name: str, kind: str) -> list[str]:
-    """The arguments after `hf-transfer` of a recipe's `# Run:` or `# Override:` line."""
-    line = next(line for line in recipe_header(shipped_recipes()[name]) if line.startswith(f"{kind}:"))
-    return line.removeprefix(f"{kind}:").split()[1:]
 
 
 def test_the_issue_recipes_are_shipped():

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 from fixtures_models import EFFICIENTNET_HUB_ID
+from helpers import header_command
 from hub_server import running_local_hub, use_local_hub
 from huggingface_hub import ModelCard
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.recipe import load_recipe
 from hf_transfer.core.errors import DataError
 from hf_transfer.data.images import load_sklearn_digits_multilabel, load_sklearn_digits_sum
 from hf_transfer.data.splits import limit
@@ -49,12 +50,6 @@ RECIPES = {
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def header_command(name: str, kind: str = "Run") -> list[str]:
-    """The arguments after `hf-transfer` of a recipe's `# Run:` or `# Override:` line."""
-    line = next(line for line in recipe_header(shipped_recipes()[name]) if line.startswith(f"{kind}:"))
-    return line.removeprefix(f"{kind}:").split()[1:]
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

@@ -11,6 +11,7 @@ import typing
 
 import pytest
 import yaml
+from helpers import recipe_header
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,6 @@ from hf_transfer.config.recipe import (
     apply_overrides,
     load_recipe,
     recipe_from_dict,
-    recipe_header,
     shipped_recipes,
 )
 from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
