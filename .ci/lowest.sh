@@ -45,7 +45,7 @@ echo "lowest versions installed in $((SECONDS - start)) s"
     tests/test_problem_data.py::test_the_digits_multilabel_builtin_loads_through_the_recipe_path \
     tests/test_feature_cache.py::test_overwriting_the_images_in_place_is_a_cache_miss \
     tests/test_tracking.py::test_tensorboard_gets_the_loss_learning_rate_and_every_evaluation_metric \
-    tests/test_speedups.py::test_workers_give_the_same_augmented_batches_as_the_main_process \
+    tests/test_train_loading.py::test_workers_give_the_same_augmented_batches_as_the_main_process \
     tests/test_metrics_multilabel.py::test_agrees_with_sklearn_on_random_shapes \
     tests/test_metrics_multilabel.py::test_multilabel_folds_beat_plain_kfold_on_a_rare_label \
     tests/test_metrics_regression.py::test_agrees_with_sklearn_on_random_shapes
