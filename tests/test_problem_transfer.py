@@ -129,7 +129,8 @@ def test_cv_multilabel_tests_every_row_once_with_thresholds_from_each_folds_own_
     with capsys.disabled():  # shown with -s
         print(f"cv multi-label: { {k: round(summary[k]['mean'], 4) for k in ('f1_macro', 'map_macro')} }")
     for key in ("f1_micro", "f1_macro", "f1_samples", "map_macro", "subset_accuracy", "hamming_loss"):
-        assert len(summary[key]["values"]) == 3 and summary[key]["std"] is not None
+        assert len(summary[key]["values"]) == 3
+        assert summary[key]["std"] == pytest.approx(np.std(summary[key]["values"], ddof=1))
     assert {f"{stat}/{name}" for stat in ("f1", "average_precision", "threshold") for name in TOPICS} <= set(summary)
     assert summary["map_macro"]["mean"] > 0.6  # the topics are keywords: the probe finds them in every fold
 
@@ -213,7 +214,6 @@ def test_single_label_source_feeds_a_regression_target(tmp_path, tiny_bert_dir, 
     # the source stage is the mood classifier, scored as one: its own metrics before and after the target stage
     assert source["problem_type"] == SINGLE and source["label_names"] == ["down", "up"]
     assert source["before"]["accuracy"] > 0.8  # "happy" / "sad" is in every text
-    assert 0 <= source["after"]["accuracy"] <= 1
     assert source["forgotten"]["accuracy"] == pytest.approx(source["before"]["accuracy"] - source["after"]["accuracy"])
     assert "source task: accuracy" in capsys.readouterr().out
     # the target's head is a regression head: one value per row, loaded back from the run folder
@@ -249,7 +249,6 @@ def test_multilabel_source_feeds_a_multilabel_target_and_its_forgetting_is_score
         print(f"multi-label source: before {source['before']}, after {source['after']}")
     assert source["before"]["map_macro"] > 0.55  # random scores give about the topics' rate, 0.4
     for key in ("f1_macro", "map_macro"):
-        assert 0 <= source["after"][key] <= 1
         assert source["forgotten"][key] == pytest.approx(source["before"][key] - source["after"][key])
     assert set(metrics["test"]["per_label"]) == set(TOPICS)
     assert json.loads((run_dir / "thresholds.json").read_text())["tuned_on"] == "validation"
@@ -288,7 +287,7 @@ def test_image_regression_source_feeds_a_multilabel_target(tmp_path, tiny_timm_d
     metrics = json.loads((run_dir / "metrics.json").read_text())
     source = metrics["source"]
     assert source["problem_type"] == REGRESSION and source["label_names"] == ["digit"]
-    assert source["metrics"] == ["rmse", "r2"] and source["after"]["rmse"] is not None
+    assert source["metrics"] == ["rmse", "r2"]
     assert source["forgotten"]["rmse"] == pytest.approx(source["after"]["rmse"] - source["before"]["rmse"])
     assert set(metrics["test"]["per_label"]) == {"even", "large", "round"}
     (prediction,) = hf_transfer.load(run_dir).predict([read_csv_rows(csvs["test"])[0]["image"]])
@@ -394,7 +393,7 @@ def test_rank_reads_the_problem_type_from_the_recipe(tmp_path, monkeypatch, tiny
     assert main(["rank", "--recipe", recipe, "--checkpoints", str(tiny_bert_dir), "--folds", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["problem_type"] == MULTI and report["label_names"] == sorted(TOPICS)
-    assert 0 <= report["candidates"][0]["linear_map_macro"] <= 1
+    assert report["scores"][1] == "linear_map_macro" and "linear_map_macro" in report["candidates"][0]
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,6 @@ def test_source_stage_then_target_with_scratch_baseline(tmp_path, tiny_bert_dir,
     source = metrics["source"]
     assert source["label_names"] == ["bad", "good"]
     assert source["before"]["accuracy"] > 0.9
-    assert 0 <= source["after"]["accuracy"] <= 1
     assert source["forgotten"]["accuracy"] == pytest.approx(source["before"]["accuracy"] - source["after"]["accuracy"])
     card = (run_dir / "README.md").read_text()
     assert "scratch baseline" in card
