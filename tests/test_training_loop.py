@@ -97,20 +97,17 @@ def test_mixed_precision_bf16_runs_on_cpu(tmp_path, tiny_bert_dir, keyword_csvs)
     run_dir = hf_transfer.run(
         str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "bf16"}))
     )
-    assert metrics_of(run_dir)["test"]["num_samples"] == 80
+    metrics = metrics_of(run_dir)
+    assert metrics["test"]["num_samples"] == 80
+    assert metrics["mixed_precision"] == "bf16"  # the run folder records the precision it trained in
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(
-    tmp_path, tiny_bert_dir, keyword_csvs, monkeypatch, native
-):
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native):
     # Emulated bf16 is slower than fp32: auto must fall back to fp32 on a CPU without AVX512-BF16 or AMX.
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    run_dir = hf_transfer.run(
-        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "auto"}))
-    )
-    assert metrics_of(run_dir)["mixed_precision"] == ("bf16" if native else "no")
+    assert resolve_mixed_precision("auto", torch.device("cpu")) == ("bf16" if native else "no")
 
 
 @pytest.mark.parametrize(
