@@ -203,6 +203,19 @@ def image_data(_digits_written):
     return paths, multi, values
 
 
+@pytest.fixture(scope="session")
+def topic_csvs(tmp_path_factory) -> dict:
+    """{"train": 120 rows, "test": 60 rows} of topics_and_digits.topic_csv_rows (text, topics, count, mood)."""
+    from topics_and_digits import topic_csv_rows
+
+    folder = tmp_path_factory.mktemp("topics")
+    fields = ["text", "topics", "count", "mood"]
+    return {
+        split: write_csv_rows(folder / f"{split}.csv", topic_csv_rows(n, seed), fields)
+        for split, n, seed in (("train", 120, 0), ("test", 60, 1))
+    }
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Local Hub caches
 # --------------------------------------------------------------------------------------------------------------------

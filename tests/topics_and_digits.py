@@ -15,6 +15,7 @@ from hf_transfer.data.splits import Splits
 
 MULTI = "multi_label_classification"
 REGRESSION = "regression"
+SINGLE = "single_label_classification"
 TOPICS = {"sport": ["goal", "match", "team"], "music": ["song", "band", "guitar"], "food": ["pizza", "bread", "soup"]}
 FILLER = "the a it was is and of this that with story film good bad".split()
 
@@ -108,3 +109,50 @@ def run_on(monkeypatch, recipe_path, splits: Splits):
     """Run a recipe on `splits` (standing in for what the data loader reads from the recipe's files)."""
     monkeypatch.setattr("hf_transfer.runs.runner.load_splits", lambda *args, **kwargs: splits)
     return hf_transfer.run(str(recipe_path))
+
+
+# Topic texts as CSV rows, read as a user's file would be: topics as "sport|food" strings (data.label_separator),
+# the number of topic words as a numeric target, and a mood word for a single-label target.
+CSV_FILLER = "the a it was is and of this that with story good".split()
+
+
+def topic_csv_rows(n: int, seed: int) -> list[dict]:
+    """Rows with text, topics ("sport|food", each present with probability 0.4), the number of topic words
+    (count), and mood ("up" / "down": which of two words is in the text)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        present = [name for name in TOPICS if rng.random() < 0.4]
+        words = [rng.choice(CSV_FILLER) for _ in range(rng.randint(3, 6))]
+        count = 0
+        for name in present:
+            for _ in range(rng.randint(1, 3)):
+                words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[name]))
+                count += 1
+        mood = "up" if i % 2 else "down"
+        words.insert(rng.randrange(len(words) + 1), {"up": "happy", "down": "sad"}[mood])
+        rows.append({"text": " ".join(words), "topics": "|".join(present), "count": count, "mood": mood})
+    return rows
+
+
+def topic_recipe(tmp_path, checkpoint, csvs, problem_type, strategy="linear_probe", name="run", **sections) -> str:
+    data = {"train_files": [str(csvs["train"])], "test_files": [str(csvs["test"])]}
+    if problem_type == MULTI:
+        data |= {"label_column": "topics", "label_separator": "|"}
+    elif problem_type == REGRESSION:
+        data |= {"label_column": "count"}
+    else:
+        data |= {"label_column": "mood"}
+    train = {"epochs": 4, "batch_size": 16, "learning_rate": 1e-2, "seed": 0, "log_every_steps": 5}
+    return str(
+        write_recipe(
+            tmp_path / f"{name}.yaml",
+            problem_type=problem_type,
+            model={"checkpoint": str(checkpoint)},
+            data=data | sections.pop("data", {}),
+            strategy=strategy,
+            train=train | sections.pop("train", {}),
+            output={"dir": str(tmp_path / "outputs" / name)},
+            **sections,
+        )
+    )
