@@ -12,7 +12,7 @@ import yaml
 from fixtures_models import write_csv_rows
 from PIL import Image
 
-from hf_transfer.config.recipe import shipped_recipes
+from hf_transfer.config.loading import shipped_recipes
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 

@@ -33,7 +33,7 @@ def test_channels_last_is_chosen_for_convolutions_on_cuda_only(tiny_bert_dir):
 
 
 def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
-    from hf_transfer.config.recipe import ModelConfig
+    from hf_transfer.config.sections import ModelConfig
 
     text = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), None, "text").build_classifier(["a", "b"])
     assert text.config._attn_implementation == "sdpa"

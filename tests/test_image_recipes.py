@@ -13,7 +13,7 @@ from helpers import header_command
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, shipped_recipes
+from hf_transfer.config.loading import load_recipe, shipped_recipes
 from hf_transfer.core.paths import is_repo_id
 from hf_transfer.data.images import load_sklearn_digits
 from hf_transfer.data.splits import limit

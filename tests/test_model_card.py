@@ -15,7 +15,8 @@ from topics_and_digits import MULTI, REGRESSION, problem_recipe, problem_splits,
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_from_dict
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.hub.push import push_run
 from hf_transfer.runs.card import build_model_card, hub_dataset_id, write_model_card
 

@@ -20,7 +20,8 @@ from helpers import colour_pair_csvs, header_command
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_from_dict
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.data.images import DIGIT_WORDS, load_digits_and_words
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hf_transfer.config.recipe import TrainConfig
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.train.loop import build_adamw
 
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from hf_transfer.backbones import build_backbone
 from hf_transfer.backbones.features import FeatureDataset
-from hf_transfer.config.recipe import TrainConfig, load_recipe
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.data.splits import load_splits
 from hf_transfer.strategies import build_strategy
 from hf_transfer.train.loop import SeededRows, TrainingLoop, TrainingPlan, build_train_sampler, resolve_num_workers

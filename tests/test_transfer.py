@@ -12,7 +12,7 @@ from topics_and_digits import MULTI, REGRESSION, SINGLE, TOPICS, topic_csv_rows,
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import RecipeError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
