@@ -25,6 +25,7 @@ from topics_and_digits import (
     raw_rows,
     run_on,
     splits_of,
+    topic_jsonl_files,
     topic_rows,
 )
 
@@ -422,12 +423,7 @@ def test_card_names_the_problem_types_metrics_plots_and_outputs(request, which, 
 
 
 def test_multi_label_from_a_list_column_runs_and_evals_from_files(tmp_path, tiny_bert_dir, capsys):
-    names = list(TOPICS)
-    files = {}
-    for split, (n, seed) in {"train": (96, 0), "validation": (48, 1), "test": (48, 2)}.items():
-        rows = [{"text": t, "label": [k for k, on in zip(names, y) if on]} for t, y, _ in topic_rows(n, seed)]
-        files[split] = tmp_path / f"{split}.jsonl"
-        files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    files = topic_jsonl_files(tmp_path, MULTI)
     recipe = problem_recipe(
         tmp_path,
         "text",

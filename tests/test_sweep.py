@@ -11,7 +11,7 @@ import yaml
 from helpers import text_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from topics_and_digits import MULTI, REGRESSION, TOPICS, problem_recipe, topic_rows
+from topics_and_digits import MULTI, REGRESSION, problem_recipe, topic_jsonl_files
 
 import hf_transfer.backbones.features as features
 import hf_transfer.train.loop as train
@@ -239,25 +239,11 @@ def test_a_diverged_trial_is_recorded_as_failed_and_the_search_goes_on(
 DEFAULT_METRIC = {MULTI: ("f1_macro", "maximize"), REGRESSION: ("rmse", "minimize")}
 
 
-def topic_files(tmp_path, problem_type) -> dict:
-    """jsonl files of topic texts: the list of topics present (multi-label) or how many topic words (regression)."""
-    names = list(TOPICS)
-    files = {}
-    for split, (n, seed) in {"train": (96, 0), "validation": (48, 1), "test": (48, 2)}.items():
-        rows = [
-            {"text": t, "label": [k for k, on in zip(names, y) if on] if problem_type == MULTI else c}
-            for t, y, c in topic_rows(n, seed)
-        ]
-        files[split] = tmp_path / f"{split}.jsonl"
-        files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return files
-
-
 @pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
 def test_sweep_scores_the_problem_types_metric_in_its_direction_and_keeps_the_problem_type(
     tmp_path, tiny_bert_dir, problem_type, capsys
 ):
-    files = topic_files(tmp_path, problem_type)
+    files = topic_jsonl_files(tmp_path, problem_type)
     recipe = problem_recipe(
         tmp_path,
         "text",

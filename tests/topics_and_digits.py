@@ -4,7 +4,9 @@ several topics, digits with several properties; a count or a digit's value as th
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 from datasets import Dataset
 from fixtures_models import DIGIT_NAMES
@@ -34,6 +36,21 @@ def topic_rows(n: int, seed: int) -> list[tuple[str, list[float], float]]:
                 count += 1
         rows.append((" ".join(words), [float(p) for p in present], float(count)))
     return rows
+
+
+def topic_jsonl_files(folder: Path, problem_type: str) -> dict[str, Path]:
+    """{split: jsonl file} of topic texts (train 96, validation 48, test 48 rows) labelled with the list of topics
+    present (multi-label) or how many topic words (regression)."""
+    names = list(TOPICS)
+    files = {}
+    for split, (n, seed) in {"train": (96, 0), "validation": (48, 1), "test": (48, 2)}.items():
+        rows = [
+            {"text": t, "label": [k for k, on in zip(names, y) if on] if problem_type == MULTI else c}
+            for t, y, c in topic_rows(n, seed)
+        ]
+        files[split] = folder / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return files
 
 
 DIGIT_PROPERTIES = ("even", "round", "large")  # round: 0, 6, 8, 9 have a loop
