@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from fixtures_models import write_csv_rows
+from matplotlib.image import imread
 from PIL import Image
 
 from hf_transfer.config.loading import shipped_recipes
@@ -101,3 +102,12 @@ def assert_reloads_like_the_run(run_dir, test_csv, images: list[str] = (), label
         predicted = [p["label"] for p in classifier.predict(list(images))]
         assert np.mean([p == t for p, t in zip(predicted, labels, strict=True)]) == pytest.approx(recorded["accuracy"])
     return classifier
+
+
+def assert_single_valid_png(path: Path) -> np.ndarray:
+    """Check `path` is a real PNG, that nothing else (no temporary file) is in its folder; return the image."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    return image
