@@ -17,7 +17,7 @@ import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.core.accelerator import resolve_mixed_precision
 from hf_transfer.core.errors import TrainingDivergedError
-from hf_transfer.train.loop import Callback
+from hf_transfer.train.plan import Callback
 
 
 def _metrics(run_dir):
