@@ -15,7 +15,7 @@ from datasets import Dataset as HFDataset
 from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from hf_transfer.config.recipe import TrainConfig
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.train.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import get_scheduler
 
-from hf_transfer.config.recipe import TrainConfig
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import Registry
 
