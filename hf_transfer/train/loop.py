@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from hf_transfer.config.recipe import Recipe
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import TrainingDivergedError
-from hf_transfer.metrics.classification import greater_is_better
+from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.problems.base import MULTI_LABEL, build_problem_type
 from hf_transfer.train.checkpointing import Checkpointer
 from hf_transfer.train.evaluation import build_eval_loader, evaluate, evaluation_logits, logits_of, scalar_metrics
