@@ -43,7 +43,7 @@ from hf_transfer.metrics.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL, fol
 from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.runs.folder import CV_METRICS_FILE, RECIPE_FILE
 from hf_transfer.runs.runner import TransferRun
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies.factory import build_strategy
 
 logger = logging.getLogger(__name__)
 
