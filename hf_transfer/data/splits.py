@@ -19,7 +19,7 @@ from hf_transfer.problems import SingleLabel, problem_type as problem_type_named
 from hf_transfer.problems.base import LABEL
 
 if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the settings sit above problems: the recipe schema asks a p
     import torch
     from datasets import Dataset, DatasetDict
 
-    from hf_transfer.config.recipe import DataConfig, TrainConfig
+    from hf_transfer.config.sections import DataConfig, TrainConfig
 
 LABEL = "labels"  # the column every prepared split carries: class ids, multi-hot vectors or targets
 DEFAULT_THRESHOLD = 0.5  # a multi-label row carries a label whose sigmoid score reaches this, unless tuned

@@ -18,7 +18,7 @@ from hf_transfer.core.errors import DataError
 from hf_transfer.problems.base import LABEL
 
 if TYPE_CHECKING:  # the settings sit above problems
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 MISSING = object()  # a label cell that holds nothing: None, NaN or a blank string
 

@@ -29,7 +29,7 @@ from hf_transfer.problems.label_coding import (
 )
 
 if TYPE_CHECKING:  # the settings sit above problems
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from hf_transfer.problems.base import label_columns_of
 from hf_transfer.problems.label_coding import label_matrix, numeric_column, with_float_vectors
 
 if TYPE_CHECKING:  # the settings sit above problems
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 
 def _number(raw) -> float | None:
