@@ -15,8 +15,8 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from hf_transfer.core.errors import DataError
-from hf_transfer.problems import SingleLabel, problem_type as problem_type_named
-from hf_transfer.problems.base import LABEL
+from hf_transfer.problems import SingleLabel
+from hf_transfer.problems import problem_type as problem_type_named
 
 if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
     from hf_transfer.config.sections import DataConfig

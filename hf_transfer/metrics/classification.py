@@ -17,7 +17,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hf_transfer.config.names import METRIC_NAMES
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.core.files import atomic_write
 from hf_transfer.core.registry import closest
@@ -54,6 +53,17 @@ PER_TARGET_COLUMNS = (
     ("pearson", "pearson"),
     ("spearman", "spearman"),
 )
+
+SCALAR_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+    "log_loss",
+)
+"""The scalar keys of `classification_metrics`, in the order tables show them."""
 
 _NON_METRIC_HISTORY_KEYS = frozenset({"epoch", "step", "num_samples", "learning_rate", "grad_norm", "total_flos"})
 
@@ -290,8 +300,8 @@ def _formatted_value(value) -> str:
 
 def _scalar_metrics_section(metrics: dict) -> str:
     """The scalar metrics, known ones first in a fixed order, then any other scalar keys, one per line."""
-    # Multi-label and regression dicts come in their own reading order; single-label ones follow METRIC_NAMES.
-    known = [] if {"per_label", "per_target"} & metrics.keys() else ["num_samples", *METRIC_NAMES]
+    # Multi-label and regression dicts come in their own reading order; single-label ones follow SCALAR_METRICS.
+    known = [] if {"per_label", "per_target"} & metrics.keys() else ["num_samples", *SCALAR_METRICS]
     scalar_keys = [key for key in known if key in metrics]
     scalar_keys += [
         key

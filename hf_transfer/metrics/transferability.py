@@ -184,9 +184,7 @@ def mean_average_precision(fold_predictions, if_none: str) -> float:
 
 def negative_rmse(fold_predictions) -> float:
     """Minus the RMSE of the predictions, averaged over targets and then over folds."""
-    return float(
-        np.mean([-float(np.sqrt(((p - t) ** 2).mean(axis=0)).mean()) for p, t in fold_predictions])
-    )
+    return float(np.mean([-float(np.sqrt(((p - t) ** 2).mean(axis=0)).mean()) for p, t in fold_predictions]))
 
 
 def r_squared(fold_predictions) -> float:

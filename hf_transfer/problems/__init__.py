@@ -26,5 +26,18 @@ def problem_type_names() -> tuple[str, ...]:
     return tuple(p.name for p in PROBLEM_TYPES.values())
 
 
-__all__ = ["PROBLEM_TYPES", "MultiLabel", "ProblemType", "Regression", "SingleLabel", "problem_type",
-           "problem_type_names"]
+def all_metric_names() -> tuple[str, ...]:
+    """Every metric some problem type lets `eval.metric` name, single-label's first, each once."""
+    return tuple(dict.fromkeys(m for p in PROBLEM_TYPES.values() for m in p.metric_names))
+
+
+__all__ = [
+    "PROBLEM_TYPES",
+    "MultiLabel",
+    "ProblemType",
+    "Regression",
+    "SingleLabel",
+    "all_metric_names",
+    "problem_type",
+    "problem_type_names",
+]

@@ -160,9 +160,7 @@ class ProblemType:
 
     def label_array(self, split: Dataset) -> np.ndarray:
         """The coded `labels` column as an array: class ids (n,), or an (n, K) float matrix."""
-        from hf_transfer.problems.label_columns import label_matrix
-
-        return label_matrix(split)
+        raise NotImplementedError
 
     def target_scaling(self, train: Dataset, data: DataConfig) -> dict | None:
         """The scaling the model trains its targets in ({"mean": [T], "std": [T]}), None for none."""
@@ -288,4 +286,3 @@ def labels_tensor(values: list) -> torch.Tensor:
     if values and isinstance(values[0], (list, tuple, np.ndarray)):
         return torch.tensor(np.asarray(values, dtype=np.float32))
     return torch.tensor([int(v) for v in values], dtype=torch.long)
-

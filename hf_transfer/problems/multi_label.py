@@ -23,7 +23,15 @@ class MultiLabel(ProblemType):
 
     name = "multi_label_classification"
     names_word = "labels"
-    metric_names = ("f1_micro", "f1_macro", "f1_samples", "map_macro", "subset_accuracy", "hamming_loss", "roc_auc_macro")
+    metric_names = (
+        "f1_micro",
+        "f1_macro",
+        "f1_samples",
+        "map_macro",
+        "subset_accuracy",
+        "hamming_loss",
+        "roc_auc_macro",
+    )
     default_metric = "f1_macro"
     card_metrics = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro")
     card_plots = (("Per-label F1 and support", "per_label.png"),)
@@ -73,6 +81,11 @@ class MultiLabel(ProblemType):
         from hf_transfer.problems.multi_label_coding import per_label
 
         return per_label(split, n, seed)
+
+    def label_array(self, split):
+        from hf_transfer.problems.label_coding import label_matrix
+
+        return label_matrix(split)
 
     def fold_indices(self, labels, n_splits, seed):
         from hf_transfer.metrics.folds import check_fold_count, multilabel_fold_indices

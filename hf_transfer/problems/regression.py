@@ -76,6 +76,11 @@ class Regression(ProblemType):
             "data.max_train_samples instead."
         )
 
+    def label_array(self, split):
+        from hf_transfer.problems.label_coding import label_matrix
+
+        return label_matrix(split)
+
     def target_scaling(self, train, data):
         """The mean and standard deviation of each target over `train` (a constant target gets std 1), when
         data.standardize_targets."""

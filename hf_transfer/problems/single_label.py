@@ -15,7 +15,15 @@ class SingleLabel(ProblemType):
 
     name = "single_label_classification"
     names_word = "classes"
-    metric_names = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss")
+    metric_names = (
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "precision_macro",
+        "recall_macro",
+        "roc_auc",
+        "log_loss",
+    )
     default_metric = "f1_macro"  # the metric hf-transfer always picked checkpoints by
     card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
     card_plots = (("Confusion matrix", "confusion_matrix.png"),)
@@ -66,7 +74,7 @@ class SingleLabel(ProblemType):
         return per_class(split, n, seed)
 
     def label_array(self, split):
-        from hf_transfer.problems.label_columns import label_ids
+        from hf_transfer.problems.label_coding import label_ids
 
         return label_ids(split)
 
@@ -168,4 +176,3 @@ class SingleLabel(ProblemType):
         from hf_transfer.metrics.transferability import linear_probe_accuracy
 
         return linear_probe_accuracy(features, labels, folds=folds, seed=seed)
-

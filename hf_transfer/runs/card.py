@@ -9,9 +9,9 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_transfer.config.names import METRIC_NAMES
 from hf_transfer.config.recipe import Recipe
 from hf_transfer.core.paths import is_repo_id
+from hf_transfer.problems import all_metric_names
 
 DEFAULT_TEMPLATE = "hf_transfer.md"
 DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
@@ -370,7 +370,7 @@ def build_model_card(
         best_metric=recipe.eval.metric,
         report_split=report_split,
         report_rows=report["num_samples"],
-        results=[(k, f"{report[k]:.4f}") for k in METRIC_NAMES if report.get(k) is not None],
+        results=[(k, f"{report[k]:.4f}") for k in all_metric_names() if report.get(k) is not None],
         baseline_metric=baseline.get("metric", ""),
         baseline_rows=baseline_rows,
         per_class=list((report.get("per_class") or per_label).items()),

@@ -14,7 +14,6 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.config.names import DEFAULT_METRIC
 from hf_transfer.config.recipe import Recipe
 from hf_transfer.config.sections import SINGLE_KEYS, ModelConfig
 from hf_transfer.config.strategies import FinetuneConfig, LinearProbeConfig
@@ -26,10 +25,10 @@ from hf_transfer.data.splits import Splits, load_splits
 from hf_transfer.metrics.classification import (
     BOOTSTRAP_METRICS,
     bootstrap_metric_difference,
-    save_confusion_matrix_plot,
     save_training_curves_plot,
 )
-from hf_transfer.problems.base import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
+from hf_transfer.problems import PROBLEM_TYPES
+from hf_transfer.problems.base import DEFAULT_THRESHOLD
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
     FORMAT_VERSION,
@@ -89,7 +88,7 @@ def source_recipe(recipe: Recipe) -> Recipe:
     is picked by the recipe's eval.metric where the source's problem type has it, else by that type's default."""
     source = recipe.source
     problem = recipe.source_problem_type
-    metric = recipe.eval.metric if problem == recipe.problem_type else DEFAULT_METRIC[problem]
+    metric = recipe.eval.metric if problem == recipe.problem_type else PROBLEM_TYPES.get(problem).default_metric
     return replace(
         recipe,
         problem_type=problem,
@@ -315,7 +314,7 @@ class TransferRun:
         """The target metric with and without transfer, and the paired-bootstrap CI of the gain."""
         if not self.baselines:
             return None
-        if self.recipe.problem_type != "single_label_classification":
+        if not PROBLEM_TYPES.get(self.recipe.problem_type).picks_one_label:
             return self._scored_transfer_report(split)
         metric = self.recipe.eval.metric if self.recipe.eval.metric in BOOTSTRAP_METRICS else "accuracy"
         target = self.target.result.predictions[split]
@@ -349,12 +348,15 @@ class TransferRun:
             if not np.array_equal(theirs["labels"], labels):  # both are sorted the same way; a mismatch is a bug
                 raise RuntimeError("baseline and target were evaluated on different rows")
             ours_scores, their_scores = target.predictions[split]["probs"], theirs["probs"]
-            if self.recipe.problem_type == MULTI_LABEL and metric not in ("map_macro", "roc_auc_macro"):
+            if PROBLEM_TYPES.get(self.recipe.problem_type).tunes_thresholds and metric not in (
+                "map_macro",
+                "roc_auc_macro",
+            ):
                 # decisions at each stage's own cuts; the metric then cuts those 0/1 at 0.5
                 ours_scores = (ours_scores >= np.asarray(target.thresholds)).astype(np.float64)
                 their_scores = (their_scores >= np.asarray(stage.result.thresholds)).astype(np.float64)
             gain = bootstrap_difference(
-                scalar_metric_fn(self.recipe.problem_type, metric),
+                PROBLEM_TYPES.get(self.recipe.problem_type).scalar_metric_fn(metric),
                 labels,
                 ours_scores,
                 their_scores,
@@ -391,7 +393,8 @@ class TransferRun:
         trained = stage.trained_model(accelerator)
         scaling = stage.splits.target_scaling
         # Metrics are measured already; the saved weights then predict in the targets' units outside hf-transfer too.
-        folded = bool(scaling) and fold_target_scaling(trained, scaling, len(stage.splits.label_names))
+        problem = PROBLEM_TYPES.get(recipe.problem_type)
+        folded = bool(scaling) and problem.fold_target_scaling(trained, scaling, len(stage.splits.label_names))
         weight_files = stage.strategy.save(trained, staging)
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
@@ -481,17 +484,6 @@ class TransferRun:
         return run_dir
 
 
-def scalar_metric_fn(problem_type: str, metric: str):
-    """`f(y_true, scores) -> value` of one multi-label or regression metric, for the bootstrap."""
-    if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.multilabel import multilabel_metric_fn
-
-        return multilabel_metric_fn(metric)
-    from hf_transfer.metrics.regression import regression_metric_fn
-
-    return regression_metric_fn(metric)
-
-
 def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
     """thresholds.json: each label's cut on its sigmoid score, tuned on the validation split."""
     return {
@@ -502,21 +494,11 @@ def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
 
 
 def save_problem_plots(problem_type: str, result: LoopResult, split: str, names: list[str], folder: Path) -> None:
-    """The plots a person looks at for this problem type, on the report split: a confusion matrix; per-label F1
-    and support; predicted against true values and the residuals."""
-    if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.multilabel import save_multilabel_plot
-
-        save_multilabel_plot(result.final[split], folder / "per_label.png")
-    elif problem_type == REGRESSION:
-        from hf_transfer.metrics.regression import save_regression_plots
-
-        predictions = result.predictions[split]
-        save_regression_plots(
-            predictions["labels"], predictions["probs"], names, folder / "predictions.png", folder / "residuals.png"
-        )
-    else:
-        save_confusion_matrix_plot(result.final[split]["confusion_matrix"], names, folder / "confusion_matrix.png")
+    """The plots a person looks at for this problem type, on the report split (`ProblemType.save_plots`)."""
+    predictions = result.predictions[split]
+    PROBLEM_TYPES.get(problem_type).save_plots(
+        result.final[split], predictions["labels"], predictions["probs"], names, folder
+    )
 
 
 def run_recipe(

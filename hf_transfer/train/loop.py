@@ -39,15 +39,8 @@ from hf_transfer.core.errors import RecipeError, TrainingDivergedError
 from hf_transfer.core.files import atomic_write, write_json
 from hf_transfer.core.registry import Registry
 from hf_transfer.metrics.classification import greater_is_better
-from hf_transfer.problems.base import (
-    MULTI_LABEL,
-    REGRESSION,
-    SINGLE_LABEL,
-    ProblemType,
-    SingleLabel,
-    build_problem_type,
-    unscaled,
-)
+from hf_transfer.problems import SingleLabel, problem_type
+from hf_transfer.problems.base import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -377,22 +370,24 @@ def evaluate(
     problem: ProblemType | None = None,
     target_scaling: dict | None = None,
     thresholds: list[float] | None = None,
+    train: TrainConfig | None = None,
 ) -> tuple:
     """(metrics, labels, scores) over the whole loader, gathered across processes, in the dataset's row order.
 
     Scores are the problem type's (softmax, sigmoid per label, or the regression values); regression labels and
     values are put back in the targets' units (`target_scaling`) before the metrics, so an rmse is in those units.
+    `train` holds the loss settings of the evaluation loss (the loss of problem types other than single-label).
     """
     problem = problem or SingleLabel()
     logits, labels = evaluation_logits(model, loader, accelerator, desc)
     scores = problem.scores(logits).numpy()
     labels_np = labels.numpy()
-    if problem.name == REGRESSION:
-        scores, labels_np = unscaled(scores, target_scaling), unscaled(labels_np, target_scaling)
+    scores = problem.in_target_units(scores, target_scaling)
+    labels_np = problem.in_target_units(labels_np, target_scaling)
     metrics = problem.metrics(labels_np, scores, label_names, thresholds)
-    if problem.name != SINGLE_LABEL:
+    if problem.evaluation_loss:
         # the training loss on these rows (log_loss is single-label's): the curve beside train_loss
-        metrics["loss"] = float(problem.loss(logits, labels))
+        metrics["loss"] = float(problem.loss(logits, labels, train=train))
     return metrics, labels_np, scores
 
 
@@ -567,7 +562,7 @@ class TrainingLoop:
         self.callbacks = callbacks or []
         self.metric = recipe.eval.metric
         self.greater = greater_is_better(self.metric)
-        self.problem = build_problem_type(recipe.problem_type, recipe.train)
+        self.problem = problem_type(recipe.problem_type)
         self.target_scaling = target_scaling  # regression: metrics in the targets' units, not the standardised ones
         self.log_prefix = log_prefix
         self.first_step = first_step
@@ -651,7 +646,7 @@ class TrainingLoop:
             plan.model.to(memory_format=torch.channels_last)
         train_loader, eval_loaders = self._setup_data(plan)
         optimizer, scheduler = self._setup_optimizer(plan.param_groups, len(train_loader))
-        weights = self.problem.class_weights(plan.train_labels, len(self.label_names))
+        weights = self.problem.class_weights(plan.train_labels, len(self.label_names), self.cfg)
         self.model, self.optimizer, self.train_loader, self.scheduler = accelerator.prepare(
             plan.model, optimizer, train_loader, scheduler
         )
@@ -781,7 +776,7 @@ class TrainingLoop:
         with accelerator.accumulate(self.model):
             labels = batch.pop("labels")
             logits = logits_of(self.model(**batch)).float()
-            loss = self.problem.loss(logits, labels, self.loss_weights)
+            loss = self.problem.loss(logits, labels, self.loss_weights, self.cfg)
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(self.trainable, self.cfg.max_grad_norm)
@@ -846,7 +841,7 @@ class TrainingLoop:
         if best_path.is_file():
             load_trainable_state(unwrapped, load_file(str(best_path)))
         final, predictions = {}, {}
-        thresholds = self._tuned_thresholds() if self.problem.name == MULTI_LABEL else None
+        thresholds = self._tuned_thresholds() if self.problem.tunes_thresholds else None
         for name, loader in self.eval_loaders.items():
             metrics, labels, probs = self._evaluate(loader, f"Final {name}", thresholds)
             final[name] = metrics
@@ -876,6 +871,7 @@ class TrainingLoop:
             problem=self.problem,
             target_scaling=self.target_scaling,
             thresholds=thresholds,
+            train=self.cfg,
         )
 
     def _tuned_thresholds(self) -> list[float]:
