@@ -21,7 +21,8 @@ import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.config.sections import DataConfig
 from hf_transfer.core.errors import DataError
-from hf_transfer.data.splits import coding_of_run, load_splits
+from hf_transfer.data.splits import load_splits
+from hf_transfer.problems.single_label_coding import coding_of_run
 
 TEXT_FIELDS = {"text": "data.text_column"}
 

@@ -15,10 +15,8 @@ from matplotlib.image import imread
 from sklearn import metrics as sk_metrics
 
 import hf_transfer.metrics.classification as metrics
-from hf_transfer.config.names import METRICS_OF_PROBLEM_TYPE
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.classification import (
-    METRIC_NAMES,
     bootstrap_metric_difference,
     classification_metrics,
     format_metrics_table,
@@ -27,10 +25,11 @@ from hf_transfer.metrics.classification import (
     save_confusion_matrix_plot,
     save_training_curves_plot,
 )
+from hf_transfer.problems import all_metric_names, problem_type
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SINGLE_LABEL_METRICS = METRICS_OF_PROBLEM_TYPE["single_label_classification"]
+SINGLE_LABEL_METRICS = problem_type("single_label_classification").metric_names
 
 # y_true and the predictions of the hand-computed 3-class example:
 #   confusion matrix  [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
@@ -187,7 +186,7 @@ def test_greater_is_better():
     assert greater_is_better("log_loss") is False
     assert greater_is_better("loss") is False
     assert greater_is_better("eval_loss") is False
-    for name in METRIC_NAMES:
+    for name in all_metric_names():
         assert greater_is_better(name) is (name not in ("log_loss", "hamming_loss", "mse", "rmse", "mae"))
 
 

@@ -20,7 +20,6 @@ from hf_transfer.metrics.classification import (
     format_metrics_table,
     greater_is_better,
 )
-from hf_transfer.metrics.folds import fold_indices
 from hf_transfer.metrics.multilabel import (
     SCALAR_METRICS,
     multilabel_metric_fn,
@@ -28,6 +27,13 @@ from hf_transfer.metrics.multilabel import (
     save_multilabel_plot,
     tune_thresholds,
 )
+from hf_transfer.problems import problem_type
+
+
+def fold_indices(name: str, labels, n_splits: int, seed: int):
+    """The folds the problem type `name` cuts `labels` into."""
+    return problem_type(name).fold_indices(labels, n_splits, seed)
+
 
 NAMES = ["comedy", "drama", "horror"]
 # Rows: (comedy, drama), (drama), (), (comedy, horror)

@@ -17,13 +17,18 @@ from test_metrics import assert_single_valid_png
 import hf_transfer.metrics.regression as metrics_regression
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.classification import bootstrap_difference, format_metrics_table, greater_is_better
-from hf_transfer.metrics.folds import fold_indices
 from hf_transfer.metrics.regression import (
     TARGET_METRICS,
     regression_metric_fn,
     regression_metrics,
     save_regression_plots,
 )
+from hf_transfer.problems import problem_type
+
+
+def fold_indices(name: str, labels, n_splits: int, seed: int):
+    """The folds the problem type `name` cuts `labels` into."""
+    return problem_type(name).fold_indices(labels, n_splits, seed)
 
 
 def assert_finite_everywhere(value, path="metrics"):
