@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,8 @@ from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.files import write_json, write_yaml
 from hf_transfer.data.splits import Splits
 from hf_transfer.data.train_rows import load_train_split
-from hf_transfer.metrics.classification import greater_is_better, mean_std_over_folds
+from hf_transfer.metrics.folds import mean_std_over_folds
+from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.problems import PROBLEM_TYPES, all_metric_names
 from hf_transfer.problems.base import LABEL, ProblemType
 from hf_transfer.runs.folder import CV_METRICS_FILE, RECIPE_FILE
@@ -70,7 +71,8 @@ def cv_folds(
     problem_type: str, labels, folds: int, seed: int, label_names: list[str]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, held-out rows) of each fold, by the problem type's `fold_indices`; labels too few for the folds
-    are refused or warned about as the problem type says (`check_fold_rows`)."""
+    are refused or warned about as the problem type says (`check_fold_rows`: a class with fewer rows than folds is
+    an error, a label with fewer positive rows than folds a warning)."""
     check_folds(folds)
     problem = PROBLEM_TYPES.get(problem_type)
     labels = np.asarray(labels)
@@ -159,13 +161,40 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
     start = time.perf_counter()
     run = TransferRun(recipe, resume=resume)
     run.setup()
+    cv = cv_data(run, recipe, folds)
+    per_fold, fold_of_row = run_folds(run, recipe, cv, folds)
+    report = cv_report(recipe, cv, folds, per_fold, fold_of_row, start)
+    write_cv_report(run, recipe, report, out)
+    run.cleanup()
+    report["output_dir"] = str(out)
+    return report
+
+
+@dataclass(frozen=True)
+class CvData:
+    """The train rows cross-validation cuts, loaded once: their labels (a matrix for multi-label and regression),
+    each fold's (train rows, held-out rows), what the folds index (the rows, or a linear probe's features of them),
+    whether each fold standardises its targets, and the seconds the feature pass took."""
+
+    rows: Dataset
+    labels: np.ndarray
+    label_names: list[str]
+    fold_rows: list[tuple[np.ndarray, np.ndarray]]
+    data: Dataset | FeatureDataset
+    standardized: bool
+    extraction_seconds: float | None
+
+
+def cv_data(run: TransferRun, recipe: Recipe, folds: int) -> CvData:
+    """The recipe's train rows (targets unstandardised), cut into `folds` folds; a linear probe's features extracted
+    once for all folds."""
     accelerator, backbone, seed = run.accelerator, run.target_backbone, recipe.train.seed
     problem = recipe.problem_type
-    kind = PROBLEM_TYPES.get(problem)
+    standardized = recipe.data.standardize_targets  # only regression reads it (the recipe checked)
     with accelerator.main_process_first():
         # targets as they are: each fold standardises on its own training rows
         rows, label_names = load_train_split(replace(recipe.data, standardize_targets=False), backbone, seed, problem)
-    labels = kind.label_array(rows)
+    labels = PROBLEM_TYPES.get(problem).label_array(rows)
     fold_rows = cv_folds(problem, labels, folds, seed, label_names)
 
     data, extraction_seconds = rows, None
@@ -174,20 +203,26 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
         data = build_strategy(recipe.strategy, backbone).split_features(rows, accelerator, "train")
         extraction_seconds = round(time.perf_counter() - extraction_start, 2)
 
-    # multi-label: held-out rows are a test split, the epoch and thresholds chosen on the fold's own validation
-    held_out_split = "test" if kind.tunes_thresholds else "validation"
+    return CvData(rows, labels, label_names, fold_rows, data, standardized, extraction_seconds)
+
+
+def run_folds(run: TransferRun, recipe: Recipe, cv: CvData, folds: int) -> tuple[list[dict], np.ndarray]:
+    """Each fold's summary (its rows, best epoch, seconds and the metrics of its validation and held-out rows), and
+    the fold that holds out each train row; each fold is one stage of `run`."""
+    backbone, seed, problem = run.target_backbone, recipe.train.seed, recipe.problem_type
+    rows, labels, label_names, data, standardized = cv.rows, cv.labels, cv.label_names, cv.data, cv.standardized
+    kind = PROBLEM_TYPES.get(problem)
     per_fold, fold_of_row = [], np.zeros(len(labels), dtype=np.int64)
-    for i, (train_rows, held_out) in enumerate(fold_rows, start=1):
+    for i, (train_rows, held_out) in enumerate(cv.fold_rows, start=1):
         fold_of_row[held_out] = i
         validation_rows, test = held_out, None
-        if kind.tunes_thresholds:
+        if kind.tunes_thresholds:  # held-out rows are a test split; the epoch and thresholds are chosen on a carve
             train_rows, validation_rows = inner_validation(
                 kind, labels, train_rows, recipe.data.validation_fraction, seed, label_names
             )
+        scaling = kind.target_scaling(rows.select(train_rows.tolist()), recipe.data) if standardized else None
+        if kind.tunes_thresholds:
             test = rows_of(data, held_out)
-        scaling = None
-        if recipe.data.standardize_targets:
-            scaling = kind.target_scaling(rows.select(train_rows.tolist()), recipe.data)
         logger.info(
             "fold %d/%d: %d train, %d validation%s rows",
             i,
@@ -223,6 +258,17 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
         per_fold.append(fold)
         del stage  # the fold's model
 
+    return per_fold, fold_of_row
+
+
+def cv_report(
+    recipe: Recipe, cv: CvData, folds: int, per_fold: list[dict], fold_of_row: np.ndarray, start: float
+) -> dict:
+    """What `cv_metrics.json` holds: the settings, the mean and std of every held-out metric, and each fold's."""
+    seed, problem = recipe.train.seed, recipe.problem_type
+    labels, label_names, extraction_seconds = cv.labels, cv.label_names, cv.extraction_seconds
+    # multi-label: held-out rows are a test split, the epoch and thresholds chosen on the fold's own validation
+    held_out_split = "test" if PROBLEM_TYPES.get(problem).tunes_thresholds else "validation"
     report = {
         "recipe": recipe.name,
         "task": recipe.task,
@@ -241,14 +287,17 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
         "feature_extraction_seconds": extraction_seconds,
         "seconds": round(time.perf_counter() - start, 2),
     }
+    return report
+
+
+def write_cv_report(run: TransferRun, recipe: Recipe, report: dict, out: Path) -> None:
+    """The recipe the folds ran and `cv_metrics.json`, written in `out` by the main process."""
+    accelerator = run.accelerator
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_yaml(out / RECIPE_FILE, recipe.to_dict())
         write_json(out / CV_METRICS_FILE, report)
         logger.info("cross-validation report: %s", out / CV_METRICS_FILE)
-    run.cleanup()
-    report["output_dir"] = str(out)
-    return report
 
 
 def format_cv_table(report: dict) -> str:

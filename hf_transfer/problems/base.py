@@ -123,7 +123,7 @@ class ProblemType:
 
     def greater_is_better(self, metric: str) -> bool:
         """Whether a larger `metric` is better (False for errors and losses)."""
-        from hf_transfer.metrics.classification import greater_is_better
+        from hf_transfer.metrics.scalars import greater_is_better
 
         return greater_is_better(metric)
 

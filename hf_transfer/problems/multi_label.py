@@ -159,7 +159,7 @@ class MultiLabel(ProblemType):
         ]
 
     def save_plots(self, metrics, labels, scores, names, folder):
-        from hf_transfer.metrics.multilabel import save_multilabel_plot
+        from hf_transfer.metrics.plots import save_multilabel_plot
 
         save_multilabel_plot(metrics, Path(folder) / self.card_plots[0][1])
 

@@ -142,7 +142,7 @@ class Regression(ProblemType):
         return [{"values": {name: float(v) for name, v in zip(names, row)}} for row in scores]
 
     def save_plots(self, metrics, labels, scores, names, folder):
-        from hf_transfer.metrics.regression import save_regression_plots
+        from hf_transfer.metrics.plots import save_regression_plots
 
         (_, scatter), (_, residuals) = self.card_plots
         save_regression_plots(labels, scores, names, Path(folder) / scatter, Path(folder) / residuals)

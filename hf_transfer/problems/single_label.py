@@ -156,7 +156,7 @@ class SingleLabel(ProblemType):
         return out
 
     def save_plots(self, metrics, labels, scores, names, folder):
-        from hf_transfer.metrics.classification import save_confusion_matrix_plot
+        from hf_transfer.metrics.plots import save_confusion_matrix_plot
 
         save_confusion_matrix_plot(metrics["confusion_matrix"], names, Path(folder) / self.card_plots[0][1])
 

@@ -22,11 +22,8 @@ from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
-from hf_transfer.metrics.classification import (
-    BOOTSTRAP_METRICS,
-    bootstrap_metric_difference,
-    save_training_curves_plot,
-)
+from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS, bootstrap_metric_difference
+from hf_transfer.metrics.plots import save_training_curves_plot
 from hf_transfer.problems import PROBLEM_TYPES
 from hf_transfer.problems.base import DEFAULT_THRESHOLD
 from hf_transfer.runs.card import write_model_card
@@ -337,7 +334,7 @@ class TransferRun:
     def _scored_transfer_report(self, split: str) -> dict:
         """Multi-label and regression: the gain on eval.metric with its paired-bootstrap CI; each stage decides with
         its own tuned thresholds (multi-label), as its run folder would predict."""
-        from hf_transfer.metrics.classification import bootstrap_difference
+        from hf_transfer.metrics.bootstrap import bootstrap_difference
 
         metric = self.recipe.eval.metric
         target = self.target.result
