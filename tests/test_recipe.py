@@ -19,7 +19,7 @@ from hf_transfer.config.loading import apply_overrides, load_recipe, shipped_rec
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.strategies import STRATEGY_CLASSES
+from hf_transfer.strategies.factory import STRATEGY_CLASSES
 
 HEAVY_MODULES = ("torch", "transformers", "peft", "timm", "accelerate", "datasets", "sklearn", "matplotlib")
 
@@ -168,7 +168,7 @@ def test_schema_names_are_the_ones_the_loop_builds():
     from hf_transfer.config.sections import EvalConfig, TrainConfig
     from hf_transfer.metrics.classification import classification_metrics
     from hf_transfer.problems import PROBLEM_TYPES, all_metric_names, problem_type
-    from hf_transfer.train.loop import OPTIMIZERS, SCHEDULERS
+    from hf_transfer.train.optim import OPTIMIZERS, SCHEDULERS
 
     hints = typing.get_type_hints(TrainConfig)
     assert typing.get_args(hints["optimizer"]) == OPTIMIZER_NAMES

@@ -43,7 +43,7 @@ from hf_transfer.problems import PROBLEM_TYPES, all_metric_names
 from hf_transfer.problems.base import LABEL, ProblemType
 from hf_transfer.runs.folder import CV_METRICS_FILE, RECIPE_FILE
 from hf_transfer.runs.runner import TransferRun
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies.factory import build_strategy
 
 logger = logging.getLogger(__name__)
 

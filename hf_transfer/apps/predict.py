@@ -20,8 +20,8 @@ from hf_transfer.data.text import drop_empty_texts
 from hf_transfer.problems import PROBLEM_TYPES, SingleLabel
 from hf_transfer.problems.base import DEFAULT_THRESHOLD, LABEL
 from hf_transfer.runs.folder import THRESHOLDS_FILE, read_metadata, read_recipe_dict
-from hf_transfer.strategies import build_strategy
-from hf_transfer.train.loop import ROW_INDEX, build_eval_loader, logits_of
+from hf_transfer.strategies.factory import build_strategy
+from hf_transfer.train.evaluation import ROW_INDEX, build_eval_loader, logits_of
 
 logger = logging.getLogger(__name__)
 
