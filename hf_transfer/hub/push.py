@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
 
@@ -36,11 +36,11 @@ from hf_transfer.runs.folder import (
     METADATA_FILE,
     METRICS_FILE,
     RECIPE_FILE,
-    read_metadata,
     read_recipe_dict,
     write_json,
     write_yaml,
 )
+from hf_transfer.runs.record import RunRecord, read_record, record_from_json, write_record
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,9 @@ def _timm_hub_id(name: str) -> str | None:
     return getattr(cfg, "hf_hub_id", None) if cfg else None
 
 
-def base_model_of(metadata: dict, override: str | None = None, run_dir: Path | str = "the run") -> str | None:
+def base_model_of(
+    record: RunRecord | None, override: str | None = None, run_dir: Path | str = "the run"
+) -> str | None:
     """The Hub id of a run's base model, for `base_model` on the card and loading the repo back.
 
     Order: `override` (`--base-model`), the recorded `model.hub_id`, then the checkpoint when it is a Hub id. None
@@ -282,29 +284,26 @@ def base_model_of(metadata: dict, override: str | None = None, run_dir: Path | s
     """
     if override:
         return _check_repo_id(override.removeprefix("hf-hub:"), "--base-model")
-    backbone = metadata["backbone"]
-    if backbone.get("modality") == "multimodal":
-        for tower in TOWERS:
-            described = backbone[tower]
-            if not described.get("hub_id") and (
-                described.get("checkpoint_path") or _looks_local(str(described["checkpoint"]))
-            ):
+    backbone = record.backbone
+    if backbone.towers:
+        for tower, described in backbone.towers.items():
+            if not described.hub_id and (described.checkpoint_path or _looks_local(str(described.checkpoint))):
                 raise HubError(
-                    f"the {tower} tower of {run_dir} is the local folder '{described['checkpoint']}', which has no "
+                    f"the {tower} tower of {run_dir} is the local folder '{described.checkpoint}', which has no "
                     f"Hub id, so the pushed model could not load it; set model.{tower}.hub_id and train again."
                 )
         return None  # two base models: the card names both towers
-    if backbone.get("hub_id"):
-        return str(backbone["hub_id"]).removeprefix("hf-hub:")
-    checkpoint = str(backbone["checkpoint"])
-    if backbone.get("checkpoint_path") or _looks_local(checkpoint):
+    if backbone.hub_id:
+        return backbone.hub_id.removeprefix("hf-hub:")
+    checkpoint = str(backbone.checkpoint)
+    if backbone.checkpoint_path or _looks_local(checkpoint):
         raise HubError(
             f"the base model of {run_dir} is the local folder '{checkpoint}', which has no Hub id, so the pushed "
             "model could not name or load it; pass --base-model <hub id> (or set model.hub_id in the recipe)."
         )
     if checkpoint.startswith("hf-hub:"):
         return checkpoint.removeprefix("hf-hub:").split("@")[0]
-    if backbone.get("library") == "timm":
+    if backbone.library == "timm":
         return _timm_hub_id(checkpoint)
     return checkpoint
 
@@ -366,9 +365,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-TOWERS = ("image", "text")  # a multimodal run's two backbones, each described under its name
-
-
 def _load_form(library: str, hub_id: str) -> str:
     """How the backbone's library names a Hub checkpoint."""
     return f"hf-hub:{hub_id}" if library == "timm" else hub_id
@@ -399,43 +395,44 @@ def stage_run(
         else:
             shutil.copyfile(entry, target)
 
-    metadata = _read_json(staging / METADATA_FILE)
-    backbone = metadata["backbone"]
-    bundled = backbone.get("bundled")
+    record = read_record(staging)
+    backbone = record.backbone
+    bundled = backbone.bundled
     if bundled:  # a source stage's weights under the adapter or head: the repo needs them to load
         skipped.remove(bundled + "/")
         (staging / bundled).mkdir()
         for entry in sorted((run_dir / bundled).iterdir()):
             if entry.is_file() and _pushable(entry.name):
                 shutil.copyfile(entry, staging / bundled / entry.name)
-    for tower in TOWERS if backbone.get("modality") == "multimodal" else ():
+    towers = {}
+    for tower, described in backbone.towers.items():
         # a multimodal run's per-tower preprocessing (image config, tokenizer) sits in a sub-folder each
         skipped.remove(tower + "/")
         (staging / tower).mkdir()
         for entry in sorted((run_dir / tower).iterdir()):
             if entry.is_file() and _pushable(entry.name):
                 shutil.copyfile(entry, staging / tower / entry.name)
-        described = backbone[tower]
-        if described.get("hub_id"):
-            described["checkpoint"] = _load_form(described["library"], described["hub_id"])
-        described["checkpoint_path"] = None
-    was_local = bool(backbone.get("checkpoint_path")) or _looks_local(str(backbone["checkpoint"]))
+        if described.hub_id:
+            described = replace(described, checkpoint=_load_form(described.library, described.hub_id))
+        towers[tower] = replace(described, checkpoint_path=None)
+    was_local = bool(backbone.checkpoint_path) or _looks_local(str(backbone.checkpoint))
+    backbone = replace(backbone, checkpoint_path=None, towers=towers)
     if base_model:
-        backbone["hub_id"] = base_model
+        backbone = replace(backbone, hub_id=base_model)
         if was_local:
-            backbone["checkpoint"] = _load_form(backbone["library"], base_model)
-    backbone["checkpoint_path"] = None
-    metadata = _without_local_paths(metadata)
-    write_json(staging / METADATA_FILE, metadata)
+            backbone = replace(backbone, checkpoint=_load_form(backbone.library, base_model))
+    where = f"{METADATA_FILE} of '{run_dir}'"
+    record = record_from_json(_without_local_paths(replace(record, backbone=backbone).to_json()), where)
+    write_record(staging, record)
 
     recipe_dict = read_recipe_dict(staging)
-    if backbone.get("modality") == "multimodal":
-        for tower in TOWERS:
-            recipe_dict["model"][tower]["checkpoint"] = backbone[tower]["checkpoint"]
+    if towers:
+        for tower, described in towers.items():
+            recipe_dict["model"][tower]["checkpoint"] = described.checkpoint
         if recipe_dict["model"].get("checkpoint"):  # one dual encoder (CLIP, SigLIP) is both towers
-            recipe_dict["model"]["checkpoint"] = backbone["image"]["checkpoint"]
+            recipe_dict["model"]["checkpoint"] = towers["image"].checkpoint
     else:
-        recipe_dict["model"]["checkpoint"] = backbone["checkpoint"]
+        recipe_dict["model"]["checkpoint"] = backbone.checkpoint
     if base_model:
         recipe_dict["model"]["hub_id"] = base_model
     recipe_dict.setdefault("output", {})["dir"] = None  # a folder on the trainer's machine
@@ -447,7 +444,7 @@ def stage_run(
             continue
         data = _read_json(path)
         if path.name == ADAPTER_CONFIG_FILE and isinstance(data, dict):
-            data["base_model_name_or_path"] = base_model or backbone["checkpoint"]
+            data["base_model_name_or_path"] = base_model or backbone.checkpoint
         cleaned = _without_local_paths(data)
         if cleaned != data or path.name == ADAPTER_CONFIG_FILE:
             write_json(path, cleaned)
@@ -456,21 +453,22 @@ def stage_run(
     metrics = _read_json(staging / METRICS_FILE)
     card = build_model_card(
         recipe,
-        metadata | {"_run_dir": str(staging)},
+        record,
         metrics,
         location=repo_id,
         base_model=base_model,
         repo_id=repo_id,
         revision=revision,
+        run_dir=staging,
     )
     card.save(str(staging / CARD_FILE))
     return skipped, card.data.to_dict()
 
 
-def _local_roots(run_dir: Path, metadata: dict, recipe_dict: dict) -> set[str]:
+def _local_roots(run_dir: Path, record: RunRecord, recipe_dict: dict) -> set[str]:
     """Absolute paths of this machine that must not appear in any pushed file."""
     roots = {str(run_dir.resolve())}
-    checkpoint = metadata["backbone"].get("checkpoint_path")
+    checkpoint = record.backbone.checkpoint_path
     if checkpoint:
         roots.add(str(Path(checkpoint.removeprefix("local-dir:")).resolve()))
     data = recipe_dict.get("data") or {}
@@ -531,16 +529,14 @@ def push_run(
     base model's Hub id when the run trained from a local folder without `model.hub_id`.
     """
     run_dir = Path(run_dir)
-    metadata = read_metadata(run_dir)
-    for name in (*REQUIRED_FILES, *metadata.get("weights", [])):
+    record = read_record(run_dir)
+    for name in (*REQUIRED_FILES, *record.weights):
         if not (run_dir / name).is_file():
             raise HubError(f"run folder '{run_dir}' has no {name}; it is incomplete, so train it again.")
     _check_repo_id(repo_id)
-    base = base_model_of(metadata, base_model, run_dir=f"'{run_dir}'")
-    if base is None and metadata["backbone"].get("modality") != "multimodal":  # (its card names both towers)
-        logger.warning(
-            "the base model %s has no Hub id; the card names no base_model", metadata["backbone"]["checkpoint"]
-        )
+    base = base_model_of(record, base_model, run_dir=f"'{run_dir}'")
+    if base is None and not record.backbone.towers:  # (a multimodal card names both towers)
+        logger.warning("the base model %s has no Hub id; the card names no base_model", record.backbone.checkpoint)
     if dry_run:
         # No token is needed to look, but the one a real push would use is scanned for all the same, so that a dry
         # run refuses exactly what the push would.
@@ -555,7 +551,7 @@ def push_run(
         staging = Path(tmp) / "repo"
         card_revision = revision if revision != "main" else None
         skipped, card_metadata = stage_run(run_dir, staging, repo_id, base, card_revision)
-        _check_nothing_private(staging, token, _local_roots(run_dir, metadata, recipe_dict))
+        _check_nothing_private(staging, token, _local_roots(run_dir, record, recipe_dict))
         files = {
             p.relative_to(staging).as_posix(): p.stat().st_size for p in sorted(staging.rglob("*")) if p.is_file()
         }
@@ -573,7 +569,7 @@ def push_run(
             logger.info("not pushed (not part of a shared model): %s", ", ".join(skipped))
         if dry_run:
             return result
-        message = commit_message or f"Upload {metadata['strategy']} run '{run_dir.name}' with hf-transfer"
+        message = commit_message or f"Upload {record.strategy} run '{run_dir.name}' with hf-transfer"
         _send(staging, result, message, token, run_dir)
     return result
 
