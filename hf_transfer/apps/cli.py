@@ -1,4 +1,9 @@
-"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | sweep | rank."""
+"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | sweep | rank.
+
+The command layer: each `cmd_*` reads its arguments, calls the library and prints; each `_add_*_parser` declares its
+command's flags and help texts (`SUB_PARSERS`, in --help order). It is longer than most modules because it has one
+owner, the command line: every flag and message a user types or reads is here, and nothing else is.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +33,9 @@ def _setup_logging(verbose: bool, command: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.hub.publish import HubPublisher
-    from hf_transfer.metrics.classification import format_metrics_table
+    from hf_transfer.metrics.tables import format_metrics_table
     from hf_transfer.runs.folder import METRICS_FILE
     from hf_transfer.runs.runner import run_recipe
 
@@ -58,7 +63,7 @@ BASELINE_WORDS = {
 
 def transfer_lines(metrics: dict) -> list[str]:
     """The no-transfer comparison and the source task's retention, one line each, for the end of a run."""
-    from hf_transfer.metrics.classification import greater_is_better
+    from hf_transfer.metrics.scalars import greater_is_better
 
     lines = []
     transfer = metrics.get("transfer")
@@ -86,7 +91,7 @@ def _number(value, spec: str = ".4f") -> str:
 
 
 def cmd_ls(args) -> int:
-    from hf_transfer.config.recipe import read_recipe_yaml, shipped_recipes
+    from hf_transfer.config.loading import read_recipe_yaml, shipped_recipes
 
     recipes = shipped_recipes()
     width = max(len(name) for name in recipes)
@@ -97,7 +102,7 @@ def cmd_ls(args) -> int:
 
 
 def cmd_cp(args) -> int:
-    from hf_transfer.config.recipe import resolve_recipe_path
+    from hf_transfer.config.loading import resolve_recipe_path
 
     source = resolve_recipe_path(args.name)
     dest = Path(args.dest)
@@ -135,7 +140,7 @@ def _check_at_least_one(value: int, flag: str) -> None:
 
 
 def cmd_validate(args) -> int:
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.config.strategies import strategy_name
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -174,7 +179,7 @@ def _read_inputs(args, classifier) -> list:
 
 
 def _read_rows(path: Path):
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
     from hf_transfer.data.splits import load_raw_splits
 
     return load_raw_splits(DataConfig(train_files=[str(path)]))["train"]
@@ -252,7 +257,7 @@ def prediction_text(prediction: dict) -> str:
 
 def cmd_eval(args) -> int:
     from hf_transfer.apps.predict import load
-    from hf_transfer.metrics.classification import format_metrics_table
+    from hf_transfer.metrics.tables import format_metrics_table
 
     _check_at_least_one(args.batch_size, "--batch-size")
     classifier = load(args.run, revision=args.revision)
@@ -307,7 +312,7 @@ def cmd_push(args) -> int:
 
 def cmd_cv(args) -> int:
     from hf_transfer.apps.cross_validation import cross_validate, format_cv_table
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.runs.folder import CV_METRICS_FILE
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -324,7 +329,7 @@ def cmd_sweep(args) -> int:
     import shlex
 
     from hf_transfer.apps.sweep import SWEEP_FILE, check_trials, format_sweep_table, sweep
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
 
     check_trials(args.trials)  # before loading anything
     recipe = load_recipe(args.recipe, args.overrides)
@@ -399,13 +404,19 @@ def _add_trained_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """`hf-transfer`'s parser: the global flags, then one sub-parser per command (`SUB_PARSERS`, in --help order)."""
     parser = argparse.ArgumentParser(
         prog="hf-transfer",
         description="Transfer learning on the Hugging Face stack: run a recipe, then evaluate, predict, share.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug details.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_sub_parser in SUB_PARSERS:
+        add_sub_parser(sub)
+    return parser
 
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="Train with a recipe (a shipped name or a YAML path).",
@@ -416,20 +427,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue an interrupted run from its latest checkpoint.")
     p.set_defaults(func=cmd_run)
 
+
+def _add_ls_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ls", help="List the shipped recipes.", description="List the shipped recipes.")
     p.set_defaults(func=cmd_ls)
 
+
+def _add_cp_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cp", help="Copy a shipped recipe to edit it.", description="Copy a shipped recipe.")
     p.add_argument("name", help="Shipped recipe name.")
     p.add_argument("dest", help="Destination file or folder.")
     p.add_argument("--force", action="store_true", help="Replace an existing file.")
     p.set_defaults(func=cmd_cp)
 
+
+def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="Check a recipe without running it.", description="Check a recipe.")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_validate)
 
+
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="Metrics of a trained run on new labelled data (a test set).",
@@ -440,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="csv/json/jsonl/parquet files.")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="Labels and probabilities for new inputs.",
@@ -457,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", help="Multimodal runs: an example's text (after its --image).")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_push_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "push",
         help="Share a run folder on the Hub in one commit.",
@@ -475,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="List the files and the card metadata; send nothing.")
     p.set_defaults(func=cmd_push)
 
+
+def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cv",
         help="Cross-validate a recipe: mean ± std of every metric over K stratified folds.",
@@ -492,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_cv)
 
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="Search a recipe's learning rate and strategy knobs with Optuna on the validation split.",
@@ -512,14 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser(
-        "rank",
-        help="Score candidate checkpoints on a sample of your data before training.",
-        description="Extract each checkpoint's features of the same sample of labelled data and score them: "
-        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost. "
-        "--zero-shot candidates (CLIP, SigLIP or text encoders) are scored by their accuracy from the label names "
-        "alone.",
-    )
+
+def _add_rank_candidate_arguments(p: argparse.ArgumentParser) -> None:
+    """The checkpoints `rank` scores: by their features, zero-shot, or both."""
     p.add_argument("--checkpoints", nargs="+", help="Local folders or Hub ids (timm names for images).")
     p.add_argument(
         "--zero-shot",
@@ -534,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="A zero-shot prompt with {label} in it; repeat to average several (default 'a photo of a {label}.' for "
         "images, '{label}' for texts).",
     )
+
+
+def _add_rank_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The labelled rows `rank` scores on: files or a recipe's, their task, columns and problem type."""
     p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
     p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
     p.add_argument("--task", choices=["text-classification", "image-classification"], help="Default: text.")
@@ -552,6 +578,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="Multi-label: one 0/1 column per label; regression: the target columns.",
     )
     p.add_argument("--label-separator", help='Multi-label: the separator of labels in one string ("comedy|drama").')
+
+
+def _add_rank_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rank",
+        help="Score candidate checkpoints on a sample of your data before training.",
+        description="Extract each checkpoint's features of the same sample of labelled data and score them: "
+        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost. "
+        "--zero-shot candidates (CLIP, SigLIP or text encoders) are scored by their accuracy from the label names "
+        "alone.",
+    )
+    _add_rank_candidate_arguments(p)
+    _add_rank_data_arguments(p)
     p.add_argument("--max-samples", type=int, default=1000, help="Score on at most this many rows (default 1000).")
     p.add_argument("--pooling", choices=["mean", "cls"], help="Feature pooling (default mean, or the recipe's).")
     p.add_argument("--folds", type=int, default=5, help="Folds of the kNN and linear-probe accuracy (default 5).")
@@ -574,7 +613,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="Batch size of the feature pass.")
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_rank)
-    return parser
+
+
+SUB_PARSERS = (
+    _add_run_parser,
+    _add_ls_parser,
+    _add_cp_parser,
+    _add_validate_parser,
+    _add_eval_parser,
+    _add_predict_parser,
+    _add_push_parser,
+    _add_cv_parser,
+    _add_sweep_parser,
+    _add_rank_parser,
+)
+"""The commands' sub-parsers, in the order `hf-transfer --help` lists them; each names the cmd_* that runs it."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from hf_transfer.problems.base import (
 )
 from hf_transfer.runs.folder import THRESHOLDS_FILE, read_recipe_dict
 from hf_transfer.runs.record import BackboneRecord, read_record
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies.factory import build_strategy
 from hf_transfer.train.loop import ROW_INDEX, build_eval_loader, logits_of
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Classifier:
     """A trained run, ready to predict. Build it with `hf_transfer.load(folder or Hub repo id)`."""
 
     def __init__(self, run_dir: str | Path, device: str | None = None, revision: str | None = None):
-        from hf_transfer.hub.push import run_dir_for
+        from hf_transfer.hub.download import run_dir_for
 
         self.source = str(run_dir)  # what the user gave: a folder, or a Hub repo id (downloaded to the cache)
         self.run_dir = run_dir_for(run_dir, revision=revision)

@@ -14,19 +14,17 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.config.recipe import DEFAULT_METRIC, SINGLE_KEYS, ModelConfig, Recipe
+from hf_transfer.config.names import DEFAULT_METRIC
+from hf_transfer.config.recipe import Recipe
+from hf_transfer.config.sections import SINGLE_KEYS, ModelConfig
 from hf_transfer.config.strategies import FinetuneConfig, LinearProbeConfig
 from hf_transfer.core.accelerator import fresh_accelerator, resolve_mixed_precision
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
-from hf_transfer.metrics.classification import (
-    BOOTSTRAP_METRICS,
-    bootstrap_metric_difference,
-    save_confusion_matrix_plot,
-    save_training_curves_plot,
-)
+from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS, bootstrap_metric_difference
+from hf_transfer.metrics.plots import save_confusion_matrix_plot, save_training_curves_plot
 from hf_transfer.problems.base import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
@@ -51,8 +49,8 @@ from hf_transfer.runs.record import (
     zero_shot_from_json,
 )
 from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, merged
-from hf_transfer.strategies import build_strategy
 from hf_transfer.strategies.base import Strategy, count_parameters
+from hf_transfer.strategies.factory import build_strategy
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
 from hf_transfer.train.loop import (
     Callback,
@@ -342,7 +340,7 @@ class TransferRun:
     def _scored_transfer_report(self, split: str) -> dict:
         """Multi-label and regression: the gain on eval.metric with its paired-bootstrap CI; each stage decides with
         its own tuned thresholds (multi-label), as its run folder would predict."""
-        from hf_transfer.metrics.classification import bootstrap_difference
+        from hf_transfer.metrics.bootstrap import bootstrap_difference
 
         metric = self.recipe.eval.metric
         target = self.target.result
@@ -513,11 +511,11 @@ def save_problem_plots(problem_type: str, result: LoopResult, split: str, names:
     """The plots a person looks at for this problem type, on the report split: a confusion matrix; per-label F1
     and support; predicted against true values and the residuals."""
     if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.multilabel import save_multilabel_plot
+        from hf_transfer.metrics.plots import save_multilabel_plot
 
         save_multilabel_plot(result.final[split], folder / "per_label.png")
     elif problem_type == REGRESSION:
-        from hf_transfer.metrics.regression import save_regression_plots
+        from hf_transfer.metrics.plots import save_regression_plots
 
         predictions = result.predictions[split]
         save_regression_plots(
