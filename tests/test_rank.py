@@ -1,4 +1,5 @@
-"""LogME and `hf-transfer rank`: scoring candidate checkpoints on a sample of the target data before training."""
+"""LogME and `hf-transfer rank`: scoring candidate checkpoints on a sample of the target data before training, for
+every problem type."""
 
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ def test_schema_names_are_the_ones_the_loop_builds():
     from hf_transfer.config.names import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE, OPTIMIZER_NAMES, SCHEDULER_NAMES
     from hf_transfer.config.sections import EvalConfig, TrainConfig
     from hf_transfer.metrics.classification import classification_metrics
-    from hf_transfer.train.loop import OPTIMIZERS, SCHEDULERS
+    from hf_transfer.train.optim import OPTIMIZERS, SCHEDULERS
 
     hints = typing.get_type_hints(TrainConfig)
     assert typing.get_args(hints["optimizer"]) == OPTIMIZER_NAMES

@@ -30,7 +30,7 @@ from hf_transfer.problems.base import (
 from hf_transfer.runs.folder import THRESHOLDS_FILE, read_recipe_dict
 from hf_transfer.runs.record import BackboneRecord, read_record
 from hf_transfer.strategies.factory import build_strategy
-from hf_transfer.train.loop import ROW_INDEX, build_eval_loader, logits_of
+from hf_transfer.train.evaluation import ROW_INDEX, build_eval_loader, logits_of
 
 logger = logging.getLogger(__name__)
 

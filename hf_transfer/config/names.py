@@ -12,7 +12,7 @@ PROBLEM_TYPES: tuple[str, ...] = get_args(ProblemType)
 # accelerate's tracker names (LoggerType, less "all": a recipe says which trackers it reports to)
 Tracker = Literal["tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"]
 
-# Closed sets of names, checked here from the schema alone; `hf_transfer.train.loop` maps the optimizer and scheduler
+# Closed sets of names, checked here from the schema alone; `hf_transfer.train.optim` maps the optimizer and scheduler
 # names to implementations where the loop builds them (a test keeps both in step).
 OptimizerName = Literal["adamw", "sgd"]
 SchedulerName = Literal["linear", "cosine", "constant"]

@@ -52,15 +52,10 @@ from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, mer
 from hf_transfer.strategies.base import Strategy, count_parameters
 from hf_transfer.strategies.factory import build_strategy
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
-from hf_transfer.train.loop import (
-    Callback,
-    LoopResult,
-    TrainingLoop,
-    TrainingPlan,
-    check_trackers_installed,
-    scalar_metrics,
-    tracker_config,
-)
+from hf_transfer.train.evaluation import scalar_metrics
+from hf_transfer.train.loop import TrainingLoop
+from hf_transfer.train.plan import Callback, LoopResult, TrainingPlan
+from hf_transfer.train.tracking import check_trackers_installed, tracker_config
 
 logger = logging.getLogger(__name__)
 

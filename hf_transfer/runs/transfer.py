@@ -12,7 +12,7 @@ from torch import nn
 
 from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.problems.base import MULTI_LABEL, REGRESSION, SINGLE_LABEL, build_problem_type
-from hf_transfer.train.loop import build_eval_loader, evaluate
+from hf_transfer.train.evaluation import build_eval_loader, evaluate
 
 logger = logging.getLogger(__name__)
 

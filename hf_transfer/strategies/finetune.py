@@ -7,7 +7,8 @@ from pathlib import Path
 from hf_transfer.config.strategies import FinetuneConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.base import Strategy
-from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.optim import param_groups_with_decay
+from hf_transfer.train.plan import TrainingPlan
 
 
 def prepared_splits(backbone, splits) -> tuple[dict, dict]:

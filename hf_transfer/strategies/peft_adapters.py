@@ -13,7 +13,8 @@ from hf_transfer.config.strategies import IA3StrategyConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.strategies.finetune import plan_for_model
-from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.optim import param_groups_with_decay
+from hf_transfer.train.plan import TrainingPlan
 
 
 @contextmanager

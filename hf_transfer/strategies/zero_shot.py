@@ -255,7 +255,7 @@ class ZeroShotStage:
     """The zero-shot baseline's part of a run: what a trained stage reports (its `result`), nothing trained."""
 
     name: str
-    result: object  # hf_transfer.train.loop.LoopResult
+    result: object  # hf_transfer.train.plan.LoopResult
     seconds: float
     record: dict
 
@@ -265,7 +265,7 @@ def zero_shot_stage(
 ) -> ZeroShotStage:
     """The zero-shot baseline on the target's own evaluation rows (`splits`: validation, test), scored alike."""
     from hf_transfer.metrics.classification import classification_metrics
-    from hf_transfer.train.loop import LoopResult
+    from hf_transfer.train.plan import LoopResult
 
     start = time.perf_counter()
     classifier.model.to(device)
