@@ -17,27 +17,28 @@ from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.splits import check_files_exist, load_files
 from hf_transfer.data.text import drop_empty_texts
-from hf_transfer.problems import PROBLEM_TYPES, SingleLabel
+from hf_transfer.problems import PROBLEM_TYPES
 from hf_transfer.problems.base import DEFAULT_THRESHOLD, LABEL
-from hf_transfer.runs.folder import THRESHOLDS_FILE, read_metadata, read_recipe_dict
+from hf_transfer.runs.folder import THRESHOLDS_FILE, read_recipe_dict
+from hf_transfer.runs.record import BackboneRecord, read_record
 from hf_transfer.strategies.factory import build_strategy
 from hf_transfer.train.evaluation import ROW_INDEX, build_eval_loader, logits_of
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_base_checkpoint(backbone: dict, run_dir: Path) -> str:
+def resolve_base_checkpoint(backbone: BackboneRecord, run_dir: Path) -> str:
     """Where to load the base model from: weights bundled in the run (a source stage's), the recorded local folder
     if it is still there, else the Hub id."""
-    if backbone.get("bundled"):
-        return str(Path(run_dir) / backbone["bundled"])
-    local = backbone.get("checkpoint_path")
+    if backbone.bundled:
+        return str(Path(run_dir) / backbone.bundled)
+    local = backbone.checkpoint_path
     if local and Path(local.removeprefix("local-dir:")).exists():
         return local
-    if backbone.get("hub_id"):
-        return backbone["hub_id"]
-    checkpoint = backbone["checkpoint"]
-    if Path(checkpoint.removeprefix("local-dir:")).exists() or "/" not in checkpoint or backbone["library"] == "timm":
+    if backbone.hub_id:
+        return backbone.hub_id
+    checkpoint = backbone.checkpoint or ""
+    if Path(checkpoint.removeprefix("local-dir:")).exists() or "/" not in checkpoint or backbone.library == "timm":
         return checkpoint
     raise ModelError(
         f"the base model '{checkpoint}' of this run is no longer on disk and has no Hub id; "
@@ -70,22 +71,21 @@ class Classifier:
 
         self.source = str(run_dir)  # what the user gave: a folder, or a Hub repo id (downloaded to the cache)
         self.run_dir = run_dir_for(run_dir, revision=revision)
-        self.metadata = read_metadata(self.run_dir)
+        self.record = read_record(self.run_dir)
         raw = read_recipe_dict(self.run_dir)
-        backbone = self.metadata["backbone"]
-        if backbone.get("modality") == "multimodal":
-            for tower in ("image", "text"):
-                raw["model"][tower]["checkpoint"] = resolve_base_checkpoint(backbone[tower], self.run_dir)
+        backbone = self.record.backbone
+        if backbone.towers:  # a multimodal run: each tower loads from its own base model
+            for name, tower in backbone.towers.items():
+                raw["model"][name]["checkpoint"] = resolve_base_checkpoint(tower, self.run_dir)
         else:
             raw["model"]["checkpoint"] = resolve_base_checkpoint(backbone, self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
-        self.label_names: list[str] = list(self.metadata["label_names"])
-        # Run folders from before problem types hold single-label classifiers.
-        self.problem_type: str = self.metadata.get("problem_type") or SingleLabel.name
+        self.label_names: list[str] = list(self.record.label_names)
+        self.problem_type: str = self.record.problem_type
         self.problem = PROBLEM_TYPES.get(self.problem_type)
         # Applied to the outputs unless the run folded it into the head's weights already.
-        scaling_in_weights = self.metadata.get("target_scaling_in_weights")
-        self.target_scaling: dict | None = None if scaling_in_weights else self.metadata.get("target_scaling")
+        scaling = None if self.record.target_scaling_in_weights else self.record.target_scaling
+        self.target_scaling: dict | None = scaling.to_json() if scaling else None
         self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem_type)
         self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
             self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)

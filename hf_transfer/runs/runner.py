@@ -28,9 +28,7 @@ from hf_transfer.problems import PROBLEM_TYPES
 from hf_transfer.problems.base import DEFAULT_THRESHOLD
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
-    FORMAT_VERSION,
     LABELS_FILE,
-    METADATA_FILE,
     METRICS_FILE,
     RECIPE_FILE,
     THRESHOLDS_FILE,
@@ -41,6 +39,14 @@ from hf_transfer.runs.folder import (
     save_work_recipe,
     write_json,
     write_yaml,
+)
+from hf_transfer.runs.record import (
+    RunRecord,
+    TargetScaling,
+    ZeroShotRecord,
+    backbone_from_json,
+    write_record,
+    zero_shot_from_json,
 )
 from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, merged
 from hf_transfer.strategies.base import Strategy, count_parameters
@@ -390,13 +396,13 @@ class TransferRun:
         weight_files = stage.strategy.save(trained, staging)
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
-        description = self.target_backbone.describe()
+        backbone = backbone_from_json(self.target_backbone.describe())
         if recipe.modality != "multimodal":  # a multimodal backbone records each tower's own
-            description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
+            backbone = replace(backbone, checkpoint_path=absolute_checkpoint(recipe.model.checkpoint))
         if self.source is not None and stage.strategy.name != "finetune":
             # The adapter / head sits on the source-trained weights: they travel with the run.
             shutil.copytree(self.work_dir / SOURCE_MODEL_DIR, staging / SOURCE_MODEL_DIR)
-            description |= {"bundled": SOURCE_MODEL_DIR, "checkpoint_path": None}
+            backbone = replace(backbone, bundled=SOURCE_MODEL_DIR, checkpoint_path=None)
         names = stage.splits.label_names
         report_split = "test" if "test" in result.final else "validation"
         metrics = {
@@ -424,25 +430,22 @@ class TransferRun:
                 "label_names": self.source.splits.label_names,
                 "train_seconds": round(self.source.seconds, 2),
             }
-        metadata = {
-            "format": FORMAT_VERSION,
-            "task": recipe.task,
-            "problem_type": recipe.problem_type,
-            "strategy": stage.strategy.name,
-            "strategy_config": recipe.to_dict()["strategy"],
-            "strategy_metadata": stage.strategy.metadata(),
-            "backbone": description,
-            "label_names": names,
+        record = RunRecord(
+            task=recipe.task,
+            problem_type=recipe.problem_type,
+            strategy=stage.strategy.name,
+            strategy_config=recipe.to_dict()["strategy"],
+            strategy_metadata=stage.strategy.metadata(),
+            backbone=backbone,
+            label_names=names,
             # regression trained on standardised targets: predict puts its values back in the targets' units
-            "target_scaling": scaling,
-            "target_scaling_in_weights": folded,  # else predict applies it to the model's outputs
-            "weights": weight_files,
-            "versions": library_versions(),
-        }
-        if "zero_shot" in self.baselines:  # the checkpoint and prompts the zero-shot baseline used
-            record = self.baselines["zero_shot"].record
-            metadata["zero_shot"] = record | {"checkpoint_path": absolute_checkpoint(record["checkpoint"])}
-        write_json(staging / METADATA_FILE, metadata)
+            target_scaling=TargetScaling(**scaling) if scaling else None,
+            target_scaling_in_weights=folded,  # else predict applies it to the model's outputs
+            weights=weight_files,
+            versions=library_versions(),
+            zero_shot=self.zero_shot_record(),
+        )
+        write_record(staging, record)
         write_json(
             staging / LABELS_FILE,
             {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
@@ -453,11 +456,18 @@ class TransferRun:
         write_json(staging / METRICS_FILE, metrics)
         save_problem_plots(recipe.problem_type, result, report_split, names, staging)
         save_training_curves_plot(result.history, staging / "training_curves.png")
-        write_model_card(staging, recipe, metadata, metrics)
+        write_model_card(staging, recipe, record, metrics)
         self.finish_tracking(staging)
         publish(staging, self.run_dir)
         logger.info("run folder: %s", self.run_dir)
         return self.run_dir
+
+    def zero_shot_record(self) -> ZeroShotRecord | None:
+        """The checkpoint and prompts the zero-shot baseline used, if the run had one."""
+        if "zero_shot" not in self.baselines:
+            return None
+        described = zero_shot_from_json(self.baselines["zero_shot"].record)
+        return replace(described, checkpoint_path=absolute_checkpoint(described.checkpoint))
 
     def cleanup(self) -> None:
         self.accelerator.wait_for_everyone()
