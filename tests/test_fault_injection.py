@@ -198,7 +198,9 @@ def run_copy(probe_run_dir, tmp_path, monkeypatch):
     return run, temp, digest(run)
 
 
-@pytest.mark.parametrize(("failing", "at_call"), [("copyfile", 2), ("write_json", 1), ("write_yaml", 1), ("card", 1)])
+@pytest.mark.parametrize(
+    ("failing", "at_call"), [("copyfile", 2), ("write_record", 1), ("write_yaml", 1), ("card", 1)]
+)
 def test_push_staging_failing_part_way_leaves_the_run_folder_and_no_staging(run_copy, monkeypatch, failing, at_call):
     run, temp, before = run_copy
     calls = []

@@ -310,9 +310,9 @@ def test_one_repo_id_check_for_push_download_and_the_card(namespace, name, prefi
     assert is_repo_id(name) and not is_repo_id(name, namespaced=True)  # a canonical dataset, not a push target
     path = prefix + repo_id
     assert not is_repo_id(path) and not hub_access.is_hub_repo_id(path) and not _is_hub_id(path)
-    assert hub_push.base_model_of({}, override=repo_id) == repo_id
+    assert hub_push.base_model_of(None, override=repo_id) == repo_id
     with pytest.raises(HubError, match=r"--base-model '.*' is not a Hub repo id"):
-        hub_push.base_model_of({}, override=path)
+        hub_push.base_model_of(None, override=path)
 
 
 # --- --resume checks the recipe it resumes against the one saved ----------------------------------------------

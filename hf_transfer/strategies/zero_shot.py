@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from hf_transfer.config.sections import DataConfig
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import ModelError, RecipeError
-from hf_transfer.data.splits import LABEL, describe_split
+from hf_transfer.data.splits import describe_split
+from hf_transfer.problems.base import LABEL
 
 logger = logging.getLogger(__name__)
 
