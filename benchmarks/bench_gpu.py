@@ -49,7 +49,8 @@ from hf_transfer.backbones.image import INPUT  # noqa: E402
 from hf_transfer.backbones.timm_image import TimmImageBackbone  # noqa: E402
 from hf_transfer.backbones.transformers_text import TransformersTextBackbone  # noqa: E402
 from hf_transfer.config.recipe import recipe_from_dict  # noqa: E402
-from hf_transfer.data.splits import LABEL, Splits  # noqa: E402
+from hf_transfer.data.splits import Splits  # noqa: E402
+from hf_transfer.problems.base import LABEL  # noqa: E402
 from hf_transfer.strategies.factory import build_strategy  # noqa: E402
 from hf_transfer.train.evaluation import logits_of  # noqa: E402
 from hf_transfer.train.loop import TrainingLoop  # noqa: E402

@@ -7,6 +7,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
@@ -28,8 +29,8 @@ def test_every_input_kind_is_found_by_its_name_and_by_its_task():
     for kind in KINDS:
         assert MODALITIES.get(kind.name) is kind
         assert MODALITIES.of_task(kind.task) is kind
-        assert MODALITIES.of_record({"modality": kind.name}) is kind
-    assert MODALITIES.of_record({}) is DEFAULT  # a run recorded before the kind was
+        assert MODALITIES.of_record(SimpleNamespace(modality=kind.name)) is kind
+    assert MODALITIES.of_record(SimpleNamespace(modality=None)) is DEFAULT
     assert MODALITIES.tasks(with_towers=False) == ("text-classification", "image-classification")
     with pytest.raises(RecipeError, match=r"unknown task 'image-clasification' \(did you mean 'image-classification'"):
         MODALITIES.of_task("image-clasification")
@@ -72,9 +73,9 @@ def test_every_input_kind_answers_every_question(kind, tmp_path):
     assert kind.default_library(lambda: False) in ("transformers", "timm")
     cli_example, python_example = kind.card_example
     assert cli_example and python_example.startswith(('"', "("))
-    record = {"library": "x", "fusion": "concat"} | {n: {"checkpoint": f"{n}-ckpt", "library": "x"} for n in "ab"}
-    record |= {name: {"checkpoint": f"{name}-ckpt", "library": "timm"} for name in kind.tower_names}
-    assert kind.card_summary(record).startswith(f"A {kind.name}")
+    towers = {name: SimpleNamespace(base=f"{name}-ckpt", library="timm") for name in kind.tower_names}
+    summary = kind.card_summary(SimpleNamespace(library="timm", fusion="gated", towers=towers))
+    assert summary.startswith(f"A {kind.name}") and all(f"`{name}-ckpt` (timm)" in summary for name in towers)
     context = SnippetContext("transformers", "finetune", "base", ["a"], "me/run", "", lambda e, i: "", None)
     snippet = kind.card_snippet(context)
     assert snippet is None or (snippet[0] and kind.task in snippet[1])

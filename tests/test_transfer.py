@@ -1,4 +1,6 @@
-"""Source -> target transfer with a no-transfer baseline: the gain is measured, with a confidence interval."""
+"""Source -> target transfer: the gain over a no-transfer baseline is measured with a confidence interval, sources and
+targets of any problem type feed each other, forgetting is scored as the source scored itself, and settings that
+cannot apply to a source are refused in the recipe."""
 
 from __future__ import annotations
 

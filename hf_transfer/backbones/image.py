@@ -15,8 +15,7 @@ from hf_transfer.backbones.base import Backbone
 from hf_transfer.core.errors import DataError
 from hf_transfer.data.images import UnreadableImage, image_dirs, image_files_fingerprint, load_image
 from hf_transfer.data.modalities.image import IMAGE
-from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import labels_tensor
+from hf_transfer.problems.base import LABEL, labels_tensor
 
 INPUT = "pixel_values"
 

@@ -39,8 +39,7 @@ from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.core.paths import absolute_checkpoint
 from hf_transfer.data.modalities.multimodal import MULTIMODAL
-from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import labels_tensor
+from hf_transfer.problems.base import LABEL, labels_tensor
 
 TOWERS = MULTIMODAL.tower_names  # ("image", "text"): each tower's modules, inputs and files go by its name
 WEIGHTS_FILE = "model.safetensors"

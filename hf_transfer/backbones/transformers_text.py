@@ -28,7 +28,7 @@ from transformers import (
 from hf_transfer.backbones.base import Backbone, label_config_kwargs
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.data.modalities.text import TEXT
-from hf_transfer.data.splits import LABEL
+from hf_transfer.problems.base import LABEL
 
 logger = logging.getLogger(__name__)
 

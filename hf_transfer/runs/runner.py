@@ -14,7 +14,6 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.config.names import DEFAULT_METRIC
 from hf_transfer.config.recipe import Recipe
 from hf_transfer.config.sections import SINGLE_KEYS, ModelConfig
 from hf_transfer.config.strategies import FinetuneConfig, LinearProbeConfig
@@ -24,13 +23,12 @@ from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
 from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS, bootstrap_metric_difference
-from hf_transfer.metrics.plots import save_confusion_matrix_plot, save_training_curves_plot
-from hf_transfer.problems.base import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
+from hf_transfer.metrics.plots import save_training_curves_plot
+from hf_transfer.problems import PROBLEM_TYPES
+from hf_transfer.problems.base import DEFAULT_THRESHOLD
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
-    FORMAT_VERSION,
     LABELS_FILE,
-    METADATA_FILE,
     METRICS_FILE,
     RECIPE_FILE,
     THRESHOLDS_FILE,
@@ -41,6 +39,14 @@ from hf_transfer.runs.folder import (
     save_work_recipe,
     write_json,
     write_yaml,
+)
+from hf_transfer.runs.record import (
+    RunRecord,
+    TargetScaling,
+    ZeroShotRecord,
+    backbone_from_json,
+    write_record,
+    zero_shot_from_json,
 )
 from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, merged
 from hf_transfer.strategies.base import Strategy, count_parameters
@@ -80,7 +86,7 @@ def source_recipe(recipe: Recipe) -> Recipe:
     is picked by the recipe's eval.metric where the source's problem type has it, else by that type's default."""
     source = recipe.source
     problem = recipe.source_problem_type
-    metric = recipe.eval.metric if problem == recipe.problem_type else DEFAULT_METRIC[problem]
+    metric = recipe.eval.metric if problem == recipe.problem_type else PROBLEM_TYPES.get(problem).default_metric
     return replace(
         recipe,
         problem_type=problem,
@@ -306,7 +312,7 @@ class TransferRun:
         """The target metric with and without transfer, and the paired-bootstrap CI of the gain."""
         if not self.baselines:
             return None
-        if self.recipe.problem_type != "single_label_classification":
+        if not PROBLEM_TYPES.get(self.recipe.problem_type).picks_one_label:
             return self._scored_transfer_report(split)
         metric = self.recipe.eval.metric if self.recipe.eval.metric in BOOTSTRAP_METRICS else "accuracy"
         target = self.target.result.predictions[split]
@@ -340,12 +346,15 @@ class TransferRun:
             if not np.array_equal(theirs["labels"], labels):  # both are sorted the same way; a mismatch is a bug
                 raise RuntimeError("baseline and target were evaluated on different rows")
             ours_scores, their_scores = target.predictions[split]["probs"], theirs["probs"]
-            if self.recipe.problem_type == MULTI_LABEL and metric not in ("map_macro", "roc_auc_macro"):
+            if PROBLEM_TYPES.get(self.recipe.problem_type).tunes_thresholds and metric not in (
+                "map_macro",
+                "roc_auc_macro",
+            ):
                 # decisions at each stage's own cuts; the metric then cuts those 0/1 at 0.5
                 ours_scores = (ours_scores >= np.asarray(target.thresholds)).astype(np.float64)
                 their_scores = (their_scores >= np.asarray(stage.result.thresholds)).astype(np.float64)
             gain = bootstrap_difference(
-                scalar_metric_fn(self.recipe.problem_type, metric),
+                PROBLEM_TYPES.get(self.recipe.problem_type).scalar_metric_fn(metric),
                 labels,
                 ours_scores,
                 their_scores,
@@ -382,17 +391,18 @@ class TransferRun:
         trained = stage.trained_model(accelerator)
         scaling = stage.splits.target_scaling
         # Metrics are measured already; the saved weights then predict in the targets' units outside hf-transfer too.
-        folded = bool(scaling) and fold_target_scaling(trained, scaling, len(stage.splits.label_names))
+        problem = PROBLEM_TYPES.get(recipe.problem_type)
+        folded = bool(scaling) and problem.fold_target_scaling(trained, scaling, len(stage.splits.label_names))
         weight_files = stage.strategy.save(trained, staging)
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
-        description = self.target_backbone.describe()
+        backbone = backbone_from_json(self.target_backbone.describe())
         if not recipe.modality.towers:  # a multimodal backbone records each tower's own
-            description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
+            backbone = replace(backbone, checkpoint_path=absolute_checkpoint(recipe.model.checkpoint))
         if self.source is not None and stage.strategy.name != "finetune":
             # The adapter / head sits on the source-trained weights: they travel with the run.
             shutil.copytree(self.work_dir / SOURCE_MODEL_DIR, staging / SOURCE_MODEL_DIR)
-            description |= {"bundled": SOURCE_MODEL_DIR, "checkpoint_path": None}
+            backbone = replace(backbone, bundled=SOURCE_MODEL_DIR, checkpoint_path=None)
         names = stage.splits.label_names
         report_split = "test" if "test" in result.final else "validation"
         metrics = {
@@ -420,25 +430,22 @@ class TransferRun:
                 "label_names": self.source.splits.label_names,
                 "train_seconds": round(self.source.seconds, 2),
             }
-        metadata = {
-            "format": FORMAT_VERSION,
-            "task": recipe.task,
-            "problem_type": recipe.problem_type,
-            "strategy": stage.strategy.name,
-            "strategy_config": recipe.to_dict()["strategy"],
-            "strategy_metadata": stage.strategy.metadata(),
-            "backbone": description,
-            "label_names": names,
+        record = RunRecord(
+            task=recipe.task,
+            problem_type=recipe.problem_type,
+            strategy=stage.strategy.name,
+            strategy_config=recipe.to_dict()["strategy"],
+            strategy_metadata=stage.strategy.metadata(),
+            backbone=backbone,
+            label_names=names,
             # regression trained on standardised targets: predict puts its values back in the targets' units
-            "target_scaling": scaling,
-            "target_scaling_in_weights": folded,  # else predict applies it to the model's outputs
-            "weights": weight_files,
-            "versions": library_versions(),
-        }
-        if "zero_shot" in self.baselines:  # the checkpoint and prompts the zero-shot baseline used
-            record = self.baselines["zero_shot"].record
-            metadata["zero_shot"] = record | {"checkpoint_path": absolute_checkpoint(record["checkpoint"])}
-        write_json(staging / METADATA_FILE, metadata)
+            target_scaling=TargetScaling(**scaling) if scaling else None,
+            target_scaling_in_weights=folded,  # else predict applies it to the model's outputs
+            weights=weight_files,
+            versions=library_versions(),
+            zero_shot=self.zero_shot_record(),
+        )
+        write_record(staging, record)
         write_json(
             staging / LABELS_FILE,
             {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
@@ -449,11 +456,18 @@ class TransferRun:
         write_json(staging / METRICS_FILE, metrics)
         save_problem_plots(recipe.problem_type, result, report_split, names, staging)
         save_training_curves_plot(result.history, staging / "training_curves.png")
-        write_model_card(staging, recipe, metadata, metrics)
+        write_model_card(staging, recipe, record, metrics)
         self.finish_tracking(staging)
         publish(staging, self.run_dir)
         logger.info("run folder: %s", self.run_dir)
         return self.run_dir
+
+    def zero_shot_record(self) -> ZeroShotRecord | None:
+        """The checkpoint and prompts the zero-shot baseline used, if the run had one."""
+        if "zero_shot" not in self.baselines:
+            return None
+        described = zero_shot_from_json(self.baselines["zero_shot"].record)
+        return replace(described, checkpoint_path=absolute_checkpoint(described.checkpoint))
 
     def cleanup(self) -> None:
         self.accelerator.wait_for_everyone()
@@ -472,17 +486,6 @@ class TransferRun:
         return run_dir
 
 
-def scalar_metric_fn(problem_type: str, metric: str):
-    """`f(y_true, scores) -> value` of one multi-label or regression metric, for the bootstrap."""
-    if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.multilabel import multilabel_metric_fn
-
-        return multilabel_metric_fn(metric)
-    from hf_transfer.metrics.regression import regression_metric_fn
-
-    return regression_metric_fn(metric)
-
-
 def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
     """thresholds.json: each label's cut on its sigmoid score, tuned on the validation split."""
     return {
@@ -493,21 +496,11 @@ def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
 
 
 def save_problem_plots(problem_type: str, result: LoopResult, split: str, names: list[str], folder: Path) -> None:
-    """The plots a person looks at for this problem type, on the report split: a confusion matrix; per-label F1
-    and support; predicted against true values and the residuals."""
-    if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.plots import save_multilabel_plot
-
-        save_multilabel_plot(result.final[split], folder / "per_label.png")
-    elif problem_type == REGRESSION:
-        from hf_transfer.metrics.plots import save_regression_plots
-
-        predictions = result.predictions[split]
-        save_regression_plots(
-            predictions["labels"], predictions["probs"], names, folder / "predictions.png", folder / "residuals.png"
-        )
-    else:
-        save_confusion_matrix_plot(result.final[split]["confusion_matrix"], names, folder / "confusion_matrix.png")
+    """The plots a person looks at for this problem type, on the report split (`ProblemType.save_plots`)."""
+    predictions = result.predictions[split]
+    PROBLEM_TYPES.get(problem_type).save_plots(
+        result.final[split], predictions["labels"], predictions["probs"], names, folder
+    )
 
 
 def run_recipe(

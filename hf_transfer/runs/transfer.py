@@ -11,7 +11,7 @@ from peft import PeftModel
 from torch import nn
 
 from hf_transfer.metrics.scalars import greater_is_better
-from hf_transfer.problems.base import MULTI_LABEL, REGRESSION, SINGLE_LABEL, build_problem_type
+from hf_transfer.problems import PROBLEM_TYPES
 from hf_transfer.train.evaluation import build_eval_loader, evaluate
 
 logger = logging.getLogger(__name__)
@@ -65,25 +65,18 @@ def forgetting_metrics(source, target, accelerator: Accelerator) -> dict | None:
             accelerator,
             source.splits.label_names,
             desc="Source after transfer",
-            problem=build_problem_type(source.recipe.problem_type, source.recipe.train),
+            problem=PROBLEM_TYPES.get(source.recipe.problem_type),
             target_scaling=source.splits.target_scaling,
             thresholds=source.result.thresholds,
+            train=source.recipe.train,
         )
     return metrics
-
-
-# What `metrics.json`'s source section reports before and after the target stage, per source problem type.
-SOURCE_REPORT_METRICS = {
-    SINGLE_LABEL: ("accuracy", "f1_macro"),
-    MULTI_LABEL: ("f1_macro", "map_macro"),
-    REGRESSION: ("rmse", "r2"),
-}
 
 
 def forgetting_report(problem_type: str, before: dict, after: dict | None) -> dict:
     """The source metrics before and after the target stage, and how much was forgotten: the loss on each metric,
     positive when the source task got worse whichever way the metric points (an rmse that grew is forgotten)."""
-    keys = SOURCE_REPORT_METRICS[problem_type]
+    keys = PROBLEM_TYPES.get(problem_type).source_report_metrics
     forgotten = None
     if after is not None:
         forgotten = {}

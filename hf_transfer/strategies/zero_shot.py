@@ -31,7 +31,7 @@ from hf_transfer.config.sections import DataConfig
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.data.modalities import Modality
-from hf_transfer.data.splits import LABEL
+from hf_transfer.problems.base import LABEL
 
 logger = logging.getLogger(__name__)
 

@@ -4,20 +4,19 @@ the problem type over a whole split, gathered across processes."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
-from hf_transfer.problems.base import (
-    REGRESSION,
-    SINGLE_LABEL,
-    ProblemType,
-    SingleLabel,
-    unscaled,
-)
+from hf_transfer.problems import SingleLabel
+from hf_transfer.problems.base import ProblemType
 from hf_transfer.train.loading import read_rows
+
+if TYPE_CHECKING:
+    from hf_transfer.config.sections import TrainConfig
 
 
 def logits_of(output) -> torch.Tensor:
@@ -86,22 +85,24 @@ def evaluate(
     problem: ProblemType | None = None,
     target_scaling: dict | None = None,
     thresholds: list[float] | None = None,
+    train: TrainConfig | None = None,
 ) -> tuple:
     """(metrics, labels, scores) over the whole loader, gathered across processes, in the dataset's row order.
 
     Scores are the problem type's (softmax, sigmoid per label, or the regression values); regression labels and
     values are put back in the targets' units (`target_scaling`) before the metrics, so an rmse is in those units.
+    `train` holds the loss settings of the evaluation loss (the loss of problem types other than single-label).
     """
     problem = problem or SingleLabel()
     logits, labels = evaluation_logits(model, loader, accelerator, desc)
     scores = problem.scores(logits).numpy()
     labels_np = labels.numpy()
-    if problem.name == REGRESSION:
-        scores, labels_np = unscaled(scores, target_scaling), unscaled(labels_np, target_scaling)
+    scores = problem.in_target_units(scores, target_scaling)
+    labels_np = problem.in_target_units(labels_np, target_scaling)
     metrics = problem.metrics(labels_np, scores, label_names, thresholds)
-    if problem.name != SINGLE_LABEL:
+    if problem.evaluation_loss:
         # the training loss on these rows (log_loss is single-label's): the curve beside train_loss
-        metrics["loss"] = float(problem.loss(logits, labels))
+        metrics["loss"] = float(problem.loss(logits, labels, train=train))
     return metrics, labels_np, scores
 
 

@@ -23,7 +23,7 @@ from hf_transfer.config.recipe import Recipe
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import TrainingDivergedError
 from hf_transfer.metrics.scalars import greater_is_better
-from hf_transfer.problems.base import MULTI_LABEL, build_problem_type
+from hf_transfer.problems import problem_type
 from hf_transfer.train.checkpointing import Checkpointer
 from hf_transfer.train.evaluation import build_eval_loader, evaluate, evaluation_logits, logits_of, scalar_metrics
 from hf_transfer.train.loading import build_train_loader, resolve_num_workers, rows_on_a_device
@@ -87,7 +87,7 @@ class TrainingLoop:
         self.callbacks = callbacks or []
         self.metric = recipe.eval.metric
         self.greater = greater_is_better(self.metric)
-        self.problem = build_problem_type(recipe.problem_type, recipe.train)
+        self.problem = problem_type(recipe.problem_type)
         self.target_scaling = target_scaling  # regression: metrics in the targets' units, not the standardised ones
         self.log = TrackerLog(accelerator, log_prefix, first_step)
 
@@ -112,7 +112,7 @@ class TrainingLoop:
         optimizer, scheduler = build_optimizer_and_scheduler(
             plan.param_groups, self.cfg, accelerator.device, len(train_loader)
         )
-        weights = self.problem.class_weights(plan.train_labels, len(self.label_names))
+        weights = self.problem.class_weights(plan.train_labels, len(self.label_names), self.cfg)
         self.model, self.optimizer, self.train_loader, self.scheduler = accelerator.prepare(
             plan.model, optimizer, train_loader, scheduler
         )
@@ -194,7 +194,7 @@ class TrainingLoop:
         with accelerator.accumulate(self.model):
             labels = batch.pop("labels")
             logits = logits_of(self.model(**batch)).float()
-            loss = self.problem.loss(logits, labels, self.loss_weights)
+            loss = self.problem.loss(logits, labels, self.loss_weights, self.cfg)
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(self.trainable, self.cfg.max_grad_norm)
@@ -286,7 +286,7 @@ class TrainingLoop:
         unwrapped = self.accelerator.unwrap_model(self.model)
         self.checkpointer.load_best(unwrapped)
         final, predictions = {}, {}
-        thresholds = self._tuned_thresholds() if self.problem.name == MULTI_LABEL else None
+        thresholds = self._tuned_thresholds() if self.problem.tunes_thresholds else None
         for name, loader in self.eval_loaders.items():
             metrics, labels, probs = self._evaluate(loader, f"Final {name}", thresholds)
             final[name] = metrics
@@ -316,6 +316,7 @@ class TrainingLoop:
             problem=self.problem,
             target_scaling=self.target_scaling,
             thresholds=thresholds,
+            train=self.cfg,
         )
 
     def _tuned_thresholds(self) -> list[float]:

@@ -17,6 +17,7 @@ from hf_transfer.data.modalities.text import TEXT
 
 if TYPE_CHECKING:
     from hf_transfer.config.recipe import Recipe
+    from hf_transfer.runs.record import BackboneRecord
 
 
 class ModalityRegistry(Registry[Modality]):
@@ -50,9 +51,9 @@ class ModalityRegistry(Registry[Modality]):
                 other.refuse_own_settings(recipe)
         kind.check_recipe(recipe)
 
-    def of_record(self, backbone: dict) -> Modality:
-        """The input kind a run record's backbone (`hf_transfer.json`'s `backbone`) names."""
-        return self.get(backbone.get("modality") or DEFAULT.name)
+    def of_record(self, backbone: BackboneRecord) -> Modality:
+        """The input kind a run record's backbone names."""
+        return self.get(backbone.modality or DEFAULT.name)
 
 
 DEFAULT = TEXT

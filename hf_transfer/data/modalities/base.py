@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # configs sit above data: the recipe asks its input kind for 
 
     from hf_transfer.config.recipe import Recipe
     from hf_transfer.config.sections import DataConfig
+    from hf_transfer.runs.record import BackboneRecord
 
 ROW_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 """Files `predict --file` reads as rows with columns; any other file is one input per non-empty line."""
@@ -154,8 +155,8 @@ class Modality:
         return inputs
 
     # --- the model card -------------------------------------------------------------------------------------
-    def card_summary(self, backbone: dict) -> str:
-        """The card's first words about the model (`backbone`: the run record's backbone)."""
+    def card_summary(self, backbone: BackboneRecord) -> str:
+        """The card's first words about the model (`backbone`: what the run record says of its backbone)."""
         return f"A {self.name} classifier"
 
     def card_snippet(self, context: SnippetContext) -> tuple[str, str] | None:

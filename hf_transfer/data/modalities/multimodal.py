@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from hf_transfer.config.recipe import Recipe
     from hf_transfer.config.sections import DataConfig
+    from hf_transfer.runs.record import BackboneRecord
 
 
 class MultimodalModality(Modality):
@@ -125,13 +126,11 @@ class MultimodalModality(Modality):
             raise HfTransferError("predict needs inputs: give --image PATH --text TEXT, or --file.")
         return pairs
 
-    def card_summary(self, backbone: dict) -> str:
+    def card_summary(self, backbone: BackboneRecord) -> str:
         towers = " and ".join(
-            f"the {name} tower `{backbone[name].get('hub_id') or backbone[name]['checkpoint']}` "
-            f"({backbone[name]['library']})"
-            for name in self.tower_names
+            f"the {name} tower `{tower.base}` ({tower.library})" for name, tower in backbone.towers.items()
         )
-        return f"A multimodal (image + text) classifier, {towers}, features fused by {backbone.get('fusion')},"
+        return f"A multimodal (image + text) classifier, {towers}, features fused by {backbone.fusion},"
 
 
 MULTIMODAL = MultimodalModality()
