@@ -18,16 +18,8 @@ from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
 from hf_transfer.data.targets import encode_targets_like, label_columns_of
 from hf_transfer.data.text import drop_empty_texts
-from hf_transfer.problems.base import (
-    DEFAULT_THRESHOLD,
-    MULTI_LABEL,
-    REGRESSION,
-    SINGLE_LABEL,
-    build_problem_type,
-    thresholds_per_label,
-    unscaled,
-)
-from hf_transfer.runs.folder import THRESHOLDS_FILE, read_metadata, read_recipe_dict
+from hf_transfer.problems.base import DEFAULT_THRESHOLD, ProblemType, thresholds_per_label
+from hf_transfer.runs.folder import THRESHOLDS_FILE, read_metadata, read_recipe_dict, recorded_problem_type
 from hf_transfer.strategies import build_strategy
 from hf_transfer.train.loop import ROW_INDEX, build_eval_loader, logits_of
 
@@ -88,19 +80,18 @@ class Classifier:
             raw["model"]["checkpoint"] = resolve_base_checkpoint(backbone, self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
         self.label_names: list[str] = list(self.metadata["label_names"])
-        # Run folders from before problem types hold single-label classifiers.
-        self.problem_type: str = self.metadata.get("problem_type") or SINGLE_LABEL
-        self.problem = build_problem_type(self.problem_type, self.recipe.train)
+        self.problem = recorded_problem_type(self.metadata, self.recipe.train)
+        self.problem_type: str = self.problem.name
         # Applied to the outputs unless the run folded it into the head's weights already.
         scaling_in_weights = self.metadata.get("target_scaling_in_weights")
         self.target_scaling: dict | None = None if scaling_in_weights else self.metadata.get("target_scaling")
-        self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem_type)
+        self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem)
         self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
             self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)
         )
         strategy = build_strategy(self.recipe.strategy, self.backbone)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        loaded = strategy.load(self.run_dir, self.label_names, self.problem_type)
+        loaded = strategy.load(self.run_dir, self.label_names, self.problem)
         self.model = merged_for_inference(loaded).to(self.device).eval()
         if wants_channels_last(self.model, self.device):
             self.model.to(memory_format=torch.channels_last)
@@ -169,8 +160,7 @@ class Classifier:
             logits.append(logits_of(self.model(**batch)).float())
         order = torch.cat(rows).argsort()
         scores = self.problem.scores(torch.cat(logits).cpu()[order]).numpy()  # one host sync, at the end
-        if self.problem_type == REGRESSION:
-            scores = unscaled(scores, self.target_scaling)
+        scores = self.problem.in_target_units(scores, self.target_scaling)
         return torch.cat(labels)[order].numpy(), scores
 
     def predict(self, inputs: list, batch_size: int = 32, threshold: float | None = None) -> list[dict]:
@@ -185,7 +175,7 @@ class Classifier:
         """Multi-label: `threshold` for every label when given, else the run's tuned ones (or 0.5); else None."""
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise HfTransferError(f"--threshold must be between 0 and 1, not {threshold}.")
-        if self.problem_type != MULTI_LABEL:
+        if not self.problem.uses_thresholds:
             if threshold is not None:
                 raise HfTransferError(
                     f"--threshold applies to multi-label runs; this run is {self.problem_type}, leave it out."
@@ -220,7 +210,7 @@ class Classifier:
             texts = columns if self.recipe.modality == "text" else [self.recipe.data.text_column]
             checked, skipped = drop_empty_texts(DatasetDict({field: raw}), texts, lambda _: where)
             raw = checked[field]
-        if self.problem_type == SINGLE_LABEL:
+        if self.problem.one_label_per_row:
             coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
             encoded = encode_labels_like(raw, label_column, coding, where)
         else:  # multi-hot in the run's label order, or the targets in their own units
@@ -236,9 +226,9 @@ class Classifier:
         return self.problem.metrics(labels, scores, self.label_names, thresholds)
 
 
-def read_thresholds(run_dir: Path, label_names: list[str], problem_type: str) -> list[float] | None:
-    """A multi-label run's tuned thresholds (thresholds.json), in label order; None for other problem types."""
-    if problem_type != MULTI_LABEL:
+def read_thresholds(run_dir: Path, label_names: list[str], problem: ProblemType) -> list[float] | None:
+    """The run's tuned thresholds (thresholds.json), in label order; None for problem types that use none."""
+    if not problem.uses_thresholds:
         return None
     path = Path(run_dir) / THRESHOLDS_FILE
     if not path.is_file():

@@ -39,7 +39,7 @@ from hf_transfer.config.recipe import DataConfig, ModelConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.core.paths import absolute_checkpoint
 from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import labels_tensor
+from hf_transfer.problems.base import ProblemType, labels_tensor
 
 TOWERS = ("image", "text")
 WEIGHTS_FILE = "model.safetensors"
@@ -300,7 +300,7 @@ class MultimodalBackbone(Backbone):
         parts = {name: self.towers[name].build_feature_extractor(pooling) for name in TOWERS}
         return MultimodalFeatureExtractor(**parts).eval().requires_grad_(False)
 
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
         # one output per name whatever the problem type: the loop picks the loss, and nothing outside hf-transfer
         # loads this model, so there is no config to record it in
         parts = {}

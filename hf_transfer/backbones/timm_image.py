@@ -41,7 +41,7 @@ from hf_transfer.data.images import (
     load_image,
 )
 from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import labels_tensor
+from hf_transfer.problems.base import ProblemType, labels_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class TimmImageBackbone(Backbone):
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
             raise _load_error(self.checkpoint, err) from None
 
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
         self._check_run_classes(len(label_names))
         model = self._create(len(label_names))
         if self.new_head:  # a source stage's classifier: its head is for the source's classes, even when as many

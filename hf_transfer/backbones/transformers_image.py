@@ -32,6 +32,7 @@ from hf_transfer.backbones.timm_image import (
     short_module_names,
 )
 from hf_transfer.core.errors import ModelError, RecipeError
+from hf_transfer.problems.base import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +275,8 @@ class TransformersImageBackbone(Backbone):
         tokens = PREFIX_TOKENS.get(config.model_type, 0)
         return tokens + int(getattr(config, "num_register_tokens", 0) or 0)
 
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
-        kwargs = label_config_kwargs(label_names, problem_type) | self._common_kwargs()
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
+        kwargs = label_config_kwargs(label_names, problem) | self._common_kwargs()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)

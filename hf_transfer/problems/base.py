@@ -8,6 +8,8 @@ hf-transfer always did (cross-entropy, softmax, `classification_metrics`).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -63,6 +65,88 @@ class ProblemType:
         """One dict per row of `scores`, as `predict` returns them."""
         raise NotImplementedError
 
+    # --- what the layers above ask of a problem type (the run folder, its card, rank, transfer) ---------------------
+    # What one prediction of `predictions` holds under its main key (the card's example reads it).
+    prediction_key: ClassVar[str]
+    # The metrics of the card's model-index, in order.
+    card_metrics: ClassVar[tuple[str, ...]]
+    # The plots `save_plots` writes into a run folder, as (title, file name), shown on the card.
+    plots: ClassVar[tuple[tuple[str, str], ...]]
+    # The source metrics `metrics.json` reports before and after a target stage (what was forgotten).
+    forgetting_metrics: ClassVar[tuple[str, ...]]
+    # What a row of per-name figures is called in the card ("Per class:").
+    name_word: ClassVar[str]
+    # What rank's kNN and linear scores measure, in its table's title.
+    rank_measured: ClassVar[str]
+    # Whether each row has exactly one of the names: zero-shot classification from the label names needs that.
+    one_label_per_row: ClassVar[bool] = False
+    # Whether decisions cut each score at a threshold tuned on validation (`tuned_thresholds`, thresholds.json).
+    uses_thresholds: ClassVar[bool] = False
+
+    def label_config_kwargs(self, label_names: list[str]) -> dict:
+        """A transformers classifier config's label keys: with problem_type recorded, pipeline() scores as the run
+        trained (softmax, sigmoid per label, or the raw value per target; id2label then names the targets)."""
+        id2label = dict(enumerate(label_names))
+        return {
+            "num_labels": self.head_outputs(len(label_names)),
+            "id2label": id2label,
+            "label2id": {name: i for i, name in id2label.items()},
+            "problem_type": self.name,
+        }
+
+    def in_target_units(self, values: np.ndarray, target_scaling: dict | None) -> np.ndarray:
+        """Labels or scores in the targets' own units (regression trained on standardised targets); else as given."""
+        return values
+
+    def evaluation_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The training loss on evaluated rows, as metrics keys beside the problem type's own: the curve next to
+        train_loss."""
+        return {"loss": float(self.loss(logits, labels))}
+
+    def tuned_thresholds(self, labels: np.ndarray, scores: np.ndarray) -> list[float] | None:
+        """Each name's decision cut tuned on these (validation) rows, or None where decisions take no threshold."""
+        return None
+
+    def thresholds_record(self, label_names: list[str], thresholds: list[float]) -> dict:
+        """thresholds.json: each name's tuned cut (only types that `uses_thresholds` write it)."""
+        raise NotImplementedError(f"{self.name} decides without thresholds")
+
+    def save_plots(self, metrics: dict, predictions: dict, label_names: list[str], folder) -> None:
+        """Write `plots` into `folder`, from one split's metrics and its {"labels", "probs"} predictions."""
+        raise NotImplementedError
+
+    def transfer_metric(self, metric: str) -> str:
+        """The metric the paired bootstrap compares a run with its baselines on, from eval.metric."""
+        return metric
+
+    def paired_bootstrap(self, metric: str, labels: np.ndarray, ours: tuple, theirs: tuple, seed: int) -> dict:
+        """The paired-bootstrap CI of metric(ours) - metric(theirs) on `labels` (see `bootstrap_difference`); `ours`
+        and `theirs` are each stage's (scores, thresholds), so each decides as its run folder would predict."""
+        from hf_transfer.metrics.classification import bootstrap_difference
+
+        return bootstrap_difference(self.scalar_metric_fn(metric), labels, ours[0], theirs[0], seed=seed)
+
+    def scalar_metric_fn(self, metric: str):
+        """`f(y_true, scores) -> value` of one scalar metric, without the rest: what a bootstrap calls."""
+        raise NotImplementedError
+
+    def card_summary(self, label_names: list[str]) -> str:
+        """The card's sentence on what the model predicts (markdown)."""
+        raise NotImplementedError
+
+    def card_decision_code(self, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
+        """The last line(s) of the card's code snippet: from the expression `logits` (one row) to what `predict`
+        returns."""
+        raise NotImplementedError
+
+    def pipeline_code(self, model_args: str, example: str, label_names: list[str], thresholds) -> str:
+        """The card's snippet through transformers' text-classification pipeline (loaded with `model_args`), printing
+        for the Python literal `example` what `predict` gives."""
+        return (
+            f'classifier = pipeline("text-classification", {model_args}, top_k=None)\n'
+            f'scores = {{r["label"]: r["score"] for r in classifier([{example}])[0]}}\n'
+        )
+
 
 PROBLEM_TYPE_CLASSES: Registry[type[ProblemType]] = Registry("problem_type")
 
@@ -71,6 +155,44 @@ PROBLEM_TYPE_CLASSES: Registry[type[ProblemType]] = Registry("problem_type")
 class SingleLabel(ProblemType):
     name = SINGLE_LABEL
     label_dtype = torch.long
+
+    prediction_key = "label"
+    card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
+    plots = (("Confusion matrix", "confusion_matrix.png"),)
+    forgetting_metrics = ("accuracy", "f1_macro")
+    name_word = "class"
+    rank_measured = "kNN / linear accuracy"
+    one_label_per_row = True
+
+    def evaluation_loss(self, logits, labels):
+        return {}  # the metrics' log_loss is this loss already
+
+    def save_plots(self, metrics, predictions, label_names, folder):
+        from hf_transfer.metrics.classification import save_confusion_matrix_plot
+
+        save_confusion_matrix_plot(metrics["confusion_matrix"], label_names, Path(folder) / self.plots[0][1])
+
+    def transfer_metric(self, metric):
+        """eval.metric where the count-based bootstrap has it, else accuracy."""
+        from hf_transfer.metrics.classification import BOOTSTRAP_METRICS
+
+        return metric if metric in BOOTSTRAP_METRICS else "accuracy"
+
+    def paired_bootstrap(self, metric, labels, ours, theirs, seed):
+        """On the argmax predictions, through the count-based bootstrap (`bootstrap_metric_difference`)."""
+        from hf_transfer.metrics.classification import bootstrap_metric_difference
+
+        return bootstrap_metric_difference(labels, ours[0].argmax(1), theirs[0].argmax(1), metric=metric, seed=seed)
+
+    def card_summary(self, label_names):
+        names = ", ".join(f"`{name}` ({i})" for i, name in enumerate(label_names))
+        return f"It predicts one of {len(label_names)} labels (class id in brackets): {names}."
+
+    def card_decision_code(self, logits, thresholds, indent=""):
+        return f"{indent}print(labels[{logits}.argmax(-1).item()])"
+
+    def pipeline_code(self, model_args, example, label_names, thresholds):
+        return f'classifier = pipeline("text-classification", {model_args})\nprint(classifier({example})[0]["label"])'
 
     def loss(self, logits, labels, class_weights=None):
         return F.cross_entropy(logits, labels, weight=class_weights)
@@ -114,6 +236,70 @@ class MultiLabel(ProblemType):
 
     name = MULTI_LABEL
     label_dtype = torch.float32
+
+    prediction_key = "labels"
+    card_metrics = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro")
+    plots = (("Per-label F1 and support", "per_label.png"),)
+    forgetting_metrics = ("f1_macro", "map_macro")
+    name_word = "label"
+    rank_measured = "kNN / ridge macro mAP"
+    uses_thresholds = True
+    # The metrics that rank scores as they are, without cutting them at a threshold.
+    threshold_free_metrics = ("map_macro", "roc_auc_macro")
+
+    def tuned_thresholds(self, labels, scores):
+        """The F1-maximising cut of each label (`tune_thresholds`; a label without positive or without negative rows
+        keeps the default)."""
+        from hf_transfer.metrics.multilabel import tune_thresholds
+
+        return [float(t) for t in tune_thresholds(labels, scores)]
+
+    def thresholds_record(self, label_names, thresholds):
+        return {
+            "default": DEFAULT_THRESHOLD,
+            "tuned_on": "validation",
+            "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
+        }
+
+    def save_plots(self, metrics, predictions, label_names, folder):
+        from hf_transfer.metrics.multilabel import save_multilabel_plot
+
+        save_multilabel_plot(metrics, Path(folder) / self.plots[0][1])
+
+    def paired_bootstrap(self, metric, labels, ours, theirs, seed):
+        """Each stage decides at its own cuts (the metric then cuts those 0/1 at 0.5), unless the metric ranks the
+        scores themselves."""
+        if metric not in self.threshold_free_metrics:
+            ours = ((ours[0] >= np.asarray(ours[1])).astype(np.float64), ours[1])
+            theirs = ((theirs[0] >= np.asarray(theirs[1])).astype(np.float64), theirs[1])
+        return super().paired_bootstrap(metric, labels, ours, theirs, seed)
+
+    def scalar_metric_fn(self, metric):
+        from hf_transfer.metrics.multilabel import multilabel_metric_fn
+
+        return multilabel_metric_fn(metric)
+
+    def card_summary(self, label_names):
+        names = ", ".join(f"`{name}`" for name in label_names)
+        return (
+            f"It predicts any of {len(label_names)} labels at once (each label's own threshold on its sigmoid "
+            f"score): {names}."
+        )
+
+    def card_decision_code(self, logits, thresholds, indent=""):
+        return (
+            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
+            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
+            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
+        )
+
+    def pipeline_code(self, model_args, example, label_names, thresholds):
+        """The config's problem_type makes the pipeline apply a sigmoid per label."""
+        cuts = {name: round(t, 6) for name, t in zip(label_names, thresholds or [])}
+        return super().pipeline_code(model_args, example, label_names, thresholds) + (
+            f"thresholds = {json.dumps(cuts)}  # tuned on validation\n"
+            "print([n for n in thresholds if scores[n] >= thresholds[n]])"
+        )
 
     def loss(self, logits, labels, class_weights=None):
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=class_weights)
@@ -159,6 +345,38 @@ class Regression(ProblemType):
     name = REGRESSION
     label_dtype = torch.float32
 
+    prediction_key = "values"
+    card_metrics = ("rmse", "mae", "r2", "pearson", "spearman")
+    plots = (("Predicted against true values", "predictions.png"), ("Residuals", "residuals.png"))
+    forgetting_metrics = ("rmse", "r2")
+    name_word = "target"
+    rank_measured = "kNN -RMSE in standard deviations / ridge R²"
+
+    def in_target_units(self, values, target_scaling):
+        return unscaled(values, target_scaling)
+
+    def save_plots(self, metrics, predictions, label_names, folder):
+        from hf_transfer.metrics.regression import save_regression_plots
+
+        paths = [Path(folder) / file for _, file in self.plots]
+        save_regression_plots(predictions["labels"], predictions["probs"], label_names, *paths)
+
+    def scalar_metric_fn(self, metric):
+        from hf_transfer.metrics.regression import regression_metric_fn
+
+        return regression_metric_fn(metric)
+
+    def card_summary(self, label_names):
+        names = ", ".join(f"`{name}`" for name in label_names)
+        return f"It predicts {len(label_names)} value(s): {names}."
+
+    def card_decision_code(self, logits, thresholds, indent=""):
+        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
+
+    def pipeline_code(self, model_args, example, label_names, thresholds):
+        """The config's problem_type makes the pipeline return each target's raw value."""
+        return super().pipeline_code(model_args, example, label_names, thresholds) + "print(scores)"
+
     def loss(self, logits, labels, class_weights=None):
         labels = labels.to(logits.dtype).reshape(logits.shape)
         if self.train.regression_loss == "huber":
@@ -180,6 +398,11 @@ class Regression(ProblemType):
 def build_problem_type(name: str, train: TrainConfig | None = None) -> ProblemType:
     """The problem type a recipe names, with its loss settings from `train`."""
     return PROBLEM_TYPE_CLASSES.get(name, "problem_type")(train)
+
+
+def default_problem_type(train: TrainConfig | None = None) -> ProblemType:
+    """The problem type of a recipe that names none, and of run folders from before problem types: single-label."""
+    return build_problem_type(SINGLE_LABEL, train)
 
 
 def pos_weight_of(labels) -> torch.Tensor:

@@ -11,6 +11,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_transfer.config.recipe import METRIC_NAMES, Recipe
 from hf_transfer.core.paths import is_repo_id
+from hf_transfer.runs.folder import recorded_problem_type
 
 DEFAULT_TEMPLATE = "hf_transfer.md"
 DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
@@ -42,18 +43,6 @@ HUB_METRIC = {
     "r2": "r_squared",
     "pearson": "pearsonr",
     "spearman": "spearmanr",
-}
-# The metrics of the card's model-index, per problem type.
-CARD_METRICS = {
-    "single_label_classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"),
-    "multi_label_classification": ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro"),
-    "regression": ("rmse", "mae", "r2", "pearson", "spearman"),
-}
-# The plots each problem type's run folder holds, shown on the card.
-CARD_PLOTS = {
-    "single_label_classification": [("Confusion matrix", "confusion_matrix.png")],
-    "multi_label_classification": [("Per-label F1 and support", "per_label.png")],
-    "regression": [("Predicted against true values", "predictions.png"), ("Residuals", "residuals.png")],
 }
 # What each file of a run folder (and of a pushed repo) is for, in the card's "Files" section.
 FILE_ROLES = {
@@ -113,27 +102,13 @@ def _dataset_text(recipe: Recipe, metrics: dict) -> str:
     return f"{source}: {counts}{carved}"
 
 
-def _decision(problem_type: str, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
-    """The snippet's last line(s): from the expression `logits` (one row) to what `predict` returns: the label,
-    the labels at or above their tuned thresholds, or each target's value."""
-    if problem_type == "multi_label_classification":
-        return (
-            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
-            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
-            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
-        )
-    if problem_type == "regression":
-        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
-    return f"{indent}print(labels[{logits}.argmax(-1).item()])"
-
-
 def _snippet(
     metadata: dict, location: str, revision: str | None = None, thresholds: list[float] | None = None
 ) -> tuple[str, str] | None:
     """(library, code) that loads the model without hf-transfer, where its library can. The code prints what
     `predict` gives: one label, the labels above their thresholds, or the values (a test runs it against the pushed
     repo)."""
-    problem_type = metadata.get("problem_type") or "single_label_classification"
+    problem = recorded_problem_type(metadata)
     strategy = metadata["strategy"]
     backbone = metadata["backbone"]
     base = backbone.get("hub_id") or backbone.get("checkpoint")
@@ -155,34 +130,14 @@ def _snippet(
             f'model = PeftModel.from_pretrained(base, "{location}"{at}).eval()\n'
             f'tokenizer = AutoTokenizer.from_pretrained("{location}"{at})\n'
             'inputs = tokenizer(["A small gem of a movie."], return_tensors="pt", padding=True)\n'
-            + _decision(problem_type, "model(**inputs).logits.detach()", thresholds)
+            + problem.card_decision_code("model(**inputs).logits.detach()", thresholds)
         )
         return "PEFT and transformers", code
-    if (
-        backbone["library"] == "transformers"
-        and strategy == "finetune"
-        and problem_type != "single_label_classification"
-    ):
-        # the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a regression value
-        code = (
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("text-classification", model="{location}"{at}, top_k=None)\n'
-            'scores = {r["label"]: r["score"] for r in classifier(["A small gem of a movie."])[0]}\n'
-        )
-        if problem_type == "regression":
-            code += "print(scores)"
-        else:
-            cuts = dict(zip(names, thresholds or []))
-            code += (
-                f"thresholds = {json.dumps({n: round(t, 6) for n, t in cuts.items()})}  # tuned on validation\n"
-                "print([n for n in thresholds if scores[n] >= thresholds[n]])"
-            )
-        return "transformers", code
     if backbone["library"] == "transformers" and strategy == "finetune":
-        code = (
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("text-classification", model="{location}"{at})\n'
-            'print(classifier("A small gem of a movie.")[0]["label"])'
+        # the config's problem_type makes the pipeline score as the run did
+        model_args = f'model="{location}"{at}'
+        code = "from transformers import pipeline\n\n" + problem.pipeline_code(
+            model_args, '"A small gem of a movie."', names, thresholds
         )
         return "transformers", code
     if backbone["library"] == "timm" and strategy == "finetune":
@@ -195,7 +150,7 @@ def _snippet(
             "transform = timm.data.create_transform(**config, is_training=False)\n"
             'image = Image.open("image.jpg").convert("RGB")\n'
             "with torch.no_grad():\n"
-            + _decision(problem_type, "model(transform(image).unsqueeze(0))", thresholds, indent="    ")
+            + problem.card_decision_code("model(transform(image).unsqueeze(0))", thresholds, indent="    ")
         )
         return "timm", code
     return None
@@ -255,7 +210,7 @@ def build_model_card(
     base_model = base_model or backbone.get("hub_id")
     report_split = metrics["report_split"]
     report = metrics[report_split]
-    problem_type = metadata.get("problem_type") or "single_label_classification"
+    problem = recorded_problem_type(metadata)
     per_label = report.get("per_label") or {}
     thresholds = [row["threshold"] for row in per_label.values()] if per_label else None
     library = "peft" if strategy in ("lora", "ia3") else backbone["library"]
@@ -272,7 +227,7 @@ def build_model_card(
             metric_name=key,
             metric_value=round(float(report[key]), 4),
         )
-        for key in CARD_METRICS[problem_type]
+        for key in problem.card_metrics
         if report.get(key) is not None
     ]
     card_data = ModelCardData(
@@ -373,9 +328,10 @@ def build_model_card(
         baseline_metric=baseline.get("metric", ""),
         baseline_rows=baseline_rows,
         per_class=list((report.get("per_class") or per_label).items()),
-        problem_type=problem_type,
-        plots=CARD_PLOTS[problem_type],
-        prediction_key={"multi_label_classification": "labels", "regression": "values"}.get(problem_type, "label"),
+        predicts=problem.card_summary(metadata["label_names"]),
+        name_word=problem.name_word,
+        plots=list(problem.plots),
+        prediction_key=problem.prediction_key,
         location=location,
         revision=revision,
         files=[(name, FILE_ROLES[name]) for name in files],

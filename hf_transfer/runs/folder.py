@@ -19,11 +19,16 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from hf_transfer.core.errors import HfTransferError, ModelError, RecipeError
 from hf_transfer.core.files import atomic_write, write_json, write_yaml  # noqa: F401  (re-read by callers of the run folder)
+
+if TYPE_CHECKING:
+    from hf_transfer.config.recipe import TrainConfig
+    from hf_transfer.problems.base import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +236,15 @@ def read_metadata(run_dir: Path) -> dict:
     if meta.get("format") != FORMAT_VERSION:
         raise ModelError(f"'{run_dir}' was written by another version of hf-transfer (format {meta.get('format')}).")
     return meta
+
+
+def recorded_problem_type(metadata: dict, train: TrainConfig | None = None) -> ProblemType:
+    """The problem type a run folder's `hf_transfer.json` records (with the loss settings of `train`); folders from
+    before problem types hold single-label classifiers."""
+    from hf_transfer.problems.base import build_problem_type, default_problem_type
+
+    recorded = metadata.get("problem_type")
+    return build_problem_type(recorded, train) if recorded else default_problem_type(train)
 
 
 def read_recipe_dict(run_dir: Path) -> dict:

@@ -14,20 +14,15 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.config.recipe import DEFAULT_METRIC, SINGLE_KEYS, ModelConfig, Recipe
+from hf_transfer.config.recipe import SINGLE_KEYS, ModelConfig, Recipe
 from hf_transfer.config.strategies import FinetuneConfig, LinearProbeConfig
 from hf_transfer.core.accelerator import fresh_accelerator, resolve_mixed_precision
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
-from hf_transfer.metrics.classification import (
-    BOOTSTRAP_METRICS,
-    bootstrap_metric_difference,
-    save_confusion_matrix_plot,
-    save_training_curves_plot,
-)
-from hf_transfer.problems.base import DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, fold_target_scaling
+from hf_transfer.metrics.classification import save_training_curves_plot
+from hf_transfer.problems.base import ProblemType, build_problem_type, fold_target_scaling
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
     FORMAT_VERSION,
@@ -81,13 +76,18 @@ class Stage:
     def trained_model(self, accelerator: Accelerator):
         return accelerator.unwrap_model(self.plan.model)
 
+    @property
+    def problem(self) -> ProblemType:
+        """The stage's problem type, with its recipe's loss settings."""
+        return build_problem_type(self.recipe.problem_type, self.recipe.train)
+
 
 def source_recipe(recipe: Recipe) -> Recipe:
     """The source stage as a recipe of its own: its data, strategy, loop settings and problem type; the best epoch
     is picked by the recipe's eval.metric where the source's problem type has it, else by that type's default."""
     source = recipe.source
     problem = recipe.source_problem_type
-    metric = recipe.eval.metric if problem == recipe.problem_type else DEFAULT_METRIC[problem]
+    metric = recipe.eval.metric if problem == recipe.problem_type else build_problem_type(problem).default_metric
     return replace(
         recipe,
         problem_type=problem,
@@ -310,35 +310,12 @@ class TransferRun:
 
     # --- what the run measured ------------------------------------------------------------------------------
     def transfer_report(self, split: str) -> dict | None:
-        """The target metric with and without transfer, and the paired-bootstrap CI of the gain."""
+        """The target metric with and without transfer, and the paired-bootstrap CI of the gain; each stage decides
+        as its run folder would predict (with its own tuned thresholds, where the problem type has them)."""
         if not self.baselines:
             return None
-        if self.recipe.problem_type != "single_label_classification":
-            return self._scored_transfer_report(split)
-        metric = self.recipe.eval.metric if self.recipe.eval.metric in BOOTSTRAP_METRICS else "accuracy"
-        target = self.target.result.predictions[split]
-        labels, ours = target["labels"], target["probs"].argmax(1)
-        report = {"metric": metric, "split": split, "baselines": {}}
-        for name, stage in self.baselines.items():
-            theirs = stage.result.predictions[split]
-            if not (theirs["labels"] == labels).all():  # both are sorted the same way; a mismatch is a bug
-                raise RuntimeError("baseline and target were evaluated on different rows")
-            gain = bootstrap_metric_difference(
-                labels, ours, theirs["probs"].argmax(1), metric=metric, seed=self.recipe.train.seed
-            )
-            report["baselines"][name] = gain["b"]
-            report.setdefault("gains", {})[name] = gain
-        first = next(iter(report["gains"].values()))  # the first baseline is the headline comparison
-        report |= {k: first[k] for k in ("a", "difference", "ci_low", "ci_high", "confidence")}
-        report["baseline"] = next(iter(report["gains"]))
-        return report
-
-    def _scored_transfer_report(self, split: str) -> dict:
-        """Multi-label and regression: the gain on eval.metric with its paired-bootstrap CI; each stage decides with
-        its own tuned thresholds (multi-label), as its run folder would predict."""
-        from hf_transfer.metrics.classification import bootstrap_difference
-
-        metric = self.recipe.eval.metric
+        problem = self.target.problem
+        metric = problem.transfer_metric(self.recipe.eval.metric)
         target = self.target.result
         labels = target.predictions[split]["labels"]
         report = {"metric": metric, "split": split, "baselines": {}, "gains": {}}
@@ -346,16 +323,11 @@ class TransferRun:
             theirs = stage.result.predictions[split]
             if not np.array_equal(theirs["labels"], labels):  # both are sorted the same way; a mismatch is a bug
                 raise RuntimeError("baseline and target were evaluated on different rows")
-            ours_scores, their_scores = target.predictions[split]["probs"], theirs["probs"]
-            if self.recipe.problem_type == MULTI_LABEL and metric not in ("map_macro", "roc_auc_macro"):
-                # decisions at each stage's own cuts; the metric then cuts those 0/1 at 0.5
-                ours_scores = (ours_scores >= np.asarray(target.thresholds)).astype(np.float64)
-                their_scores = (their_scores >= np.asarray(stage.result.thresholds)).astype(np.float64)
-            gain = bootstrap_difference(
-                scalar_metric_fn(self.recipe.problem_type, metric),
+            gain = problem.paired_bootstrap(
+                metric,
                 labels,
-                ours_scores,
-                their_scores,
+                (target.predictions[split]["probs"], target.thresholds),
+                (theirs["probs"], stage.result.thresholds),
                 seed=self.recipe.train.seed,
             )
             report["baselines"][name] = gain["b"]
@@ -371,7 +343,7 @@ class TransferRun:
             return None
         before = self.source.result.final["validation"]
         after = forgetting_metrics(self.source, self.target, self.accelerator)
-        return forgetting_report(self.source.recipe.problem_type, before, after)
+        return forgetting_report(self.source.problem, before, after)
 
     # --- the run folder -------------------------------------------------------------------------------------
     def save(self) -> Path:
@@ -382,7 +354,7 @@ class TransferRun:
         if not accelerator.is_main_process:
             return self.run_dir
         recipe, stage = self.recipe, self.target
-        result = stage.result
+        result, problem = stage.result, stage.problem
         staging = self.work_dir / "final"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -452,9 +424,9 @@ class TransferRun:
         )
         write_yaml(staging / RECIPE_FILE, recipe.to_dict())
         if result.thresholds is not None:
-            write_json(staging / THRESHOLDS_FILE, thresholds_record(names, result.thresholds))
+            write_json(staging / THRESHOLDS_FILE, problem.thresholds_record(names, result.thresholds))
         write_json(staging / METRICS_FILE, metrics)
-        save_problem_plots(recipe.problem_type, result, report_split, names, staging)
+        problem.save_plots(result.final[report_split], result.predictions[report_split], names, staging)
         save_training_curves_plot(result.history, staging / "training_curves.png")
         write_model_card(staging, recipe, metadata, metrics)
         self.finish_tracking(staging)
@@ -477,44 +449,6 @@ class TransferRun:
         if self.recipe.hub.push and main_process:
             self.publisher.publish(run_dir, self.recipe)
         return run_dir
-
-
-def scalar_metric_fn(problem_type: str, metric: str):
-    """`f(y_true, scores) -> value` of one multi-label or regression metric, for the bootstrap."""
-    if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.multilabel import multilabel_metric_fn
-
-        return multilabel_metric_fn(metric)
-    from hf_transfer.metrics.regression import regression_metric_fn
-
-    return regression_metric_fn(metric)
-
-
-def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
-    """thresholds.json: each label's cut on its sigmoid score, tuned on the validation split."""
-    return {
-        "default": DEFAULT_THRESHOLD,
-        "tuned_on": "validation",
-        "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
-    }
-
-
-def save_problem_plots(problem_type: str, result: LoopResult, split: str, names: list[str], folder: Path) -> None:
-    """The plots a person looks at for this problem type, on the report split: a confusion matrix; per-label F1
-    and support; predicted against true values and the residuals."""
-    if problem_type == MULTI_LABEL:
-        from hf_transfer.metrics.multilabel import save_multilabel_plot
-
-        save_multilabel_plot(result.final[split], folder / "per_label.png")
-    elif problem_type == REGRESSION:
-        from hf_transfer.metrics.regression import save_regression_plots
-
-        predictions = result.predictions[split]
-        save_regression_plots(
-            predictions["labels"], predictions["probs"], names, folder / "predictions.png", folder / "residuals.png"
-        )
-    else:
-        save_confusion_matrix_plot(result.final[split]["confusion_matrix"], names, folder / "confusion_matrix.png")
 
 
 def run_recipe(

@@ -11,7 +11,7 @@ from peft import PeftModel
 from torch import nn
 
 from hf_transfer.metrics.classification import greater_is_better
-from hf_transfer.problems.base import MULTI_LABEL, REGRESSION, SINGLE_LABEL, build_problem_type
+from hf_transfer.problems.base import ProblemType
 from hf_transfer.train.loop import build_eval_loader, evaluate
 
 logger = logging.getLogger(__name__)
@@ -65,25 +65,18 @@ def forgetting_metrics(source, target, accelerator: Accelerator) -> dict | None:
             accelerator,
             source.splits.label_names,
             desc="Source after transfer",
-            problem=build_problem_type(source.recipe.problem_type, source.recipe.train),
+            problem=source.problem,
             target_scaling=source.splits.target_scaling,
             thresholds=source.result.thresholds,
         )
     return metrics
 
 
-# What `metrics.json`'s source section reports before and after the target stage, per source problem type.
-SOURCE_REPORT_METRICS = {
-    SINGLE_LABEL: ("accuracy", "f1_macro"),
-    MULTI_LABEL: ("f1_macro", "map_macro"),
-    REGRESSION: ("rmse", "r2"),
-}
-
-
-def forgetting_report(problem_type: str, before: dict, after: dict | None) -> dict:
-    """The source metrics before and after the target stage, and how much was forgotten: the loss on each metric,
-    positive when the source task got worse whichever way the metric points (an rmse that grew is forgotten)."""
-    keys = SOURCE_REPORT_METRICS[problem_type]
+def forgetting_report(problem: ProblemType, before: dict, after: dict | None) -> dict:
+    """The source metrics before and after the target stage (the source problem type's `forgetting_metrics`), and
+    how much was forgotten: the loss on each metric, positive when the source task got worse whichever way the
+    metric points (an rmse that grew is forgotten)."""
+    keys = problem.forgetting_metrics
     forgotten = None
     if after is not None:
         forgotten = {}
@@ -94,7 +87,7 @@ def forgetting_report(problem_type: str, before: dict, after: dict | None) -> di
                 sign = 1.0 if greater_is_better(key) else -1.0
                 forgotten[key] = sign * (before[key] - after[key])
     return {
-        "problem_type": problem_type,
+        "problem_type": problem.name,
         "metrics": list(keys),
         "before": {k: before.get(k) for k in keys},
         "after": {k: after.get(k) for k in keys} if after is not None else None,

@@ -38,15 +38,7 @@ from hf_transfer.core.errors import RecipeError, TrainingDivergedError
 from hf_transfer.core.files import atomic_write, write_json
 from hf_transfer.core.registry import Registry
 from hf_transfer.metrics.classification import greater_is_better
-from hf_transfer.problems.base import (
-    MULTI_LABEL,
-    REGRESSION,
-    SINGLE_LABEL,
-    ProblemType,
-    SingleLabel,
-    build_problem_type,
-    unscaled,
-)
+from hf_transfer.problems.base import ProblemType, build_problem_type, default_problem_type
 
 logger = logging.getLogger(__name__)
 
@@ -382,17 +374,12 @@ def evaluate(
     Scores are the problem type's (softmax, sigmoid per label, or the regression values); regression labels and
     values are put back in the targets' units (`target_scaling`) before the metrics, so an rmse is in those units.
     """
-    problem = problem or SingleLabel()
+    problem = problem or default_problem_type()
     logits, labels = evaluation_logits(model, loader, accelerator, desc)
-    scores = problem.scores(logits).numpy()
-    labels_np = labels.numpy()
-    if problem.name == REGRESSION:
-        scores, labels_np = unscaled(scores, target_scaling), unscaled(labels_np, target_scaling)
+    scores = problem.in_target_units(problem.scores(logits).numpy(), target_scaling)
+    labels_np = problem.in_target_units(labels.numpy(), target_scaling)
     metrics = problem.metrics(labels_np, scores, label_names, thresholds)
-    if problem.name != SINGLE_LABEL:
-        # the training loss on these rows (log_loss is single-label's): the curve beside train_loss
-        metrics["loss"] = float(problem.loss(logits, labels))
-    return metrics, labels_np, scores
+    return metrics | problem.evaluation_loss(logits, labels), labels_np, scores
 
 
 @torch.no_grad()
@@ -845,7 +832,7 @@ class TrainingLoop:
         if best_path.is_file():
             load_trainable_state(unwrapped, load_file(str(best_path)))
         final, predictions = {}, {}
-        thresholds = self._tuned_thresholds() if self.problem.name == MULTI_LABEL else None
+        thresholds = self._tuned_thresholds() if self.problem.uses_thresholds else None
         for name, loader in self.eval_loaders.items():
             metrics, labels, probs = self._evaluate(loader, f"Final {name}", thresholds)
             final[name] = metrics
@@ -877,13 +864,10 @@ class TrainingLoop:
             thresholds=thresholds,
         )
 
-    def _tuned_thresholds(self) -> list[float]:
-        """Multi-label: the F1-maximising cut of each label on the validation split, for the best weights (a label
-        without positive or without negative rows there keeps the default 0.5)."""
-        from hf_transfer.metrics.multilabel import tune_thresholds
-
+    def _tuned_thresholds(self) -> list[float] | None:
+        """The problem type's decision cuts tuned on the validation split, for the best weights."""
         logits, labels = evaluation_logits(self.model, self.eval_loaders["validation"], self.accelerator, "Thresholds")
-        return [float(t) for t in tune_thresholds(labels.numpy(), self.problem.scores(logits).numpy())]
+        return self.problem.tuned_thresholds(labels.numpy(), self.problem.scores(logits).numpy())
 
     # --- tracking -------------------------------------------------------------------------------------------
     def _log(self, values: dict, step: int) -> None:
