@@ -90,7 +90,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     from hf_transfer.apps.cross_validation import cross_validate
     from hf_transfer.apps.rank import RankInputs, format_rank_table, fresh_accelerator, rank_checkpoints
     from hf_transfer.backbones import build_backbone
-    from hf_transfer.config.recipe import DataConfig, recipe_from_dict
+    from hf_transfer.config.recipe import recipe_from_dict
+    from hf_transfer.config.sections import DataConfig
     from hf_transfer.data.train_rows import load_train_split
     from hf_transfer.strategies import build_strategy
 

@@ -124,7 +124,7 @@ def bench_images(args) -> None:
     from accelerate import Accelerator
 
     from hf_transfer.backbones import build_backbone
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.data.splits import load_splits
     from hf_transfer.strategies import build_strategy
     from hf_transfer.train.loop import TrainingLoop, resolve_num_workers

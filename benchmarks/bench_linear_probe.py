@@ -116,7 +116,7 @@ def hf_transfer_probe(name: str, overrides: list[str], epochs: int) -> dict:
 
 def main():
     args = parse_args()
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     seed = seed_loop(recipe, args.seed_epochs)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import hf_transfer
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.data.splits import limit
 from hf_transfer.metrics.multilabel import multilabel_metrics
 

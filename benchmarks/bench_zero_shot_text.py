@@ -46,7 +46,8 @@ def main() -> int:
     import torch
     from datasets import load_dataset
 
-    from hf_transfer.config.recipe import DataConfig, ZeroShotConfig
+    from hf_transfer.config.sections import DataConfig
+    from hf_transfer.config.zero_shot import ZeroShotConfig
     from hf_transfer.metrics.classification import classification_metrics
     from hf_transfer.strategies.zero_shot import ZeroShotClassifier, label_prompts
 

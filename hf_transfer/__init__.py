@@ -9,7 +9,8 @@ from hf_transfer.core.version import __version__
 def run(recipe, overrides=(), resume: bool = False, callbacks=None):
     """Run a recipe (a Recipe, a shipped name or a YAML path, with `section.key=value` overrides); returns the
     run folder."""
-    from hf_transfer.config.recipe import Recipe, load_recipe
+    from hf_transfer.config.loading import load_recipe
+    from hf_transfer.config.recipe import Recipe
     from hf_transfer.hub.publish import HubPublisher
     from hf_transfer.runs.runner import run_recipe
 

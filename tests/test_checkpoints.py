@@ -127,7 +127,7 @@ def test_saving_checkpoints_deletes_nothing_that_is_not_the_loops(tmp_path, tiny
 def loop(tmp_path, tiny_bert_dir, keyword_csvs):
     from accelerate import Accelerator
 
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.train.loop import TrainingLoop
 
     recipe = load_recipe(str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune")))

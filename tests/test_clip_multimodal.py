@@ -25,7 +25,8 @@ from hub_server import running_local_hub
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.hub.push import push_run
 

@@ -26,7 +26,7 @@ from PIL import Image
 import hf_transfer
 from hf_transfer.backbones import build_backbone
 from hf_transfer.backbones.features import cache_root, feature_cache_key
-from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.data import images
 
 

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 import hf_transfer
 import hf_transfer.hub.push as hub_module
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import Recipe, SourceConfig, TowerConfig, load_recipe, recipe_from_dict
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.recipe import Recipe, recipe_from_dict
+from hf_transfer.config.sections import SourceConfig, TowerConfig
 from hf_transfer.config.strategies import STRATEGY_CONFIGS
 from hf_transfer.core.errors import HfTransferError, HubError, RecipeError
 from hf_transfer.runs.folder import METADATA_FILE, check_can_write
@@ -158,7 +160,7 @@ def test_every_numeric_field_of_every_schema_dataclass_has_a_range():
     ],
 )
 def test_settings_outside_their_range_name_the_field_and_the_range(override, field):
-    from hf_transfer.config.recipe import apply_overrides
+    from hf_transfer.config.loading import apply_overrides
 
     with pytest.raises(RecipeError) as info:
         recipe_from_dict(apply_overrides(minimal(), override.split()))

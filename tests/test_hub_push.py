@@ -21,7 +21,7 @@ from huggingface_hub import ModelCard
 import hf_transfer
 import hf_transfer.hub.push as hub_module
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import HubError, ModelError
 from hf_transfer.hub.publish import HubPublisher
 from hf_transfer.hub.push import NO_TOKEN, push_run

@@ -13,7 +13,7 @@ from fixtures_models import build_tiny_timm, build_tiny_vision_model
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
 from hf_transfer.core.paths import is_repo_id
 from hf_transfer.data.images import load_sklearn_digits
 from hf_transfer.data.splits import limit

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.backbones import BACKBONES, build_backbone
-from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.images import load_image, load_sklearn_digits, to_rgb
 

@@ -18,7 +18,7 @@ from helpers import text_recipe
 
 import hf_transfer
 from hf_transfer.backbones.features import FeatureDataset
-from hf_transfer.config.recipe import TrainConfig
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.linear_probe import FeatureHead, smote_oversampled
 from hf_transfer.train.loop import TrainingPlan, build_train_sampler

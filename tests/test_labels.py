@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import DataConfig
+from hf_transfer.config.sections import DataConfig
 from hf_transfer.core.errors import DataError
 from hf_transfer.data.splits import coding_of_run, load_splits
 

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from sklearn import metrics as sk_metrics
 
 import hf_transfer.metrics.classification as metrics
-from hf_transfer.config.recipe import METRICS_OF_PROBLEM_TYPE
+from hf_transfer.config.names import METRICS_OF_PROBLEM_TYPE
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.classification import (
     METRIC_NAMES,

@@ -12,7 +12,8 @@ from hub_server import local_hub, running_local_hub  # noqa: F401
 from huggingface_hub import ModelCard
 
 import hf_transfer
-from hf_transfer.config.recipe import load_recipe, recipe_from_dict
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.hub.push import push_run
 from hf_transfer.runs.card import build_model_card, hub_dataset_id, write_model_card
 

@@ -21,7 +21,8 @@ from helpers import colour_pair_csvs
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_from_dict, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.data.images import DIGIT_WORDS, load_digits_and_words
 

@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hf_transfer.config.recipe import PROBLEM_TYPES, DataConfig, recipe_from_dict
+from hf_transfer.config.names import PROBLEM_TYPES
+from hf_transfer.config.recipe import recipe_from_dict
+from hf_transfer.config.sections import DataConfig
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.data.images import BUILTIN_DATASETS, DIGITS_CELL, DIGITS_GRID, paste_digits
 from hf_transfer.data.splits import load_splits
@@ -490,7 +492,7 @@ def test_a_run_records_its_problem_type_beside_the_task(tmp_path, tiny_bert_dir,
     from helpers import text_recipe
 
     from hf_transfer.apps.cli import main
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.runs.folder import METADATA_FILE, RECIPE_FILE
 
     recipe = text_recipe(

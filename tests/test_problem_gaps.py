@@ -26,7 +26,7 @@ from test_problem_types import (  # noqa: F401 (module fixtures used by name)
 import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.apps.sweep import BEST_RECIPE_FILE, SWEEP_FILE
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 
 DEFAULT_METRIC = {MULTI: ("f1_macro", "maximize"), REGRESSION: ("rmse", "minimize")}
 

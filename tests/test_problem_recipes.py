@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
 from hf_transfer.core.errors import DataError
 from hf_transfer.data.images import load_sklearn_digits_multilabel, load_sklearn_digits_sum
 from hf_transfer.data.splits import limit

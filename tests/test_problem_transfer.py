@@ -20,7 +20,7 @@ import hf_transfer
 import hf_transfer.metrics.multilabel as metrics_multilabel
 from hf_transfer.apps.cli import main
 from hf_transfer.apps.cross_validation import CV_METRICS_FILE, flat_metrics, summarize_folds
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import RecipeError
 
 MULTI = "multi_label_classification"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.data.splits import Splits
 from hf_transfer.problems.base import (
@@ -275,7 +275,7 @@ def test_class_weights_auto_weighs_the_rare_labels_positives_in_the_bce():
 
 
 def load_train(**train):
-    from hf_transfer.config.recipe import TrainConfig
+    from hf_transfer.config.sections import TrainConfig
 
     return TrainConfig(**train)
 

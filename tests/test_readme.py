@@ -85,7 +85,7 @@ def check_cv(done, cwd):
 
 
 def check_sweep(done, cwd):
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
 
     folder = cwd / "outputs" / "efficientnet-lite0-linear-probe-digits-sweep"
     sweep = json.loads((folder / "sweep.json").read_text())

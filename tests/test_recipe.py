@@ -14,13 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_transfer.config.recipe import (
-    apply_overrides,
-    load_recipe,
-    recipe_from_dict,
-    recipe_header,
-    shipped_recipes,
-)
+from hf_transfer.config.loading import apply_overrides, load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies import STRATEGY_CLASSES
@@ -142,13 +137,13 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 @pytest.mark.parametrize(
     "module",
-    ["hf_transfer.config.recipe", "hf_transfer.config.strategies"],
+    ["hf_transfer.config.loading", "hf_transfer.config.strategies"],
 )
 def test_the_schema_and_strategy_configs_import_nothing_heavy(module):
     # In a fresh process: this one has long since imported torch through other tests.
     code = (
         f"import sys, {module}\n"
-        f"from hf_transfer.config.recipe import load_recipe\n"
+        f"from hf_transfer.config.loading import load_recipe\n"
         f"for name in {sorted(SHIPPED)!r}: load_recipe(name)\n"
         f"loaded = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
         f"assert not loaded, loaded"
@@ -168,14 +163,8 @@ def test_every_strategy_config_has_its_strategy_and_back():
 
 
 def test_schema_names_are_the_ones_the_loop_builds():
-    from hf_transfer.config.recipe import (
-        METRIC_NAMES,
-        METRICS_OF_PROBLEM_TYPE,
-        OPTIMIZER_NAMES,
-        SCHEDULER_NAMES,
-        EvalConfig,
-        TrainConfig,
-    )
+    from hf_transfer.config.names import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE, OPTIMIZER_NAMES, SCHEDULER_NAMES
+    from hf_transfer.config.sections import EvalConfig, TrainConfig
     from hf_transfer.metrics.classification import classification_metrics
     from hf_transfer.train.loop import OPTIMIZERS, SCHEDULERS
 

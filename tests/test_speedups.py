@@ -21,7 +21,8 @@ import hf_transfer
 from hf_transfer.apps.predict import merged_for_inference
 from hf_transfer.backbones import build_backbone
 from hf_transfer.backbones.features import FeatureDataset
-from hf_transfer.config.recipe import TrainConfig, load_recipe
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.data.splits import load_splits
 from hf_transfer.strategies import build_strategy
@@ -232,7 +233,7 @@ def test_adamw_is_fused_on_cuda_and_cpu_and_steps_like_the_loop_over_tensors():
 
 
 def test_attention_runs_through_sdpa_where_the_model_offers_it(tiny_bert_dir):
-    from hf_transfer.config.recipe import ModelConfig
+    from hf_transfer.config.sections import ModelConfig
 
     text = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), None, "text").build_classifier(["a", "b"])
     assert text.config._attn_implementation == "sdpa"

@@ -25,7 +25,8 @@ from hf_transfer.apps.sweep import (
     epoch_range,
     search_space_for,
 )
-from hf_transfer.config.recipe import load_recipe, recipe_from_dict
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.data import splits as splits_module
 
 

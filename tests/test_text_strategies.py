@@ -10,7 +10,7 @@ from helpers import text_recipe
 from safetensors import safe_open
 
 import hf_transfer
-from hf_transfer.config.recipe import load_recipe
+from hf_transfer.config.loading import load_recipe
 
 
 def run(tmp_path, tiny_bert_dir, keyword_csvs, strategy, name="run", **overrides):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import Tracker
+from hf_transfer.config.names import Tracker
 from hf_transfer.train.loop import LoopState, tracker_config
 
 TRACKERS = typing.get_args(Tracker)

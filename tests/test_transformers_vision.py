@@ -21,7 +21,7 @@ from PIL import Image
 import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.backbones import BACKBONES, build_backbone
-from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.hub.push import push_run

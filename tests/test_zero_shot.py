@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.recipe import DataConfig, ZeroShotConfig, recipe_from_dict
+from hf_transfer.config.recipe import recipe_from_dict
+from hf_transfer.config.sections import DataConfig
+from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import HfTransferError, RecipeError
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier, label_prompts
 

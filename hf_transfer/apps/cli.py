@@ -28,7 +28,7 @@ def _setup_logging(verbose: bool, command: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.hub.publish import HubPublisher
     from hf_transfer.metrics.classification import format_metrics_table
     from hf_transfer.runs.folder import METRICS_FILE
@@ -86,7 +86,7 @@ def _number(value, spec: str = ".4f") -> str:
 
 
 def cmd_ls(args) -> int:
-    from hf_transfer.config.recipe import read_recipe_yaml, shipped_recipes
+    from hf_transfer.config.loading import read_recipe_yaml, shipped_recipes
 
     recipes = shipped_recipes()
     width = max(len(name) for name in recipes)
@@ -97,7 +97,7 @@ def cmd_ls(args) -> int:
 
 
 def cmd_cp(args) -> int:
-    from hf_transfer.config.recipe import resolve_recipe_path
+    from hf_transfer.config.loading import resolve_recipe_path
 
     source = resolve_recipe_path(args.name)
     dest = Path(args.dest)
@@ -135,7 +135,7 @@ def _check_at_least_one(value: int, flag: str) -> None:
 
 
 def cmd_validate(args) -> int:
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.config.strategies import strategy_name
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -174,7 +174,7 @@ def _read_inputs(args, classifier) -> list:
 
 
 def _read_rows(path: Path):
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
     from hf_transfer.data.splits import load_raw_splits
 
     return load_raw_splits(DataConfig(train_files=[str(path)]))["train"]
@@ -307,7 +307,7 @@ def cmd_push(args) -> int:
 
 def cmd_cv(args) -> int:
     from hf_transfer.apps.cross_validation import cross_validate, format_cv_table
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
     from hf_transfer.runs.folder import CV_METRICS_FILE
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -324,7 +324,7 @@ def cmd_sweep(args) -> int:
     import shlex
 
     from hf_transfer.apps.sweep import SWEEP_FILE, check_trials, format_sweep_table, sweep
-    from hf_transfer.config.recipe import load_recipe
+    from hf_transfer.config.loading import load_recipe
 
     check_trials(args.trials)  # before loading anything
     recipe = load_recipe(args.recipe, args.overrides)

@@ -31,7 +31,8 @@ import torch
 from datasets import Dataset
 
 from hf_transfer.backbones.features import FeatureDataset
-from hf_transfer.config.recipe import METRIC_NAMES, Recipe
+from hf_transfer.config.names import METRIC_NAMES
+from hf_transfer.config.recipe import Recipe
 from hf_transfer.config.strategies import LinearProbeConfig, strategy_name
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.files import write_json, write_yaml

@@ -27,16 +27,12 @@ import numpy as np
 
 from hf_transfer.backbones import Backbone, build_backbone
 from hf_transfer.backbones.features import cache_root, extract_features, feature_cache_key
-from hf_transfer.config.recipe import (
-    PROBLEM_TYPES,
-    TASKS,
-    DataConfig,
-    ModelConfig,
-    ZeroShotConfig,
-    check_problem_data,
-    load_recipe,
-)
+from hf_transfer.config.loading import load_recipe
+from hf_transfer.config.names import PROBLEM_TYPES, TASKS
+from hf_transfer.config.recipe import check_problem_data
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.config.strategies import LinearProbeConfig
+from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.accelerator import fresh_accelerator
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.splits import check_files_exist

@@ -8,7 +8,7 @@ from importlib import metadata
 from hf_transfer.backbones.base import Backbone
 from hf_transfer.backbones.checkpoint_config import checkpoint_config
 from hf_transfer.backbones.multimodal import MultimodalBackbone
-from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import Registry
 

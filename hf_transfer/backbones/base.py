@@ -11,7 +11,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from torch import nn
 
-from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import HfTransferError
 from hf_transfer.problems.base import ProblemType, default_problem_type
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from hf_transfer.core.paths import is_repo_id
 
 if TYPE_CHECKING:
-    from hf_transfer.config.recipe import ModelConfig
+    from hf_transfer.config.sections import ModelConfig
 
 
 def checkpoint_config(model_cfg: ModelConfig) -> dict | None:

@@ -35,7 +35,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hf_transfer.backbones.base import Backbone
 from hf_transfer.backbones.checkpoint_config import checkpoint_config
-from hf_transfer.config.recipe import DataConfig, ModelConfig
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.core.paths import absolute_checkpoint
 from hf_transfer.data.splits import LABEL

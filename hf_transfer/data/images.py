@@ -32,7 +32,7 @@ from hf_transfer.core.errors import DataError
 from hf_transfer.core.registry import Registry
 
 if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 logger = logging.getLogger(__name__)
 

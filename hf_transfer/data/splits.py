@@ -19,7 +19,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from hf_transfer.core.errors import DataError
 
 if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 logger = logging.getLogger(__name__)
 

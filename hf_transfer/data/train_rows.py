@@ -13,7 +13,7 @@ from hf_transfer.data.splits import load_splits
 
 if TYPE_CHECKING:
     from hf_transfer.backbones import Backbone
-    from hf_transfer.config.recipe import DataConfig
+    from hf_transfer.config.sections import DataConfig
 
 
 def load_train_split(

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hf_transfer.config.recipe import METRIC_NAMES
+from hf_transfer.config.names import METRIC_NAMES
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.core.files import atomic_write
 from hf_transfer.core.registry import closest

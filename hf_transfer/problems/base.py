@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_transfer.config.recipe import DEFAULT_METRIC, TrainConfig
+from hf_transfer.config.names import DEFAULT_METRIC
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import Registry
 

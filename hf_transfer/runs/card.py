@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_transfer.config.recipe import METRIC_NAMES, Recipe
+from hf_transfer.config.names import METRIC_NAMES
+from hf_transfer.config.recipe import Recipe
 from hf_transfer.core.paths import is_repo_id
 from hf_transfer.runs.folder import recorded_problem_type
 

@@ -27,7 +27,7 @@ from hf_transfer.core.errors import HfTransferError, ModelError, RecipeError
 from hf_transfer.core.files import atomic_write, write_json, write_yaml  # noqa: F401  (re-read by callers of the run folder)
 
 if TYPE_CHECKING:
-    from hf_transfer.config.recipe import TrainConfig
+    from hf_transfer.config.sections import TrainConfig
     from hf_transfer.problems.base import ProblemType
 
 logger = logging.getLogger(__name__)

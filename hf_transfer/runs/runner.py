@@ -14,7 +14,8 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from hf_transfer.backbones import Backbone, build_backbone
-from hf_transfer.config.recipe import SINGLE_KEYS, ModelConfig, Recipe
+from hf_transfer.config.recipe import Recipe
+from hf_transfer.config.sections import SINGLE_KEYS, ModelConfig
 from hf_transfer.config.strategies import FinetuneConfig, LinearProbeConfig
 from hf_transfer.core.accelerator import fresh_accelerator, resolve_mixed_precision
 from hf_transfer.core.errors import RecipeError

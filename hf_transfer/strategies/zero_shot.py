@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 
-from hf_transfer.config.recipe import DataConfig, ZeroShotConfig
+from hf_transfer.config.sections import DataConfig
+from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.data.splits import LABEL, describe_split
 

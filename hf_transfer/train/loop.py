@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from hf_transfer.config.recipe import Recipe, TrainConfig
+from hf_transfer.config.recipe import Recipe
+from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import RecipeError, TrainingDivergedError
 from hf_transfer.core.files import atomic_write, write_json
