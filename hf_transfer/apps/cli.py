@@ -399,6 +399,8 @@ def _add_trained_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hf_transfer.config.names import PROBLEM_TYPES
+
     parser = argparse.ArgumentParser(
         prog="hf-transfer",
         description="Transfer learning on the Hugging Face stack: run a recipe, then evaluate, predict, share.",
@@ -542,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-column", help="Column holding images or image paths (default image).")
     p.add_argument(
         "--problem-type",
-        choices=["single_label_classification", "multi_label_classification", "regression"],
+        choices=PROBLEM_TYPES,
         help="What the labels are (default single_label_classification, or the recipe's): multi-label scores by "
         "macro mAP, regression by R² and -RMSE.",
     )
