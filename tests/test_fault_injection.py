@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-import hf_transfer.hub.push as hub_module
+import hf_transfer.hub.push as hub_push
+import hf_transfer.hub.stage as hub_stage
 import hf_transfer.runs.folder as run_folder
 from hf_transfer.core.errors import HfTransferError, HubError
 from hf_transfer.runs.folder import METADATA_FILE, check_can_write, publish
@@ -224,19 +225,19 @@ def test_push_staging_failing_part_way_leaves_the_run_folder_and_no_staging(run_
         return wrapper
 
     if failing == "copyfile":
-        monkeypatch.setattr(hub_module.shutil, "copyfile", failing_at(shutil.copyfile))
+        monkeypatch.setattr(hub_stage.shutil, "copyfile", failing_at(shutil.copyfile))
     elif failing == "card":
         import hf_transfer.runs.card as model_card
 
         monkeypatch.setattr(model_card, "build_model_card", failing_at(model_card.build_model_card))
     else:
-        monkeypatch.setattr(hub_module, failing, failing_at(getattr(hub_module, failing)))
+        monkeypatch.setattr(hub_stage, failing, failing_at(getattr(hub_stage, failing)))
     monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
-    monkeypatch.setattr(hub_module, "_send", lambda *a, **k: pytest.fail("a failed staging must send nothing"))
+    monkeypatch.setattr(hub_push, "_send", lambda *a, **k: pytest.fail("a failed staging must send nothing"))
     for dry_run in (True, False):
         calls.clear()
         with pytest.raises(OSError, match="No space left"):
-            hub_module.push_run(run, "tester/fault", dry_run=dry_run)
+            hub_push.push_run(run, "tester/fault", dry_run=dry_run)
         assert digest(run) == before
         assert list(temp.iterdir()) == []  # the staging folder went with the failure
 
@@ -247,11 +248,12 @@ def test_a_push_killed_while_staging_leaves_the_run_folder(run_copy):
         """
         import os, signal, sys
         import hf_transfer.hub.push as hub
-        real = hub.write_yaml
+        import hf_transfer.hub.stage as stage
+        real = stage.write_yaml
         def die_midway(path, data):
             real(path, data)
             os.kill(os.getpid(), signal.SIGKILL)
-        hub.write_yaml = die_midway
+        stage.write_yaml = die_midway
         hub.push_run(sys.argv[1], "tester/killed", dry_run=True)
         """
     )
@@ -273,17 +275,17 @@ def test_a_successful_push_leaves_the_run_folder_byte_for_byte(run_copy, monkeyp
     run, _, before = run_copy
     sent = []
     monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
-    monkeypatch.setattr(hub_module, "_send", lambda staging, *a: sent.append(digest(staging)))
-    hub_module.push_run(run, "tester/fine")
+    monkeypatch.setattr(hub_push, "_send", lambda staging, *a: sent.append(digest(staging)))
+    hub_push.push_run(run, "tester/fine")
     assert sent and digest(run) == before
 
 
 def test_a_refused_push_leaves_no_staging_behind(run_copy, monkeypatch):
     run, temp, _ = run_copy
     (run / "notes.txt").write_text("hf_" + "Q" * 34)
-    monkeypatch.setattr(hub_module, "_send", lambda *a, **k: pytest.fail("sent"))
+    monkeypatch.setattr(hub_push, "_send", lambda *a, **k: pytest.fail("sent"))
     with pytest.raises(HubError, match="refusing to push: notes.txt"):
-        hub_module.push_run(run, "tester/fine", dry_run=True)
+        hub_push.push_run(run, "tester/fine", dry_run=True)
     assert list(temp.iterdir()) == []
 
 

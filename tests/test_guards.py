@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hf_transfer
-import hf_transfer.hub.push as hub_module
+import hf_transfer.hub.access as hub_access
+import hf_transfer.hub.push as hub_push
 from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import Recipe, recipe_from_dict
@@ -305,13 +306,13 @@ def test_one_repo_id_check_for_push_download_and_the_card(namespace, name, prefi
     repo_id = f"{namespace}/{name}"
     if ".." in name or "--" in repo_id:
         return  # huggingface_hub refuses these spellings on their own
-    assert is_repo_id(repo_id, namespaced=True) and hub_module.is_hub_repo_id(repo_id) and _is_hub_id(repo_id)
+    assert is_repo_id(repo_id, namespaced=True) and hub_access.is_hub_repo_id(repo_id) and _is_hub_id(repo_id)
     assert is_repo_id(name) and not is_repo_id(name, namespaced=True)  # a canonical dataset, not a push target
     path = prefix + repo_id
-    assert not is_repo_id(path) and not hub_module.is_hub_repo_id(path) and not _is_hub_id(path)
-    assert hub_module.base_model_of({}, override=repo_id) == repo_id
+    assert not is_repo_id(path) and not hub_access.is_hub_repo_id(path) and not _is_hub_id(path)
+    assert hub_push.base_model_of({}, override=repo_id) == repo_id
     with pytest.raises(HubError, match=r"--base-model '.*' is not a Hub repo id"):
-        hub_module.base_model_of({}, override=path)
+        hub_push.base_model_of({}, override=path)
 
 
 # --- --resume checks the recipe it resumes against the one saved ----------------------------------------------
@@ -400,11 +401,11 @@ def test_dry_run_refuses_a_run_folder_holding_the_token_like_a_push(probe_run, t
     else:
         path.write_text(f"my token is {SECRET}\n")
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    monkeypatch.setattr(hub_module, "_send", lambda *a, **k: pytest.fail("a refused push must send nothing"))
+    monkeypatch.setattr(hub_push, "_send", lambda *a, **k: pytest.fail("a refused push must send nothing"))
     errors = []
     for dry_run in (False, True):
         with pytest.raises(HubError) as info:
-            hub_module.push_run(run, "tester/leak", dry_run=dry_run)
+            hub_push.push_run(run, "tester/leak", dry_run=dry_run)
         errors.append(str(info.value))
     assert errors[0] == errors[1] and where in errors[0] and SECRET not in errors[0]
     assert main(["push", str(run), "--repo-id", "tester/leak", "--dry-run"]) == 2
@@ -417,7 +418,7 @@ def test_dry_run_refuses_any_hugging_face_token_not_only_the_users(probe_run, tm
     (run / "notes.txt").write_text(f"a colleague's token: {SECRET}\n")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(HubError, match="notes.txt holds a Hugging Face token"):
-        hub_module.push_run(run, "tester/leak", dry_run=True)
+        hub_push.push_run(run, "tester/leak", dry_run=True)
 
 
 def _floor(package: str) -> str:
@@ -428,6 +429,6 @@ def _floor(package: str) -> str:
 def test_the_declared_huggingface_hub_floor_has_the_cli_that_messages_name():
     from packaging.version import Version
 
-    assert Version(_floor("huggingface_hub")) >= Version(hub_module.HF_CLI_SINCE)
-    assert f"`{hub_module.HF_LOGIN}`" in hub_module.no_token_message()
-    assert hub_module.HF_LOGIN == "hf auth login" and hub_module.HF_DOWNLOAD == "hf download"
+    assert Version(_floor("huggingface_hub")) >= Version(hub_access.HF_CLI_SINCE)
+    assert f"`{hub_access.HF_LOGIN}`" in hub_access.no_token_message()
+    assert hub_access.HF_LOGIN == "hf auth login" and hub_access.HF_DOWNLOAD == "hf download"

@@ -19,12 +19,13 @@ from hub_server import DEFAULT_TOKEN, local_hub, running_local_hub, use_local_hu
 from huggingface_hub import ModelCard
 
 import hf_transfer
-import hf_transfer.hub.push as hub_module
+import hf_transfer.hub.retry as hub_retry
 from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import HubError, ModelError
+from hf_transfer.hub.access import NO_TOKEN
 from hf_transfer.hub.publish import HubPublisher
-from hf_transfer.hub.push import NO_TOKEN, push_run
+from hf_transfer.hub.push import push_run
 
 BASE_ID = "tester/tiny-bert"
 EXAMPLE = "A small gem of a movie."
@@ -33,7 +34,7 @@ TEXTS = ["a good film", "the plot was dull", EXAMPLE]
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(hub_module, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(hub_retry, "BACKOFF_SECONDS", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -291,8 +292,8 @@ def test_hub_refusals_become_sentences_that_say_what_to_do(hub, lora_run, status
 
 def test_transient_failures_are_retried_with_backoff(hub, lora_run, monkeypatch):
     sleeps = []
-    monkeypatch.setattr(hub_module, "BACKOFF_SECONDS", 0.5)
-    monkeypatch.setattr(hub_module.time, "sleep", sleeps.append)
+    monkeypatch.setattr(hub_retry, "BACKOFF_SECONDS", 0.5)
+    monkeypatch.setattr(hub_retry.time, "sleep", sleeps.append)
     hub.fail_next(2, 503, kinds=("commit",))
     push_run(lora_run, "tester/flaky", commit_message="after two 503s")
     assert hub.commits("tester/flaky") == ["initial commit", "after two 503s"]
@@ -325,10 +326,10 @@ def test_a_server_that_keeps_failing_gives_a_clear_error_and_leaves_the_run_fold
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1
     err = errors[0]
-    assert f"failed {hub_module.MAX_ATTEMPTS} times (HTTP 503)" in err
+    assert f"failed {hub_retry.MAX_ATTEMPTS} times (HTTP 503)" in err
     assert f"The run folder '{lora_run}' is unchanged" in err
     assert f"hf-transfer push {lora_run} --repo-id tester/down" in err
-    assert [r.status for r in hub.requests if r.kind == "commit"] == [503] * hub_module.MAX_ATTEMPTS
+    assert [r.status for r in hub.requests if r.kind == "commit"] == [503] * hub_retry.MAX_ATTEMPTS
     assert hub.commits("tester/down") == ["initial commit"]
     assert folder_digest(lora_run) == before
 

@@ -34,7 +34,7 @@ LAYERS = (
 
 # TEMPORARY (redesign in progress, must be empty before it lands): edges still to be removed.
 KNOWN_UPWARD = {
-    ("hf_transfer.metrics.classification", "hf_transfer.config.names"),
+    ("hf_transfer.metrics.tables", "hf_transfer.config.names"),
     ("hf_transfer.problems.base", "hf_transfer.config.names"),
     ("hf_transfer.problems.base", "hf_transfer.config.sections"),
 }

@@ -14,19 +14,15 @@ import pytest
 from matplotlib.image import imread
 from sklearn import metrics as sk_metrics
 
-import hf_transfer.metrics.classification as metrics
-from hf_transfer.config.names import METRICS_OF_PROBLEM_TYPE
+import hf_transfer.metrics.bootstrap as metrics_bootstrap
+from hf_transfer.config.names import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.metrics.classification import (
-    METRIC_NAMES,
-    bootstrap_metric_difference,
-    classification_metrics,
-    format_metrics_table,
-    greater_is_better,
-    mean_std_over_folds,
-    save_confusion_matrix_plot,
-    save_training_curves_plot,
-)
+from hf_transfer.metrics.bootstrap import bootstrap_metric_difference
+from hf_transfer.metrics.classification import classification_metrics
+from hf_transfer.metrics.folds import mean_std_over_folds
+from hf_transfer.metrics.plots import save_confusion_matrix_plot, save_training_curves_plot
+from hf_transfer.metrics.scalars import greater_is_better
+from hf_transfer.metrics.tables import format_metrics_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -327,7 +323,7 @@ def test_training_curves_plot_rejects_empty_history(tmp_path):
 def test_plots_do_not_import_pyplot(tmp_path):
     code = (
         "import sys\n"
-        "from hf_transfer.metrics.classification import save_confusion_matrix_plot, save_training_curves_plot\n"
+        "from hf_transfer.metrics.plots import save_confusion_matrix_plot, save_training_curves_plot\n"
         f"save_confusion_matrix_plot([[1, 0], [0, 1]], ['a', 'b'], {str(tmp_path / 'cm.png')!r})\n"
         f"save_training_curves_plot([{{'epoch': 1, 'train_loss': 1.0}}], {str(tmp_path / 'c.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
@@ -411,7 +407,7 @@ def test_bootstrap_resamples_agree_with_sklearn_on_the_same_indices(metric, monk
     y_true = rng.integers(0, 3, 40)
     pred_a = np.where(rng.random(40) < 0.8, y_true, rng.integers(0, 3, 40))
     pred_b = rng.integers(0, 3, 40)
-    monkeypatch.setattr(metrics, "MAX_BOOTSTRAP_ELEMENTS", 40 * 3)  # force several chunks
+    monkeypatch.setattr(metrics_bootstrap, "MAX_BOOTSTRAP_ELEMENTS", 40 * 3)  # force several chunks
     result = bootstrap_metric_difference(y_true, pred_a, pred_b, metric=metric, n_resamples=7, confidence=0.5, seed=3)
 
     chunk_rng = np.random.default_rng(3)  # the module draws 7 resamples in chunks of 3 rows: 3 + 3 + 1

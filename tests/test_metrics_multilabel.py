@@ -14,20 +14,12 @@ from sklearn import metrics as sk_metrics
 from test_metrics import assert_single_valid_png
 
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.metrics.classification import (
-    METRIC_DIRECTIONS,
-    bootstrap_difference,
-    format_metrics_table,
-    greater_is_better,
-)
+from hf_transfer.metrics.bootstrap import bootstrap_difference
 from hf_transfer.metrics.folds import fold_indices
-from hf_transfer.metrics.multilabel import (
-    SCALAR_METRICS,
-    multilabel_metric_fn,
-    multilabel_metrics,
-    save_multilabel_plot,
-    tune_thresholds,
-)
+from hf_transfer.metrics.multilabel import SCALAR_METRICS, multilabel_metric_fn, multilabel_metrics, tune_thresholds
+from hf_transfer.metrics.plots import save_multilabel_plot
+from hf_transfer.metrics.scalars import METRIC_DIRECTIONS, greater_is_better
+from hf_transfer.metrics.tables import format_metrics_table
 
 NAMES = ["comedy", "drama", "horror"]
 # Rows: (comedy, drama), (drama), (), (comedy, horror)

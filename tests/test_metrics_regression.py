@@ -14,16 +14,14 @@ from scipy import stats
 from sklearn import metrics as sk_metrics
 from test_metrics import assert_single_valid_png
 
-import hf_transfer.metrics.regression as metrics_regression
+import hf_transfer.metrics.plots as metrics_plots
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.metrics.classification import bootstrap_difference, format_metrics_table, greater_is_better
+from hf_transfer.metrics.bootstrap import bootstrap_difference
 from hf_transfer.metrics.folds import fold_indices
-from hf_transfer.metrics.regression import (
-    TARGET_METRICS,
-    regression_metric_fn,
-    regression_metrics,
-    save_regression_plots,
-)
+from hf_transfer.metrics.plots import save_regression_plots
+from hf_transfer.metrics.regression import TARGET_METRICS, regression_metric_fn, regression_metrics
+from hf_transfer.metrics.scalars import greater_is_better
+from hf_transfer.metrics.tables import format_metrics_table
 
 
 def assert_finite_everywhere(value, path="metrics"):
@@ -175,7 +173,7 @@ def test_plots_of_one_constant_target_and_of_many_targets(tmp_path, monkeypatch)
     )
     assert_single_valid_png(tmp_path / "a" / "s.png")
     rng = np.random.default_rng(4)
-    monkeypatch.setattr(metrics_regression, "PLOT_MAX_TARGETS", 4)  # drawing 12 panels twice is slow
+    monkeypatch.setattr(metrics_plots, "PLOT_MAX_TARGETS", 4)  # drawing 12 panels twice is slow
     y_true = rng.normal(size=(30, 6))
     names = [f"t{i}" for i in range(6)]
     save_regression_plots(y_true, y_true, names, tmp_path / "c" / "s.png", tmp_path / "d" / "r.png")

@@ -30,7 +30,7 @@ def _setup_logging(verbose: bool, command: str) -> None:
 def cmd_run(args) -> int:
     from hf_transfer.config.loading import load_recipe
     from hf_transfer.hub.publish import HubPublisher
-    from hf_transfer.metrics.classification import format_metrics_table
+    from hf_transfer.metrics.tables import format_metrics_table
     from hf_transfer.runs.folder import METRICS_FILE
     from hf_transfer.runs.runner import run_recipe
 
@@ -58,7 +58,7 @@ BASELINE_WORDS = {
 
 def transfer_lines(metrics: dict) -> list[str]:
     """The no-transfer comparison and the source task's retention, one line each, for the end of a run."""
-    from hf_transfer.metrics.classification import greater_is_better
+    from hf_transfer.metrics.scalars import greater_is_better
 
     lines = []
     transfer = metrics.get("transfer")
@@ -252,7 +252,7 @@ def prediction_text(prediction: dict) -> str:
 
 def cmd_eval(args) -> int:
     from hf_transfer.apps.predict import load
-    from hf_transfer.metrics.classification import format_metrics_table
+    from hf_transfer.metrics.tables import format_metrics_table
 
     _check_at_least_one(args.batch_size, "--batch-size")
     classifier = load(args.run, revision=args.revision)

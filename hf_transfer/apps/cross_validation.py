@@ -39,8 +39,8 @@ from hf_transfer.core.files import write_json, write_yaml
 from hf_transfer.data.splits import LABEL, Splits
 from hf_transfer.data.targets import carve_multilabel, label_matrix, standardize, target_scaling_of
 from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
-from hf_transfer.metrics.classification import greater_is_better, mean_std_over_folds
-from hf_transfer.metrics.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL, fold_indices
+from hf_transfer.metrics.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL, fold_indices, mean_std_over_folds
+from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.runs.folder import CV_METRICS_FILE, RECIPE_FILE
 from hf_transfer.runs.runner import TransferRun
 from hf_transfer.strategies import build_strategy

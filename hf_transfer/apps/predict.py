@@ -66,7 +66,7 @@ class Classifier:
     """A trained run, ready to predict. Build it with `hf_transfer.load(folder or Hub repo id)`."""
 
     def __init__(self, run_dir: str | Path, device: str | None = None, revision: str | None = None):
-        from hf_transfer.hub.push import run_dir_for
+        from hf_transfer.hub.download import run_dir_for
 
         self.source = str(run_dir)  # what the user gave: a folder, or a Hub repo id (downloaded to the cache)
         self.run_dir = run_dir_for(run_dir, revision=revision)

@@ -178,7 +178,8 @@ def sweep(
 
     from hf_transfer.core.errors import TrainingDivergedError
     from hf_transfer.data.splits import Splits, load_splits
-    from hf_transfer.metrics.classification import greater_is_better
+    from hf_transfer.metrics.plots import save_sweep_plot
+    from hf_transfer.metrics.scalars import greater_is_better
     from hf_transfer.runs.runner import TransferRun
     from hf_transfer.strategies import build_strategy
 
@@ -364,32 +365,3 @@ def format_sweep_table(report: dict) -> str:
     best = report["best"]
     lines.append(f"\nbest: trial {best['trial']}, validation {report['metric']} {best['value']:.4f}")
     return "\n".join(lines)
-
-
-def save_sweep_plot(report: dict, path: Path) -> None:
-    """Each trial's validation value and the best so far, against the trial number."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    from hf_transfer.metrics.classification import _save_figure_atomically
-
-    done = [t for t in report["trials"] if t["value"] is not None]
-    pick = max if report["direction"] == "maximize" else min
-    best_so_far, current = [], None
-    for trial in done:
-        current = trial["value"] if current is None else pick(current, trial["value"])
-        best_so_far.append(current)
-    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    xs = [t["trial"] for t in done]
-    axes.plot(xs, [t["value"] for t in done], "o", label="trial")
-    axes.step(xs, best_so_far, where="post", label="best so far")
-    axes.set_xlabel("trial")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel(f"validation {report['metric']}")
-    axes.set_title(f"{report['recipe']}: {report['direction']} validation {report['metric']}")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
-    _save_figure_atomically(figure, path)

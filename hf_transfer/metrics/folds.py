@@ -5,7 +5,8 @@
   `iterative-stratification` package, which keeps each label's positives spread over the folds, rare labels first;
 - regression: StratifiedKFold over quantile bins of the target, so every fold sees low, middle and high values.
 
-Kept apart from `cross_validation` so that `rank` can fold its data without importing the training runner.
+Kept apart from `cross_validation` so that `rank` can fold its data without importing the training runner. Also
+here: the mean and spread of each metric over the folds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.core.registry import closest
+from hf_transfer.metrics.scalars import is_number
 
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
@@ -70,3 +72,26 @@ def _quantile_bins(targets: np.ndarray, n_splits: int) -> np.ndarray:
     position = np.empty(len(order_key), dtype=np.int64)
     position[np.argsort(order_key, kind="stable")] = np.arange(len(order_key))
     return position * num_bins // len(order_key)
+
+
+def mean_std_over_folds(fold_metrics: list[dict]) -> dict:
+    """`{metric: {"mean", "std", "values"}}` for every scalar metric that has a number in all folds.
+
+    Metrics that are None (or NaN) in any fold, non-scalars (per_class, confusion_matrix) and strings are skipped.
+    `std` is the sample standard deviation (ddof=1), the usual spread reported for k-fold results; with a single
+    fold it is None. Keys follow the order of the first fold.
+    """
+    if not fold_metrics:
+        raise ValueError("fold_metrics is empty: there are no folds to summarise.")
+    summary = {}
+    for key in fold_metrics[0]:
+        values = [fold.get(key) for fold in fold_metrics]
+        if not all(is_number(value) for value in values):
+            continue
+        floats = np.asarray(values, dtype=np.float64)
+        summary[key] = {
+            "mean": float(floats.mean()),
+            "std": float(floats.std(ddof=1)) if len(floats) > 1 else None,
+            "values": [value.item() if isinstance(value, np.generic) else value for value in values],
+        }
+    return summary

@@ -1,4 +1,4 @@
-"""Multi-label metrics (scikit-learn), per-label decision thresholds and the per-label plot.
+"""Multi-label metrics (scikit-learn) and per-label decision thresholds (the per-label plot is in `plots`).
 
 A multi-label eval set is `y_true` (n, K) of 0/1 and `scores` (n, K) of per-label probabilities (sigmoid outputs); a
 label is predicted when its score reaches its threshold (`score >= threshold`). Every function returns plain Python
@@ -12,18 +12,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import sklearn.metrics as sk_metrics
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.core.registry import closest
-from hf_transfer.metrics.classification import PLOT_LABEL_WIDTH, _save_figure_atomically, truncated
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
 NAMES_IN_NOTES = 5
-PLOT_MAX_LABELS = 100  # beyond this the per-label plot shows the most frequent labels only
 
 SCALAR_METRICS: tuple[str, ...] = (
     "f1_micro",
@@ -224,55 +220,6 @@ def _best_cut(positive: np.ndarray, scores: np.ndarray, default: float) -> float
         return float(upper[j])
     midpoint = (upper[j] + lower[j]) / 2
     return float(midpoint if lower[j] < midpoint <= upper[j] else upper[j])
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def save_multilabel_plot(metrics: dict, path) -> None:
-    """Write a per-label chart of `multilabel_metrics(...)`: F1 bars on the left and support (positive rows) bars on
-    the right, one row per label, so a rare label's poor F1 shows next to how few examples it had.
-
-    Labels keep their order; beyond 100 labels the most frequent 100 are shown. Written atomically (temporary file,
-    then rename) in the format of the suffix of `path`.
-    """
-    per_label = metrics.get("per_label")
-    if not per_label:
-        raise ValueError("metrics has no per_label section: pass the dict multilabel_metrics returns.")
-    names = list(per_label)
-    if len(names) > PLOT_MAX_LABELS:
-        frequent = sorted(names, key=lambda name: -per_label[name]["support"])[:PLOT_MAX_LABELS]
-        kept = set(frequent)
-        names = [name for name in names if name in kept]
-    f1 = [per_label[name]["f1"] for name in names]
-    support = [per_label[name]["support"] for name in names]
-    positions = np.arange(len(names))
-
-    height = min(max(3.0, 0.28 * len(names) + 1.5), 40.0)
-    font_size = max(5.0, 10.0 - max(0, len(names) - 20) / 8)
-    figure = Figure(figsize=(10.0, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    f1_axes, support_axes = figure.subplots(1, 2, sharey=True, width_ratios=[3, 2])
-    f1_axes.barh(positions, f1, color="tab:blue")
-    f1_axes.set_xlim(0.0, 1.0)
-    f1_axes.set_xlabel("F1 at the label's threshold")
-    f1_axes.set_yticks(positions, [truncated(name, PLOT_LABEL_WIDTH) for name in names], fontsize=font_size)
-    f1_axes.invert_yaxis()
-    f1_axes.grid(True, axis="x", alpha=0.3)
-    for position, value in zip(positions, f1):
-        f1_axes.text(min(value + 0.01, 0.9), position, f"{value:.2f}", va="center", fontsize=font_size)
-    support_axes.barh(positions, support, color="tab:gray")
-    support_axes.set_xlabel("support (rows with the label)")
-    support_axes.grid(True, axis="x", alpha=0.3)
-    title = f"Per-label F1 ({metrics.get('num_samples', '?')} rows"
-    if metrics.get("f1_macro") is not None:
-        title += f", macro F1 {metrics['f1_macro']:.3f}"
-    if len(names) < len(per_label):
-        title += f"; {len(names)} most frequent of {len(per_label)} labels"
-    figure.suptitle(title + ")")
-    _save_figure_atomically(figure, path)
 
 
 # --------------------------------------------------------------------------------------------------------------------

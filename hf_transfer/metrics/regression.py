@@ -1,4 +1,4 @@
-"""Regression metrics (scikit-learn / SciPy), one set per target and their mean, and the scatter / residual plots.
+"""Regression metrics (scikit-learn / SciPy), one set per target and their mean (the plots are in `plots`).
 
 `y_true` and `y_pred` are (n,) for one target or (n, T) for several (multi-output), in the targets' own units (a
 standardised run undoes its scaling before scoring). Every function returns plain Python values with no NaN: what
@@ -14,21 +14,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import sklearn.metrics as sk_metrics
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from scipy import stats
 
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.core.registry import closest
-from hf_transfer.metrics.classification import PLOT_LABEL_WIDTH, _save_figure_atomically, truncated
 
 logger = logging.getLogger(__name__)
 
 TARGET_METRICS: tuple[str, ...] = ("mse", "rmse", "mae", "r2", "pearson", "spearman")
 """The per-target keys of `regression_metrics`; the top-level keys of the same names are their means over targets."""
-PLOT_MAX_TARGETS = 12  # more targets than this: the plots show the first 12
-PLOT_MAX_POINTS = 20_000  # scatter points drawn per target (a seeded sample beyond that)
-PLOT_COLUMNS = 3
 
 
 def regression_metrics(y_true, y_pred, target_names: Sequence[str]) -> dict:
@@ -41,7 +35,7 @@ def regression_metrics(y_true, y_pred, target_names: Sequence[str]) -> dict:
     and Spearman correlations are None, with a `pearson_note` / `spearman_note`, where a target or its predictions
     are constant (or there are fewer than two rows); their means run over the targets where they are defined.
     """
-    true_array, pred_array, names = _validated(y_true, y_pred, target_names)
+    true_array, pred_array, names = regression_arrays(y_true, y_pred, target_names)
     per_target = {name: _target_metrics(true_array[:, t], pred_array[:, t]) for t, name in enumerate(names)}
     metrics: dict = {"num_samples": len(true_array)}
     for key in TARGET_METRICS:
@@ -145,72 +139,6 @@ _TARGET_METRIC_FUNCTIONS = {
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def save_regression_plots(y_true, y_pred, target_names: Sequence[str], scatter_path, residuals_path) -> None:
-    """Write two images, one panel per target (the first 12 when there are more): predicted against true values with
-    the y = x line (`scatter_path`), and the histogram of residuals, prediction - truth (`residuals_path`).
-
-    Beyond 20,000 rows the scatter draws a fixed sample of them. Each file is written atomically (temporary file,
-    then rename) in the format of its suffix.
-    """
-    true_array, pred_array, names = _validated(y_true, y_pred, target_names)
-    shown = names[:PLOT_MAX_TARGETS]
-    rows = np.arange(len(true_array))
-    if len(rows) > PLOT_MAX_POINTS:
-        rows = np.sort(np.random.default_rng(0).choice(len(rows), PLOT_MAX_POINTS, replace=False))
-
-    scatter, scatter_axes = _panel_figure(len(shown), len(names))
-    for t, (name, axes) in enumerate(zip(shown, scatter_axes)):
-        truth, prediction = true_array[rows, t], pred_array[rows, t]
-        axes.scatter(truth, prediction, s=10, alpha=max(0.1, min(0.8, 300 / len(rows))), edgecolors="none")
-        low = float(min(truth.min(), prediction.min()))
-        high = float(max(truth.max(), prediction.max()))
-        margin = (high - low) * 0.02 or 1.0
-        axes.plot([low - margin, high + margin], [low - margin, high + margin], color="tab:red", lw=1, label="y = x")
-        axes.set_xlabel(f"true {truncated(name, PLOT_LABEL_WIDTH)}")
-        axes.set_ylabel("predicted")
-        axes.set_title(_panel_title(name, true_array[:, t], pred_array[:, t]), fontsize="medium")
-        axes.grid(True, alpha=0.3)
-        axes.legend(fontsize="small", loc="upper left")
-    scatter.suptitle(f"Predicted vs true ({len(true_array)} rows)")
-    _save_figure_atomically(scatter, scatter_path)
-
-    residuals, residual_axes = _panel_figure(len(shown), len(names))
-    for t, (name, axes) in enumerate(zip(shown, residual_axes)):
-        residual = pred_array[:, t] - true_array[:, t]
-        axes.hist(residual, bins=min(50, max(5, len(residual) // 5)), color="tab:blue", alpha=0.8)
-        axes.axvline(0.0, color="tab:red", lw=1)
-        axes.set_xlabel(f"predicted - true ({truncated(name, PLOT_LABEL_WIDTH)})")
-        axes.set_ylabel("rows")
-        axes.set_title(f"mean {float(residual.mean()):.3g}, std {float(residual.std()):.3g}", fontsize="medium")
-        axes.grid(True, alpha=0.3)
-    residuals.suptitle(f"Residuals ({len(true_array)} rows)")
-    _save_figure_atomically(residuals, residuals_path)
-
-
-def _panel_figure(num_panels: int, num_targets: int):
-    columns = min(PLOT_COLUMNS, num_panels)
-    rows = math.ceil(num_panels / columns)
-    figure = Figure(figsize=(4.5 * columns, 4.0 * rows + 0.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for extra in axes[num_panels:]:
-        extra.set_visible(False)
-    if num_targets > num_panels:
-        figure.text(0.5, 0.0, f"first {num_panels} of {num_targets} targets", ha="center", fontsize="small")
-    return figure, axes[:num_panels]
-
-
-def _panel_title(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> str:
-    r2, _ = _r2(y_true, y_pred)
-    r2_text = "n/a" if r2 is None else f"{r2:.3f}"
-    return f"{truncated(name, PLOT_LABEL_WIDTH)}: R² {r2_text}, RMSE {_rmse(y_true, y_pred):.3g}"
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -220,7 +148,7 @@ def _as_columns(values) -> np.ndarray:
     return array[:, None] if array.ndim == 1 else array
 
 
-def _validated(y_true, y_pred, target_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def regression_arrays(y_true, y_pred, target_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(y_true, y_pred) as finite (n, T) float arrays of one shape, and the T target names."""
     names = [target_names] if isinstance(target_names, str) else list(target_names)
     try:

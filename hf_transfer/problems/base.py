@@ -123,7 +123,7 @@ class ProblemType:
     def paired_bootstrap(self, metric: str, labels: np.ndarray, ours: tuple, theirs: tuple, seed: int) -> dict:
         """The paired-bootstrap CI of metric(ours) - metric(theirs) on `labels` (see `bootstrap_difference`); `ours`
         and `theirs` are each stage's (scores, thresholds), so each decides as its run folder would predict."""
-        from hf_transfer.metrics.classification import bootstrap_difference
+        from hf_transfer.metrics.bootstrap import bootstrap_difference
 
         return bootstrap_difference(self.scalar_metric_fn(metric), labels, ours[0], theirs[0], seed=seed)
 
@@ -169,19 +169,19 @@ class SingleLabel(ProblemType):
         return {}  # the metrics' log_loss is this loss already
 
     def save_plots(self, metrics, predictions, label_names, folder):
-        from hf_transfer.metrics.classification import save_confusion_matrix_plot
+        from hf_transfer.metrics.plots import save_confusion_matrix_plot
 
         save_confusion_matrix_plot(metrics["confusion_matrix"], label_names, Path(folder) / self.plots[0][1])
 
     def transfer_metric(self, metric):
         """eval.metric where the count-based bootstrap has it, else accuracy."""
-        from hf_transfer.metrics.classification import BOOTSTRAP_METRICS
+        from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS
 
         return metric if metric in BOOTSTRAP_METRICS else "accuracy"
 
     def paired_bootstrap(self, metric, labels, ours, theirs, seed):
         """On the argmax predictions, through the count-based bootstrap (`bootstrap_metric_difference`)."""
-        from hf_transfer.metrics.classification import bootstrap_metric_difference
+        from hf_transfer.metrics.bootstrap import bootstrap_metric_difference
 
         return bootstrap_metric_difference(labels, ours[0].argmax(1), theirs[0].argmax(1), metric=metric, seed=seed)
 
@@ -263,7 +263,7 @@ class MultiLabel(ProblemType):
         }
 
     def save_plots(self, metrics, predictions, label_names, folder):
-        from hf_transfer.metrics.multilabel import save_multilabel_plot
+        from hf_transfer.metrics.plots import save_multilabel_plot
 
         save_multilabel_plot(metrics, Path(folder) / self.plots[0][1])
 
@@ -357,7 +357,7 @@ class Regression(ProblemType):
         return unscaled(values, target_scaling)
 
     def save_plots(self, metrics, predictions, label_names, folder):
-        from hf_transfer.metrics.regression import save_regression_plots
+        from hf_transfer.metrics.plots import save_regression_plots
 
         paths = [Path(folder) / file for _, file in self.plots]
         save_regression_plots(predictions["labels"], predictions["probs"], label_names, *paths)

@@ -22,7 +22,7 @@ from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
-from hf_transfer.metrics.classification import save_training_curves_plot
+from hf_transfer.metrics.plots import save_training_curves_plot
 from hf_transfer.problems.base import ProblemType, build_problem_type, fold_target_scaling
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (

@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from peft import PeftModel
 from torch import nn
 
-from hf_transfer.metrics.classification import greater_is_better
+from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.problems.base import ProblemType
 from hf_transfer.train.loop import build_eval_loader, evaluate
 

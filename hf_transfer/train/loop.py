@@ -38,7 +38,7 @@ from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import RecipeError, TrainingDivergedError
 from hf_transfer.core.files import atomic_write, write_json
 from hf_transfer.core.registry import Registry
-from hf_transfer.metrics.classification import greater_is_better
+from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.problems.base import ProblemType, build_problem_type, default_problem_type
 
 logger = logging.getLogger(__name__)
