@@ -39,13 +39,13 @@ echo "lowest versions installed in $((SECONDS - start)) s"
     tests/test_sweep.py::test_every_proposal_stays_around_the_recipe_and_makes_a_valid_recipe \
     tests/test_labels.py::test_every_split_uses_one_coding_and_names_the_rows_it_codes \
     tests/test_labels.py::test_a_class_label_feature_keeps_its_names_and_ids \
-    tests/test_problem_data.py::test_a_hub_sequence_of_class_labels_keeps_the_feature_names \
-    tests/test_problem_data.py::test_list_columns_of_strings_are_read_from_jsonl_and_parquet \
-    tests/test_problem_data.py::test_targets_follow_the_rows_that_a_row_check_kept \
-    tests/test_problem_data.py::test_the_digits_multilabel_builtin_loads_through_the_recipe_path \
+    tests/test_targets.py::test_a_hub_sequence_of_class_labels_keeps_the_feature_names \
+    tests/test_targets.py::test_list_columns_of_strings_are_read_from_jsonl_and_parquet \
+    tests/test_targets.py::test_targets_follow_the_rows_that_a_row_check_kept \
+    tests/test_targets.py::test_the_digits_multilabel_builtin_loads_through_the_recipe_path \
     tests/test_feature_cache.py::test_overwriting_the_images_in_place_is_a_cache_miss \
     tests/test_tracking.py::test_tensorboard_gets_the_loss_learning_rate_and_every_evaluation_metric \
-    tests/test_speedups.py::test_workers_give_the_same_augmented_batches_as_the_main_process \
+    tests/test_train_loading.py::test_workers_give_the_same_augmented_batches_as_the_main_process \
     tests/test_metrics_multilabel.py::test_agrees_with_sklearn_on_random_shapes \
     tests/test_metrics_multilabel.py::test_multilabel_folds_beat_plain_kfold_on_a_rare_label \
     tests/test_metrics_regression.py::test_agrees_with_sklearn_on_random_shapes

@@ -62,6 +62,19 @@ def pytest_unconfigure(config):
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for a test (a module opts in: `pytestmark = pytest.mark.usefixtures("one_thread")`):
+    the models here are tiny, and on a busy 2-core machine two threads only fight (a timm LoRA run took 38 s with
+    two, 8 s with one)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Shared assets
 # --------------------------------------------------------------------------------------------------------------------
@@ -101,6 +114,23 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
     """timm's `test_vit` (random, 10 classes, img_size 32, so 4 patches) saved like `tiny_timm_dir`; its blocks have
     `attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2` linears for LoRA targets."""
     return build_tiny_timm(tmp_path_factory.mktemp("tiny_vit") / "test_vit", "test_vit", img_size=32)
+
+
+@pytest.fixture(scope="session")
+def blind_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """tiny_bert_dir with every token's embedding replaced by one shared vector: its features see how long a text is
+    but not which words it holds, so they tell nothing about a label that a word decides."""
+    import torch
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("blind_bert")
+    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
+    model = BertModel.from_pretrained(folder)
+    with torch.no_grad():
+        weights = model.embeddings.word_embeddings.weight
+        weights.copy_(weights[0].expand_as(weights))
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -144,6 +174,45 @@ def digits_csv(_digits_written) -> dict[str, Path]:
             fieldnames=["image", "label"],
         )
         for split, pairs in written.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def text_data():
+    """(texts, multi-hot over TOPICS, [topic-word count]) of (train 96, validation 48, test 48) rows."""
+    from topics_and_digits import topic_rows
+
+    parts = [topic_rows(n, seed) for n, seed in ((96, 0), (48, 1), (48, 2))]
+    texts = [[t for t, _, _ in part] for part in parts]
+    multi = [[y for _, y, _ in part] for part in parts]
+    counts = [[[c] for _, _, c in part] for part in parts]
+    return texts, multi, counts
+
+
+@pytest.fixture(scope="session")
+def image_data(_digits_written):
+    """(PNG paths, multi-hot over DIGIT_PROPERTIES, [digit value]) of (train, validation, test) digit pictures."""
+    from topics_and_digits import digit_targets
+
+    _, written = _digits_written  # 20 train and 10 test PNGs of each of zero, one, two
+    train = written["train"]
+    parts = [train[i::2] for i in range(2)] + [written["test"]]  # train, validation, test
+    paths = [[str(p) for p, _ in part] for part in parts]
+    multi = [[digit_targets(label)[0] for _, label in part] for part in parts]
+    values = [[[digit_targets(label)[1]] for _, label in part] for part in parts]
+    return paths, multi, values
+
+
+@pytest.fixture(scope="session")
+def topic_csvs(tmp_path_factory) -> dict:
+    """{"train": 120 rows, "test": 60 rows} of topics_and_digits.topic_csv_rows (text, topics, count, mood)."""
+    from topics_and_digits import topic_csv_rows
+
+    folder = tmp_path_factory.mktemp("topics")
+    fields = ["text", "topics", "count", "mood"]
+    return {
+        split: write_csv_rows(folder / f"{split}.csv", topic_csv_rows(n, seed), fields)
+        for split, n, seed in (("train", 120, 0), ("test", 60, 1))
     }
 
 

@@ -1,14 +1,19 @@
-"""Small helpers for tests that write and run recipes."""
+"""Small helpers for tests that write, run and read back recipes and run folders."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from fixtures_models import write_csv_rows
+from matplotlib.image import imread
 from PIL import Image
+
+from hf_transfer.config.loading import shipped_recipes
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 
@@ -59,3 +64,50 @@ def text_recipe(tmp_path: Path, checkpoint: Path, csvs: dict, strategy, name: st
         output={"dir": str(tmp_path / "outputs" / name)},
         **overrides,
     )
+
+
+def recipe_header(path: Path) -> list[str]:
+    """The leading comment lines of a recipe file, without '# '."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return lines
+
+
+def header_command(name: str, kind: str = "Run") -> list[str]:
+    """The arguments after `hf-transfer` of a shipped recipe's `# Run:` or `# Override:` line."""
+    line = next(line for line in recipe_header(shipped_recipes()[name]) if line.startswith(f"{kind}:"))
+    return line.removeprefix(f"{kind}:").split()[1:]
+
+
+def metrics_of(run_dir) -> dict:
+    """What a run folder's metrics.json recorded."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def assert_reloads_like_the_run(run_dir, test_csv, images: list[str] = (), labels: list[str] = ()):
+    """The run folder loads back on its own and scores `test_csv` as the run recorded; given image files and their
+    labels, it predicts on the files with the accuracy recorded. Returns the loaded classifier."""
+    import hf_transfer
+
+    recorded = metrics_of(run_dir)["test"]
+    classifier = hf_transfer.load(run_dir)
+    again = classifier.evaluate([str(test_csv)])
+    assert again["num_samples"] == recorded["num_samples"]
+    assert again["accuracy"] == pytest.approx(recorded["accuracy"])
+    assert again["log_loss"] == pytest.approx(recorded["log_loss"], abs=1e-4)
+    if images:
+        predicted = [p["label"] for p in classifier.predict(list(images))]
+        assert np.mean([p == t for p, t in zip(predicted, labels, strict=True)]) == pytest.approx(recorded["accuracy"])
+    return classifier
+
+
+def assert_single_valid_png(path: Path) -> np.ndarray:
+    """Check `path` is a real PNG, that nothing else (no temporary file) is in its folder; return the image."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    return image

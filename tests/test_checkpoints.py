@@ -3,12 +3,11 @@ nothing that is not the loop's."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import accelerate.accelerator
 import pytest
-from helpers import text_recipe
+from helpers import metrics_of, text_recipe
 from safetensors.torch import load_file
 
 import hf_transfer
@@ -28,10 +27,6 @@ class CrashAtStep(Callback):
             if self.check:
                 self.check()
             raise Crash(f"simulated crash at step {step}")
-
-
-def _metrics(run_dir):
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def _size(folder) -> int:
@@ -97,7 +92,7 @@ def test_a_save_that_fails_part_way_leaves_the_previous_checkpoint_to_resume_fro
     checkpoints = _checkpoints(tmp_path, "failed")
     assert sorted(p.name for p in checkpoints.iterdir()) == [kept]  # the good one, and no half-written one
     resumed = hf_transfer.run(recipe, resume=True)
-    a, b = _metrics(straight), _metrics(resumed)
+    a, b = metrics_of(straight), metrics_of(resumed)
     assert [h["eval_loss"] for h in b["history"]] == pytest.approx([h["eval_loss"] for h in a["history"]], rel=1e-5)
     assert b["test"]["log_loss"] == pytest.approx(a["test"]["log_loss"], rel=1e-5)
 

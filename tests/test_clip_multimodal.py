@@ -20,12 +20,12 @@ import pytest
 import torch
 import yaml
 from fixtures_models import write_csv_rows
-from helpers import colour_pair_csvs
+from helpers import colour_pair_csvs, header_command
 from hub_server import running_local_hub
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.hub.push import push_run
@@ -35,13 +35,7 @@ POSITIONS = 32
 HUB_ID = {"clip": "tester/tiny-clip", "siglip": "tester/tiny-siglip"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine threads only fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build_tiny_dual_encoder(folder: Path, kind: str) -> Path:
@@ -302,12 +296,6 @@ def test_a_text_tower_pooling_it_lacks_is_one_line(tmp_path, dual, keyword_texts
 # --------------------------------------------------------------------------------------------------------------------
 # The shipped recipes, run as their headers show on tiny stand-ins cached under their Hub ids
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def header_command(name: str) -> list[str]:
-    """The arguments after `hf-transfer` of a shipped recipe's `# Run:` line."""
-    line = next(line for line in recipe_header(shipped_recipes()[name]) if line.startswith("Run:"))
-    return line.split()[2:]
 
 
 def test_the_clip_probe_recipe_runs_as_shown_with_its_zero_shot_baseline(

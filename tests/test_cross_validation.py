@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fixtures_models import read_csv_rows, write_csv_rows
 from helpers import text_recipe
+from topics_and_digits import MULTI, REGRESSION, TOPICS, topic_recipe
 
 import hf_transfer.backbones.features as features
+import hf_transfer.metrics.multilabel as metrics_multilabel
 from hf_transfer.apps.cli import main
-from hf_transfer.apps.cross_validation import CV_METRICS_FILE
+from hf_transfer.apps.cross_validation import CV_METRICS_FILE, flat_metrics, summarize_folds
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -46,7 +51,8 @@ def test_cv_linear_probe_extracts_features_once_for_all_folds(
     assert all(f["train_rows"] == 160 for f in report["per_fold"])
     assert all(f["validation"]["per_class"]["pos"]["support"] == 40 for f in report["per_fold"])  # stratified
     accuracy = report["summary"]["accuracy"]
-    assert len(accuracy["values"]) == 3 and accuracy["std"] is not None
+    assert len(accuracy["values"]) == 3
+    assert accuracy["std"] == pytest.approx(np.std(accuracy["values"], ddof=1))
     assert accuracy["mean"] == pytest.approx(sum(accuracy["values"]) / 3)
     assert accuracy["mean"] > 0.6  # the probe learns the keyword task in every fold
     assert {"balanced_accuracy", "f1_macro", "log_loss", "recall/neg", "recall/pos"} <= set(report["summary"])
@@ -123,3 +129,104 @@ def test_cv_help():
     with pytest.raises(SystemExit) as info:
         main(["cv", "--help"])
     assert info.value.code == 0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-label and regression: each fold's own thresholds and target scaling
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_cv_multilabel_tests_every_row_once_with_thresholds_from_each_folds_own_validation(
+    tmp_path, monkeypatch, tiny_bert_dir, topic_csvs, capsys
+):
+    tuned_on = []  # the rows each threshold search saw
+    tune = metrics_multilabel.tune_thresholds
+
+    def recording(y_true, scores, *args, **kwargs):
+        tuned_on.append(len(y_true))
+        return tune(y_true, scores, *args, **kwargs)
+
+    monkeypatch.setattr(metrics_multilabel, "tune_thresholds", recording)
+    monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
+    recipe = topic_recipe(
+        tmp_path, tiny_bert_dir, topic_csvs, MULTI, data={"validation_fraction": 0.25}, train={"epochs": 10}
+    )
+    out = tmp_path / "cv"
+    assert main(["cv", recipe, "--folds", "3", "--output", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "3-fold cross-validation" in table and "held-out test rows" in table and "f1/sport" in table
+    assert "lower is better: hamming_loss" in table
+
+    report = json.loads((out / CV_METRICS_FILE).read_text())
+    assert report["problem_type"] == MULTI and report["held_out_split"] == "test"
+    folds = report["per_fold"]
+    # every train row is tested exactly once, by the fold that held it out
+    assert sorted(report["fold_of_row"]) == sorted(i for f in folds for i in [f["fold"]] * f["test_rows"])
+    assert sum(f["test_rows"] for f in folds) == report["train_rows"] == 120
+    for fold in folds:
+        assert fold["test"]["num_samples"] == fold["test_rows"] == 40
+        # the fold's training part is split into train and its own validation; none of them is a test row
+        assert fold["train_rows"] + fold["validation_rows"] == 80
+        assert fold["validation"]["num_samples"] == fold["validation_rows"] == 20
+        assert set(fold["thresholds"]) == set(TOPICS)
+        assert {name: row["threshold"] for name, row in fold["test"]["per_label"].items()} == fold["thresholds"]
+    # one threshold search per fold, on that fold's validation rows, never on its 40 test rows
+    assert tuned_on == [f["validation_rows"] for f in folds]
+    summary = report["summary"]
+    with capsys.disabled():  # shown with -s
+        print(f"cv multi-label: { {k: round(summary[k]['mean'], 4) for k in ('f1_macro', 'map_macro')} }")
+    for key in ("f1_micro", "f1_macro", "f1_samples", "map_macro", "subset_accuracy", "hamming_loss"):
+        assert len(summary[key]["values"]) == 3
+        assert summary[key]["std"] == pytest.approx(np.std(summary[key]["values"], ddof=1))
+    assert {f"{stat}/{name}" for stat in ("f1", "average_precision", "threshold") for name in TOPICS} <= set(summary)
+    assert summary["map_macro"]["mean"] > 0.6  # the topics are keywords: the probe finds them in every fold
+
+
+def test_cv_regression_standardises_each_fold_on_its_own_rows_and_reports_in_the_targets_units(
+    tmp_path, monkeypatch, tiny_bert_dir, topic_csvs, capsys
+):
+    monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
+    recipe = topic_recipe(
+        tmp_path, tiny_bert_dir, topic_csvs, REGRESSION, data={"standardize_targets": True}, train={"epochs": 6}
+    )
+    out = tmp_path / "cv"
+    assert main(["cv", recipe, "--folds", "3", "--output", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["held_out_split"] == "validation" and sorted(set(report["fold_of_row"])) == [1, 2, 3]
+    counts = np.array([int(r) for r in _column(topic_csvs["train"], "count")])
+    fold_of_row = np.array(report["fold_of_row"])
+    for fold in report["per_fold"]:
+        assert fold["validation"]["num_samples"] == fold["validation_rows"] == (fold_of_row == fold["fold"]).sum()
+        # the scaling is the mean / std of the rows the fold trains on, not of all rows
+        trained_on = counts[fold_of_row != fold["fold"]]
+        assert fold["target_scaling"]["mean"] == pytest.approx([trained_on.mean()])
+        assert fold["target_scaling"]["std"] == pytest.approx([trained_on.std()])
+        assert "thresholds" not in fold
+    summary = report["summary"]
+    with capsys.disabled():  # shown with -s
+        means = {k: round(summary[k]["mean"], 4) for k in ("rmse", "pearson")}
+        print(f"cv regression: {means}, target std {counts.std():.4f}")
+    assert {"mse", "rmse", "mae", "r2", "pearson", "spearman", "rmse/count", "r2/count"} <= set(summary)
+    # the rmse is in topic words, not in standard deviations: it beats always answering the mean (about 1.5)
+    assert summary["rmse"]["mean"] < 0.8 * counts.std()
+    assert summary["pearson"]["mean"] > 0.6
+
+
+def test_cv_summary_keeps_a_metric_some_folds_leave_undefined():
+    folds = [
+        {"num_samples": 3, "roc_auc_macro": 0.8, "roc_auc_macro_note": None, "per_label": {}},
+        {"num_samples": 3, "roc_auc_macro": None, "roc_auc_macro_note": "only one class"},
+        {"num_samples": 3, "roc_auc_macro": 0.6},
+    ]
+    summary = summarize_folds([flat_metrics(f) for f in folds])
+    assert summary["num_samples"] == {"mean": 3.0, "std": 0.0, "values": [3, 3, 3]}
+    assert summary["roc_auc_macro"]["mean"] == pytest.approx(0.7)
+    assert summary["roc_auc_macro"]["values"] == [0.8, None, 0.6] and summary["roc_auc_macro"]["undefined_folds"] == 1
+    assert "roc_auc_macro_note" not in summary
+
+
+def _column(path, name) -> list[str]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [row[name] for row in csv.DictReader(f)]

@@ -3,7 +3,6 @@ that fails part-way leaves nothing a later run reads."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -13,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from datasets import Dataset, Features
 from datasets import Image as ImageFeature
 from fixtures_models import write_csv_rows
-from helpers import text_recipe
+from helpers import metrics_of, text_recipe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -29,13 +27,7 @@ from hf_transfer.backbones.features import cache_root, feature_cache_key
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.data import images
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def image_recipe(tmp_path, checkpoint, data, name) -> Path:
@@ -51,10 +43,6 @@ def image_recipe(tmp_path, checkpoint, data, name) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
-
-
-def metrics_of(run_dir) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
 def cache_hits(caplog) -> int:

@@ -8,12 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from fixtures_models import build_tiny_timm, build_tiny_vision_model
+from helpers import header_command
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe, shipped_recipes
 from hf_transfer.core.paths import is_repo_id
 from hf_transfer.data.images import load_sklearn_digits
 from hf_transfer.data.splits import limit
@@ -24,20 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["data.max_train_samples=150", "data.max_validation_samples=60", "data.max_test_samples=60"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads fight over the CPU (the LoRA run below took 42 s
-    with two, 5 s with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def header_command(name: str, kind: str) -> list[str]:
-    """The arguments after `hf-transfer` of a recipe's `# Run:` or `# Override:` line."""
-    line = next(line for line in recipe_header(shipped_recipes()[name]) if line.startswith(f"{kind}:"))
-    return line.removeprefix(f"{kind}:").split()[1:]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_issue_recipes_are_shipped():

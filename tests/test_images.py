@@ -13,6 +13,7 @@ import timm
 import torch
 import yaml
 from datasets import Dataset
+from helpers import assert_reloads_like_the_run, metrics_of
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -49,36 +50,9 @@ def csv_data(csvs) -> dict:
     return {"train_files": [str(csvs["train"])], "test_files": [str(csvs["test"])]}
 
 
-def metrics_of(run_dir) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
 def png_paths_and_labels(digits_csv) -> tuple[list[str], list[str]]:
     rows = [line.split(",") for line in digits_csv["test"].read_text().splitlines()[1:]]
     return [path for path, _ in rows], [label for _, label in rows]
-
-
-def assert_reloads_like_the_run(run_dir, digits_csv):
-    """The run folder predicts on image files exactly as the run scored its test split."""
-    recorded = metrics_of(run_dir)["test"]
-    classifier = hf_transfer.load(run_dir)
-    again = classifier.evaluate([str(digits_csv["test"])])
-    assert again["num_samples"] == recorded["num_samples"]
-    assert again["accuracy"] == pytest.approx(recorded["accuracy"])
-    assert again["log_loss"] == pytest.approx(recorded["log_loss"], abs=1e-4)
-    paths, labels = png_paths_and_labels(digits_csv)
-    predicted = [p["label"] for p in classifier.predict(paths)]
-    assert np.mean([p == t for p, t in zip(predicted, labels)]) == pytest.approx(recorded["accuracy"])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: timm's tiny test models are too small to gain from two, and on a busy CPU the thread
-    pool's synchronisation makes every small op cost milliseconds (a LoRA run took 38 s instead of 8 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -121,7 +95,7 @@ def test_linear_probe_on_imagefolder_extracts_once_and_reloads(
     config = json.loads((run_dir / "config.json").read_text())
     assert config["architecture"] == "test_efficientnet"
     assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
-    assert_reloads_like_the_run(run_dir, digits_csv)
+    assert_reloads_like_the_run(run_dir, digits_csv["test"], *png_paths_and_labels(digits_csv))
 
 
 def test_mean_and_cls_pooling_give_one_vector_per_image(tiny_vit_dir):
@@ -145,7 +119,7 @@ def test_lora_on_vit_targets_attention_and_mlp_and_saves_the_head(tmp_path, tiny
     assert not any("patch_embed" in k for k in keys)
     # timm's own parameter names: the adapter applies to `timm.create_model(...)` without hf-transfer
     assert all(k.startswith("base_model.model.") and ".model.model." not in k for k in keys)
-    assert_reloads_like_the_run(run_dir, digits_csv)
+    assert_reloads_like_the_run(run_dir, digits_csv["test"], *png_paths_and_labels(digits_csv))
 
 
 def test_lora_records_the_hub_id_it_loads_back_on(tmp_path, tiny_vit_dir, digits_csv, local_hub_cache):
@@ -155,7 +129,7 @@ def test_lora_records_the_hub_id_it_loads_back_on(tmp_path, tiny_vit_dir, digits
     )
     assert json.loads((run_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == "me/tiny-vit"
     assert json.loads((run_dir / "hf_transfer.json").read_text())["backbone"]["hub_id"] == "me/tiny-vit"
-    assert_reloads_like_the_run(run_dir, digits_csv)
+    assert_reloads_like_the_run(run_dir, digits_csv["test"], *png_paths_and_labels(digits_csv))
 
 
 def test_ia3_runs_on_cnn_convs(tmp_path, tiny_timm_dir, digits_csv):
@@ -164,7 +138,7 @@ def test_ia3_runs_on_cnn_convs(tmp_path, tiny_timm_dir, digits_csv):
     )
     adapter = json.loads((run_dir / "adapter_config.json").read_text())
     assert "conv_pw" in adapter["target_modules"] and "conv_dw" not in adapter["target_modules"]
-    assert_reloads_like_the_run(run_dir, digits_csv)
+    assert_reloads_like_the_run(run_dir, digits_csv["test"], *png_paths_and_labels(digits_csv))
 
 
 def test_finetune_last_block_freezes_the_stem_and_saves_timm_format(tmp_path, tiny_timm_dir, digits_csv):
@@ -184,7 +158,7 @@ def test_finetune_last_block_freezes_the_stem_and_saves_timm_format(tmp_path, ti
     assert trainable < metrics_of(run_dir)["parameters"]["total"] / 2
 
     shutil.rmtree(checkpoint)
-    assert_reloads_like_the_run(run_dir, digits_csv)
+    assert_reloads_like_the_run(run_dir, digits_csv["test"], *png_paths_and_labels(digits_csv))
     # timm's own format: timm loads the run folder, and names the user's classes
     model = timm.create_model(f"local-dir:{run_dir}", pretrained=True).eval()
     assert model.pretrained_cfg["label_names"] == ["one", "two", "zero"]
@@ -202,7 +176,7 @@ def test_image_size_replaces_the_pretrained_input_size_and_is_saved(tmp_path, di
     assert json.loads((run_dir / "config.json").read_text())["pretrained_cfg"]["input_size"] == [3, 48, 48]
     classifier = hf_transfer.load(run_dir)
     assert classifier.backbone.data_config["input_size"] == (3, 48, 48)
-    assert_reloads_like_the_run(run_dir, digits_csv)
+    assert_reloads_like_the_run(run_dir, digits_csv["test"], *png_paths_and_labels(digits_csv))
 
 
 def test_transforms_are_the_models_own_with_the_augmentation_the_recipe_asks_for(tiny_timm_dir):

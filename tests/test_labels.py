@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.sections import DataConfig
+from hf_transfer.backbones import build_backbone
+from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import DataError
 from hf_transfer.data.splits import coding_of_run, load_splits
 
@@ -322,6 +323,8 @@ def test_eval_drops_and_counts_rows_without_text(twelve_class_run, tmp_path):
 
 
 def test_empty_text_rows_are_dropped_counted_and_logged_not_trained_on(tmp_path, tiny_bert_dir, caplog):
+    """The text backbone's row check on the splits a run loads (the runner records its counts in metrics.json as
+    `skipped_rows`, as test_images checks for undecodable images)."""
     rows = keyword_rows(["neg", "pos"], per_class=10)
     rows[3]["text"] = ""  # a blank CSV cell
     rows[15]["text"] = "   "
@@ -329,12 +332,14 @@ def test_empty_text_rows_are_dropped_counted_and_logged_not_trained_on(tmp_path,
     test = write_rows(
         tmp_path / "test.csv", keyword_rows(["neg", "pos"], per_class=3) + [{"text": "", "label": "neg"}]
     )
-    recipe = text_recipe(tmp_path, tiny_bert_dir, {"train": train, "test": test}, PROBE, train={"epochs": 1})
+    cfg = DataConfig(train_files=[str(train)], test_files=[str(test)])
+    backbone = build_backbone(ModelConfig(checkpoint=str(tiny_bert_dir)), cfg, "text")
     with caplog.at_level(logging.WARNING, logger="hf_transfer"):
-        assert main(["run", str(recipe)]) == 0
-    metrics = json.loads((tmp_path / "outputs" / "run" / "metrics.json").read_text())
-    assert metrics["skipped_rows"] == {"train": 2, "test": 1}
-    assert metrics["data"]["train"] + metrics["data"]["validation"] == 18 and metrics["test"]["num_samples"] == 6
+        splits = load_splits(cfg, *backbone.required_columns(), 0, check_rows=backbone.check_rows)
+    assert backbone.skipped_rows == {"train": 2, "test": 1}
+    assert len(splits.train) + len(splits.validation) == 18 and len(splits.test) == 6
+    kept = [*splits.train["text"], *splits.validation["text"], *splits.test["text"]]
+    assert all(text.strip() for text in kept)
     assert any("dropped 2 of 20 rows with an empty text (first: row 3)" in r.message for r in caplog.records)
 
 

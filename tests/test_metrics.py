@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
+from helpers import assert_single_valid_png
 from sklearn import metrics as sk_metrics
 
 import hf_transfer.metrics.bootstrap as metrics_bootstrap
@@ -25,7 +25,6 @@ from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.metrics.tables import format_metrics_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SINGLE_LABEL_METRICS = METRICS_OF_PROBLEM_TYPE["single_label_classification"]
 
 # y_true and the predictions of the hand-computed 3-class example:
@@ -252,15 +251,6 @@ def test_table_of_partial_dict_lists_scalars_only():
 # --------------------------------------------------------------------------------------------------------------------
 # Plots
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def assert_single_valid_png(path: Path) -> np.ndarray:
-    """Check `path` is a real PNG, that nothing else (no temporary file) is in its folder; return the image."""
-    assert path.read_bytes()[:8] == PNG_MAGIC
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
-    image = imread(path)
-    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
-    return image
 
 
 def test_confusion_matrix_plot_is_written_atomically(tmp_path):

@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_single_valid_png
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as sk_metrics
-from test_metrics import assert_single_valid_png
 
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.bootstrap import bootstrap_difference

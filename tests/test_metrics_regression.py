@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_single_valid_png
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from sklearn import metrics as sk_metrics
-from test_metrics import assert_single_valid_png
 
 import hf_transfer.metrics.plots as metrics_plots
 from hf_transfer.core.errors import DataError, RecipeError

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import yaml
 from helpers import text_recipe
 from hub_server import local_hub, running_local_hub  # noqa: F401
 from huggingface_hub import ModelCard
+from topics_and_digits import MULTI, REGRESSION, problem_recipe, problem_splits, run_on
 
 import hf_transfer
+from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.hub.push import push_run
 from hf_transfer.runs.card import build_model_card, hub_dataset_id, write_model_card
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 LABELS = ["negative", "positive"]
 
@@ -201,3 +206,67 @@ def test_run_folder_card_and_pushed_card_of_a_finetuned_run(
         capsys.readouterr()
         exec(compile(code, "README.md", "exec"), {"__name__": "__card__"})
         assert capsys.readouterr().out.strip() == expected
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-label and regression: the snippets for PEFT alone (LoRA, text) and timm alone (image)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def library_snippet(run_dir) -> tuple[str, str]:
+    """(library, code) of the card's "Without hf-transfer" snippet."""
+    text = (run_dir / "README.md").read_text()
+    found = re.search(r"Without hf-transfer, with (.+?) alone:\n\n```python\n(.*?)```", text, flags=re.DOTALL)
+    assert found, text
+    return found.group(1), found.group(2)
+
+
+def predicted_by_cli(run_dir, inputs, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), *inputs, "--json"]) == 0
+    (prediction,) = json.loads(capsys.readouterr().out)
+    return prediction
+
+
+def assert_snippet_prints(code, prediction, problem_type, capsys):
+    capsys.readouterr()
+    exec(compile(code, "README.md", "exec"), {"__name__": "__card__"})
+    printed = capsys.readouterr().out.strip()
+    if problem_type == MULTI:
+        assert printed == str(prediction["labels"])
+    else:
+        values = {k: float(v) for k, v in re.findall(r"'([^']+)': ([-0-9.e]+)", printed)}
+        assert values.keys() == prediction["values"].keys(), printed
+        for name, value in prediction["values"].items():
+            assert values[name] == pytest.approx(value, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_lora_text_cards_peft_snippet_prints_what_predict_gives(
+    tmp_path, monkeypatch, tiny_bert_dir, text_data, image_data, problem_type, capsys
+):
+    scaling = {"mean": [3.0], "std": [2.0]} if problem_type == REGRESSION else None  # un-scaling must not be lost
+    splits = problem_splits(problem_type, "text", text_data, image_data, scaling)
+    recipe = problem_recipe(tmp_path, "text", tiny_bert_dir, problem_type, "lora", train={"epochs": 1})
+    run_dir = run_on(monkeypatch, recipe, splits)
+    library, code = library_snippet(run_dir)
+    assert library == "PEFT and transformers" and "PeftModel.from_pretrained" in code
+    prediction = predicted_by_cli(run_dir, ["A small gem of a movie."], capsys)
+    assert_snippet_prints(code, prediction, problem_type, capsys)
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_timm_image_cards_timm_snippet_prints_what_predict_gives(
+    tmp_path, monkeypatch, tiny_timm_dir, text_data, image_data, problem_type, capsys
+):
+    scaling = {"mean": [1.0], "std": [0.8]} if problem_type == REGRESSION else None
+    splits = problem_splits(problem_type, "image", text_data, image_data, scaling)
+    recipe = problem_recipe(tmp_path, "image", tiny_timm_dir, problem_type, "finetune", train={"epochs": 1})
+    run_dir = run_on(monkeypatch, recipe, splits)
+    library, code = library_snippet(run_dir)
+    assert library == "timm" and "timm.create_model" in code
+    # the snippet opens image.jpg in the working directory: a test digit stands in for it
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(splits.test["image"][0], tmp_path / "image.jpg")
+    prediction = predicted_by_cli(run_dir, [str(tmp_path / "image.jpg")], capsys)
+    assert_snippet_prints(code, prediction, problem_type, capsys)

@@ -14,14 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from datasets import Image as ImageFeature
-from helpers import colour_pair_csvs
+from helpers import colour_pair_csvs, header_command
 
 import hf_transfer
 from hf_transfer.apps.cli import main
-from hf_transfer.config.loading import load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.data.images import DIGIT_WORDS, load_digits_and_words
@@ -30,13 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 PHRASES = ("{c}", "it is {c}", "the colour {c}", "a {c} one")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine threads only fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -219,12 +212,6 @@ def test_mistakes_are_one_line_errors(tmp_path, towers, colour_pairs, capsys, ti
         )
 
 
-def header_override() -> list[str]:
-    """The arguments after `hf-transfer` of the shipped recipe's `# Override:` line (the shared towers, offline)."""
-    header = recipe_header(shipped_recipes()["multimodal/digits-and-words"])
-    return next(line for line in header if line.startswith("Override:")).split()[2:]
-
-
 def test_the_shipped_recipe_names_hub_towers_and_runs_offline_on_the_shared_ones():
     recipe = load_recipe("multimodal/digits-and-words")
     assert recipe.task == "multimodal-classification" and recipe.baseline == ["image_only", "text_only"]
@@ -232,7 +219,7 @@ def test_the_shipped_recipe_names_hub_towers_and_runs_offline_on_the_shared_ones
         "timm/tf_efficientnet_lite0.in1k",
         "sentence-transformers/all-MiniLM-L6-v2",
     )
-    offline = load_recipe("multimodal/digits-and-words", header_override()[2:])
+    offline = load_recipe("multimodal/digits-and-words", header_command("multimodal/digits-and-words", "Override")[2:])
     assert offline.model.image.checkpoint == "local-dir:../shared/models/tf_efficientnet_lite0"
     assert offline.model.text.checkpoint == "../shared/models/all-MiniLM-L6-v2"
 
@@ -242,7 +229,7 @@ def test_digits_and_words_on_the_shared_towers_beats_both_single_inputs(tmp_path
     monkeypatch.chdir(REPO)  # the recipe's checkpoint paths are relative to the repository
     run_dir = tmp_path / "run"
     small = ["data.config=0-2", "data.max_train_samples=200", "data.max_test_samples=100", "train.epochs=20"]
-    assert main([*header_override(), *small, f"output.dir={run_dir}"]) == 0
+    assert main([*header_command("multimodal/digits-and-words", "Override"), *small, f"output.dir={run_dir}"]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["baselines"]["image_only"]["accuracy"] <= 0.65
     assert metrics["baselines"]["text_only"]["accuracy"] <= 0.65
@@ -273,3 +260,62 @@ def test_rank_refuses_a_multimodal_recipe_in_one_line(capsys):
     assert main(["rank", "--recipe", "multimodal/digits-and-words", "--checkpoints", "x"]) == 2
     (err,) = error_lines(capsys)
     assert "multimodal" in err and "rank" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A regression run on image + text
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def colour_scores(tmp_path):
+    """csv files (image, text, score): a coloured picture and a colour word; score 10 when they agree, 0 when not,
+    so neither input alone decides it."""
+    return colour_pair_csvs(tmp_path, {"train": 24, "test": 8}, ("it is {c}",), 10.0, 0.0, target="score")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "train"),
+    [
+        ({"name": "linear_probe", "head": "mlp", "hidden_size": 64}, {"epochs": 12}),
+        # trains on batches of rows (no cached features): the pair collate carries float targets
+        ({"name": "finetune"}, {"epochs": 10}),
+    ],
+    ids=["linear_probe", "finetune"],
+)
+def test_multimodal_regression_trains_reloads_and_predicts(
+    tmp_path, tiny_timm_dir, tiny_bert_dir, colour_scores, strategy, train, capsys
+):
+    recipe = {
+        "task": "multimodal-classification",
+        "problem_type": "regression",
+        "model": {"image": {"checkpoint": f"local-dir:{tiny_timm_dir}"}, "text": {"checkpoint": str(tiny_bert_dir)}},
+        "data": {
+            "train_files": [str(colour_scores["train"])],
+            "test_files": [str(colour_scores["test"])],
+            "label_column": "score",
+            "standardize_targets": True,
+        },
+        "strategy": strategy,
+        "train": {"batch_size": 16, "learning_rate": 3e-3, "num_workers": 0, "seed": 0} | train,
+        "output": {"dir": str(tmp_path / "outputs" / "run")},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    assert main(["run", str(path)]) == 0
+    run_dir = tmp_path / "outputs" / "run"
+    metadata = json.loads((run_dir / "hf_transfer.json").read_text())
+    assert metadata["problem_type"] == "regression" and metadata["label_names"] == ["score"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["rmse"] < 4  # in score units; the mean (5) is 5 off every row
+
+    classifier = hf_transfer.load(run_dir)
+    again = classifier.evaluate([str(colour_scores["test"])])
+    assert again["rmse"] == pytest.approx(metrics["test"]["rmse"], rel=1e-4)
+    image = str(tmp_path / "test_0.png")
+    (expected,) = classifier.predict([(image, "it is red")])
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "--image", image, "--text", "it is red", "--json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert printed["values"]["score"] == pytest.approx(expected["values"]["score"], rel=1e-4, abs=1e-4)
+    assert -5 < printed["values"]["score"] < 15  # in score units, not standard deviations

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import random
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from fixtures_models import write_csv_rows
 from scipy.stats import multivariate_normal
+from topics_and_digits import MULTI, REGRESSION, TOPICS, topic_recipe
 
 from hf_transfer.apps.cli import main
 from hf_transfer.core.errors import DataError
@@ -24,6 +26,8 @@ from hf_transfer.metrics.transferability import (
     logme,
     logme_evidences,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # --------------------------------------------------------------------------------------------------------------------
 # LogME
@@ -146,23 +150,6 @@ def test_targets_that_never_vary_are_skipped_or_named():
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def blind_bert_dir(tmp_path_factory, tiny_bert_dir):
-    """tiny_bert_dir with every token's embedding replaced by one shared vector: its features see how long a text is
-    but not which words it holds, which tells nothing about keyword_csvs' labels."""
-    import torch
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("blind_bert")
-    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
-    model = BertModel.from_pretrained(folder)
-    with torch.no_grad():
-        weights = model.embeddings.word_embeddings.weight
-        weights.copy_(weights[0].expand_as(weights))
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
 def test_rank_puts_the_informative_checkpoint_first(
     tmp_path, monkeypatch, tiny_bert_dir, blind_bert_dir, keyword_csvs, capsys
 ):
@@ -248,7 +235,9 @@ def test_rank_scores_image_checkpoints(tmp_path, monkeypatch, tiny_timm_dir, tin
     report = json.loads(capsys.readouterr().out)
     assert sorted(r["checkpoint"] for r in report["candidates"]) == sorted(checkpoints)
     assert report["samples"] == 60 and report["label_names"] == ["one", "two", "zero"]
-    assert all(math.isfinite(r["logme"]) and 0 <= r["linear_accuracy"] <= 1 for r in report["candidates"])
+    for candidate in report["candidates"]:  # an accuracy over the 60 rows, 20 in each fold
+        assert math.isfinite(candidate["logme"])
+        assert candidate["linear_accuracy"] * 60 == pytest.approx(round(candidate["linear_accuracy"] * 60))
 
 
 def test_rank_does_not_import_the_runner():
@@ -262,3 +251,89 @@ def test_rank_does_not_import_the_runner():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-label and regression
+# --------------------------------------------------------------------------------------------------------------------
+
+
+# Words that tiny_bert_dir's tokenizer keeps whole: every text below is then eight tokens long.
+WHOLE_WORD_TOPICS = {"film": ["movie", "plot", "actors"], "mood": ["great", "fun", "love"], "tune": ["music", "funny"]}
+WHOLE_WORD_FILLER = "the a it was is and of this that with story".split()
+
+
+@pytest.fixture(scope="module")
+def same_length_csv(tmp_path_factory) -> str:
+    """Texts of six whole-token words, topic words in place of filler: the topics and their number of words (count)
+    do not follow a text's length, which is all a blind checkpoint sees."""
+    rng = random.Random(3)
+    rows = []
+    for _ in range(150):
+        present = [name for name in WHOLE_WORD_TOPICS if rng.random() < 0.4]
+        words = [rng.choice(WHOLE_WORD_TOPICS[name]) for name in present for _ in range(rng.randint(1, 2))]
+        count = len(words)
+        words += [rng.choice(WHOLE_WORD_FILLER) for _ in range(6 - count)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "topics": "|".join(present), "count": count})
+    folder = tmp_path_factory.mktemp("same_length")
+    return str(write_csv_rows(folder / "train.csv", rows, ["text", "topics", "count"]))
+
+
+@pytest.mark.parametrize(
+    ("flags", "linear", "knn", "titles"),
+    [
+        (
+            ["--problem-type", MULTI, "--label-column", "topics", "--label-separator", "|"],
+            "linear_map_macro",
+            "knn_map_macro",
+            ("3 labels", "kNN mAP", "linear mAP"),
+        ),
+        (["--problem-type", REGRESSION, "--label-column", "count"], "linear_r2", "knn_neg_rmse", ("1 targets", "R²")),
+    ],
+)
+def test_rank_puts_the_checkpoint_that_sees_the_labels_first(
+    tmp_path, monkeypatch, tiny_bert_dir, blind_bert_dir, same_length_csv, flags, linear, knn, titles, capsys
+):
+    monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
+    args = ["rank", "--checkpoints", str(blind_bert_dir), str(tiny_bert_dir), "--data", same_length_csv, *flags]
+    assert main([*args, "--folds", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["problem_type"] == flags[1] and report["scores"] == ["logme", linear, knn]
+    assert [r["checkpoint"] for r in report["candidates"]] == [str(tiny_bert_dir), str(blind_bert_dir)]
+    informative, blind = report["candidates"]
+    with capsys.disabled():  # shown with -s
+        print(f"rank {flags[1]}: {[{k: round(r[k], 4) for k in report['scores']} for r in report['candidates']]}")
+    for key in ("logme", linear, knn):
+        assert informative[key] > blind[key], key
+    assert "knn_accuracy" not in informative and "linear_accuracy" not in informative
+
+    assert main([*args, "--folds", "3", "--by", linear]) == 0  # the table names the scores of this problem type
+    table = capsys.readouterr().out
+    assert f"Ranked by {linear}" in table and all(title in table for title in titles)
+    assert table.index(str(tiny_bert_dir)) < table.index(str(blind_bert_dir))
+
+
+def test_rank_reads_the_problem_type_from_the_recipe(tmp_path, monkeypatch, tiny_bert_dir, topic_csvs, capsys):
+    monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path / "cache"))
+    recipe = topic_recipe(tmp_path, tiny_bert_dir, topic_csvs, MULTI)
+    assert main(["rank", "--recipe", recipe, "--checkpoints", str(tiny_bert_dir), "--folds", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["problem_type"] == MULTI and report["label_names"] == sorted(TOPICS)
+    assert report["scores"][1] == "linear_map_macro" and "linear_map_macro" in report["candidates"][0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--problem-type", REGRESSION, "--label-column", "count", "--by", "knn_accuracy"], "by logme, linear_r2"),
+        (["--problem-type", MULTI, "--label-column", "topics", "--zero-shot", "x"], "--zero-shot picks one label"),
+        (["--label-column", "topics", "--label-separator", "|"], "--label-separator splits several labels"),
+        (["--problem-type", REGRESSION, "--label-column", "topics"], "column 'topics'"),
+    ],
+)
+def test_rank_mistakes_on_the_new_problem_types_are_one_line(tiny_bert_dir, topic_csvs, extra, expected, capsys):
+    args = ["rank", "--checkpoints", str(tiny_bert_dir), "--data", str(topic_csvs["train"]), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err

@@ -11,10 +11,11 @@ import typing
 
 import pytest
 import yaml
+from helpers import recipe_header
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_transfer.config.loading import apply_overrides, load_recipe, recipe_header, shipped_recipes
+from hf_transfer.config.loading import apply_overrides, load_recipe, shipped_recipes
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError

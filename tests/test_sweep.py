@@ -11,6 +11,7 @@ import yaml
 from helpers import text_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from topics_and_digits import MULTI, REGRESSION, problem_recipe, topic_jsonl_files
 
 import hf_transfer.backbones.features as features
 import hf_transfer.train.loop as train
@@ -28,6 +29,8 @@ from hf_transfer.apps.sweep import (
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.data import splits as splits_module
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -126,7 +129,7 @@ def test_probe_sweep_extracts_features_once_and_minimises_a_loss(tmp_path, tiny_
     values = [trial["value"] for trial in report["trials"]]
     assert report["direction"] == "minimize" and report["best"]["value"] == min(values) and len(set(values)) > 1
     assert {trial["params"]["head"] for trial in report["trials"]} <= {"linear", "mlp"}
-    assert report["feature_extraction_seconds"] is not None
+    assert report["feature_extraction_seconds"] > 0
     tuned = load_recipe(str(tmp_path / "b.yaml"))
     assert tuned.strategy.head == report["best"]["params"]["head"]
     assert tuned.train.weight_decay == report["best"]["params"]["weight_decay"]
@@ -226,3 +229,44 @@ def test_a_diverged_trial_is_recorded_as_failed_and_the_search_goes_on(
     assert first["state"] == "failed" and first["value"] is None and "nan" in first["error"]
     assert second["state"] == "complete" and report["best"]["trial"] == 2
     assert load_recipe(str(tmp_path / "s" / BEST_RECIPE_FILE)).train.learning_rate == calls[1]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-label and regression: the problem type's default metric, in its direction
+# --------------------------------------------------------------------------------------------------------------------
+
+
+DEFAULT_METRIC = {MULTI: ("f1_macro", "maximize"), REGRESSION: ("rmse", "minimize")}
+
+
+@pytest.mark.parametrize("problem_type", [MULTI, REGRESSION])
+def test_sweep_scores_the_problem_types_metric_in_its_direction_and_keeps_the_problem_type(
+    tmp_path, tiny_bert_dir, problem_type, capsys
+):
+    files = topic_jsonl_files(tmp_path, problem_type)
+    recipe = problem_recipe(
+        tmp_path,
+        "text",
+        tiny_bert_dir,
+        problem_type,
+        "linear_probe",
+        data={"train_files": [str(files["train"])], "validation_files": [str(files["validation"])]}
+        | {"test_files": [str(files["test"])]},
+        train={"epochs": 2},
+    )
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(recipe), "--trials", "3", "--seed", "0", "--output", str(out)]) == 0
+    report = json.loads((out / SWEEP_FILE).read_text())
+    metric, direction = DEFAULT_METRIC[problem_type]
+    assert report["metric"] == metric and report["direction"] == direction
+    values = [trial["value"] for trial in report["trials"]]
+    assert len(set(values)) > 1, values  # other learning rates, other scores: the pick below means something
+    assert report["best"]["value"] == (max if direction == "maximize" else min)(values)
+
+    tuned = load_recipe(str(out / BEST_RECIPE_FILE))
+    assert tuned.problem_type == problem_type
+    # `hf-transfer run` on the best recipe trains the same problem to the best trial's validation figure
+    assert main(["run", str(out / BEST_RECIPE_FILE)]) == 0
+    metrics = json.loads((tuned.output_dir / "metrics.json").read_text())
+    assert metrics["validation"][metric] == pytest.approx(report["best"]["value"], rel=1e-4)
+    assert json.loads((tuned.output_dir / "hf_transfer.json").read_text())["problem_type"] == problem_type

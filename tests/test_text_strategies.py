@@ -6,7 +6,7 @@ import json
 import logging
 
 import pytest
-from helpers import text_recipe
+from helpers import assert_reloads_like_the_run, metrics_of, text_recipe
 from safetensors import safe_open
 
 import hf_transfer
@@ -16,19 +16,6 @@ from hf_transfer.config.loading import load_recipe
 def run(tmp_path, tiny_bert_dir, keyword_csvs, strategy, name="run", **overrides):
     recipe_path = text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, strategy, name=name, **overrides)
     return hf_transfer.run(str(recipe_path))
-
-
-def metrics_of(run_dir):
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def assert_reloads_like_the_run(run_dir, keyword_csvs):
-    """The folder loads back on its own and reproduces the test metrics the run recorded."""
-    recorded = metrics_of(run_dir)["test"]
-    again = hf_transfer.load(run_dir).evaluate([str(keyword_csvs["test"])])
-    assert again["num_samples"] == recorded["num_samples"]
-    assert again["accuracy"] == pytest.approx(recorded["accuracy"])
-    assert again["log_loss"] == pytest.approx(recorded["log_loss"], abs=1e-4)
 
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
@@ -58,7 +45,7 @@ def test_linear_probe_learns_and_reloads(tmp_path, tiny_bert_dir, keyword_csvs, 
     assert metrics["test"]["accuracy"] > 0.7
     head_size = 32 * 2 + 2 if head == "linear" else 32 * 256 + 256 + 256 * 2 + 2  # tiny BERT's hidden size is 32
     assert metrics["parameters"]["trainable"] == head_size  # only the head trained; the backbone stayed frozen
-    assert_reloads_like_the_run(run_dir, keyword_csvs)
+    assert_reloads_like_the_run(run_dir, keyword_csvs["test"])
 
 
 def test_linear_probe_extracts_features_once_and_reuses_the_cache(
@@ -105,7 +92,7 @@ def test_finetune_learns_and_reloads(tmp_path, tiny_bert_dir, keyword_csvs):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"}
     assert metrics_of(run_dir)["test"]["accuracy"] > 0.85
-    assert_reloads_like_the_run(run_dir, keyword_csvs)
+    assert_reloads_like_the_run(run_dir, keyword_csvs["test"])
 
 
 def test_finetune_unfreezes_only_the_last_blocks_with_layer_decay(tmp_path, tiny_bert_dir, keyword_csvs):
@@ -149,7 +136,7 @@ def test_lora_trains_adapter_and_head_and_reloads(tmp_path, tiny_bert_dir, keywo
     metrics = metrics_of(run_dir)
     assert metrics["parameters"]["trainable"] < metrics["parameters"]["total"] / 5
     assert metrics["test"]["accuracy"] > 0.8
-    assert_reloads_like_the_run(run_dir, keyword_csvs)
+    assert_reloads_like_the_run(run_dir, keyword_csvs["test"])
 
 
 def test_dora_and_ia3_run(tmp_path, tiny_bert_dir, keyword_csvs):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -11,17 +10,13 @@ import sys
 import pytest
 import torch
 from crashes import Crash, CrashAtStep
-from helpers import text_recipe
+from helpers import metrics_of, text_recipe
 
 import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.core.accelerator import resolve_mixed_precision
 from hf_transfer.core.errors import TrainingDivergedError
 from hf_transfer.train.loop import Callback
-
-
-def _metrics(run_dir):
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 @pytest.mark.parametrize("strategy", ["finetune", "lora"])
@@ -39,7 +34,7 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, tiny_bert
     checkpoint = tmp_path / "outputs" / "crashed.incomplete" / "target" / "checkpoints" / "step-20"
     assert checkpoint.is_dir()  # ... but a checkpoint to resume from
     resumed = hf_transfer.run(recipe, resume=True)
-    a, b = _metrics(straight), _metrics(resumed)
+    a, b = metrics_of(straight), metrics_of(resumed)
     for split in ("validation", "test"):
         assert b[split]["accuracy"] == a[split]["accuracy"]
         assert b[split]["log_loss"] == pytest.approx(a[split]["log_loss"], rel=1e-5)
@@ -82,7 +77,7 @@ def test_early_stopping_and_best_checkpoint(tmp_path, tiny_bert_dir, keyword_csv
     run_dir = hf_transfer.run(
         str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune", train=train, eval={"metric": "log_loss"}))
     )
-    metrics = _metrics(run_dir)
+    metrics = metrics_of(run_dir)
     assert metrics["stopped_early"] is True
     assert len(metrics["history"]) < 8
     best = min(metrics["history"], key=lambda h: h["eval_loss"])
@@ -93,7 +88,7 @@ def test_history_holds_the_validation_loss_once(tmp_path, tiny_bert_dir, keyword
     run_dir = hf_transfer.run(
         str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 2}))
     )
-    history = _metrics(run_dir)["history"]
+    history = metrics_of(run_dir)["history"]
     # training_curves.png draws every history key ending in "loss": log_loss beside eval_loss drew one curve twice
     assert [[key for key in entry if key.endswith("loss")] for entry in history] == [["train_loss", "eval_loss"]] * 2
 
@@ -102,20 +97,17 @@ def test_mixed_precision_bf16_runs_on_cpu(tmp_path, tiny_bert_dir, keyword_csvs)
     run_dir = hf_transfer.run(
         str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "bf16"}))
     )
-    assert _metrics(run_dir)["test"]["num_samples"] == 80
+    metrics = metrics_of(run_dir)
+    assert metrics["test"]["num_samples"] == 80
+    assert metrics["mixed_precision"] == "bf16"  # the run folder records the precision it trained in
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(
-    tmp_path, tiny_bert_dir, keyword_csvs, monkeypatch, native
-):
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native):
     # Emulated bf16 is slower than fp32: auto must fall back to fp32 on a CPU without AVX512-BF16 or AMX.
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    run_dir = hf_transfer.run(
-        str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "lora", train={"epochs": 1, "mixed_precision": "auto"}))
-    )
-    assert _metrics(run_dir)["mixed_precision"] == ("bf16" if native else "no")
+    assert resolve_mixed_precision("auto", torch.device("cpu")) == ("bf16" if native else "no")
 
 
 @pytest.mark.parametrize(
@@ -180,7 +172,7 @@ def test_same_code_runs_under_accelerate_launch_with_two_processes(tmp_path, tin
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = _metrics(tmp_path / "outputs" / "run")
+    metrics = metrics_of(tmp_path / "outputs" / "run")
     # gather_for_metrics drops the samples padded in to even out the two shards: every row counted once
     assert metrics["test"]["num_samples"] == 80
     assert metrics["validation"]["num_samples"] == 24

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from fixtures_models import build_tiny_vision_model, write_csv_rows
+from helpers import assert_reloads_like_the_run, metrics_of
 from hub_server import running_local_hub, use_local_hub
 from PIL import Image
 
@@ -31,13 +32,7 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220)}
 HIDDEN = 32  # the tiny models' width (ConvNeXt's and ResNet's last stage too)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are too small to gain from two on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +71,12 @@ def squares(tmp_path_factory) -> dict:
                 if split == "test":
                     rows.append({"image": str(path), "label": name})
     csv = write_csv_rows(root / "test.csv", rows, ["image", "label"])
-    return {"root": root, "test_csv": csv, "test_images": [r["image"] for r in rows]}
+    return {
+        "root": root,
+        "test_csv": csv,
+        "test_images": [r["image"] for r in rows],
+        "test_labels": [r["label"] for r in rows],
+    }
 
 
 def vision_recipe(tmp_path, checkpoint, strategy, squares, name="run", train=None, model=None, data=None) -> Path:
@@ -93,23 +93,6 @@ def vision_recipe(tmp_path, checkpoint, strategy, squares, name="run", train=Non
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
-
-
-def metrics_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def assert_reloads_like_the_run(run_dir: Path, squares: dict) -> hf_transfer.Classifier:
-    """The run folder scores the test images as the run did, and predicts on their files the same."""
-    recorded = metrics_of(run_dir)["test"]
-    classifier = hf_transfer.load(run_dir)
-    again = classifier.evaluate([str(squares["test_csv"])])
-    assert again["accuracy"] == pytest.approx(recorded["accuracy"])
-    assert again["log_loss"] == pytest.approx(recorded["log_loss"], abs=1e-4)
-    truth = [Path(p).parent.name for p in squares["test_images"]]
-    predicted = [p["label"] for p in classifier.predict(squares["test_images"])]
-    assert np.mean([p == t for p, t in zip(predicted, truth)]) == pytest.approx(recorded["accuracy"])
-    return classifier
 
 
 def test_the_backbone_is_registered_and_auto_picks_it_for_transformers_checkpoints_only(
@@ -149,7 +132,7 @@ def test_linear_probe_learns_with_each_familys_pooling_and_reloads(tmp_path, vis
     assert metrics_of(run_dir)["test"]["accuracy"] >= 0.8  # chance is 1/3
     # the run folder holds the image processor, so it predicts without the checkpoint's preprocessing files
     assert json.loads((run_dir / "preprocessor_config.json").read_text())["image_processor_type"]
-    assert_reloads_like_the_run(run_dir, squares)
+    assert_reloads_like_the_run(run_dir, squares["test_csv"], squares["test_images"], squares["test_labels"])
 
 
 def test_pooling_options_give_the_documented_shapes_and_wrong_ones_name_the_valid(vision_dir, tiny_timm_dir):
@@ -204,7 +187,9 @@ def test_finetune_last_block_with_layer_decay_is_a_plain_transformers_repo_that_
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] - frozen
     config = json.loads((run_dir / "config.json").read_text())
     assert set(config["id2label"].values()) == set(COLOURS) and config["label2id"]["red"] in (0, 1, 2)
-    classifier = assert_reloads_like_the_run(run_dir, squares)
+    classifier = assert_reloads_like_the_run(
+        run_dir, squares["test_csv"], squares["test_images"], squares["test_labels"]
+    )
     ours = classifier.predict(squares["test_images"])
     theirs = pipeline("image-classification", model=str(run_dir), device="cpu")(squares["test_images"], top_k=3)
     for mine, scored in zip(ours, theirs):
@@ -263,7 +248,7 @@ def test_adapters_use_each_familys_default_targets_learn_and_reload(
     assert set(adapter["target_modules"]) == targets
     assert adapter["modules_to_save"] == ["classifier"]
     assert (run_dir / "preprocessor_config.json").is_file() and not (run_dir / "model.safetensors").exists()
-    assert_reloads_like_the_run(run_dir, squares)
+    assert_reloads_like_the_run(run_dir, squares["test_csv"], squares["test_images"], squares["test_labels"])
 
 
 def test_lora_on_a_siglip_tower_by_hub_id_pushes_with_a_card_snippet_that_runs(

@@ -1,4 +1,9 @@
-"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | sweep | rank."""
+"""`hf-transfer`: run | ls | cp | validate | eval | predict | push | cv | sweep | rank.
+
+The command layer: each `cmd_*` reads its arguments, calls the library and prints; each `_add_*_parser` declares its
+command's flags and help texts (`SUB_PARSERS`, in --help order). It is longer than most modules because it has one
+owner, the command line: every flag and message a user types or reads is here, and nothing else is.
+"""
 
 from __future__ import annotations
 
@@ -399,15 +404,19 @@ def _add_trained_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hf_transfer.config.names import PROBLEM_TYPES
-
+    """`hf-transfer`'s parser: the global flags, then one sub-parser per command (`SUB_PARSERS`, in --help order)."""
     parser = argparse.ArgumentParser(
         prog="hf-transfer",
         description="Transfer learning on the Hugging Face stack: run a recipe, then evaluate, predict, share.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug details.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_sub_parser in SUB_PARSERS:
+        add_sub_parser(sub)
+    return parser
 
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="Train with a recipe (a shipped name or a YAML path).",
@@ -418,20 +427,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue an interrupted run from its latest checkpoint.")
     p.set_defaults(func=cmd_run)
 
+
+def _add_ls_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ls", help="List the shipped recipes.", description="List the shipped recipes.")
     p.set_defaults(func=cmd_ls)
 
+
+def _add_cp_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cp", help="Copy a shipped recipe to edit it.", description="Copy a shipped recipe.")
     p.add_argument("name", help="Shipped recipe name.")
     p.add_argument("dest", help="Destination file or folder.")
     p.add_argument("--force", action="store_true", help="Replace an existing file.")
     p.set_defaults(func=cmd_cp)
 
+
+def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="Check a recipe without running it.", description="Check a recipe.")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_validate)
 
+
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="Metrics of a trained run on new labelled data (a test set).",
@@ -442,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="csv/json/jsonl/parquet files.")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="Labels and probabilities for new inputs.",
@@ -459,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", help="Multimodal runs: an example's text (after its --image).")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_push_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "push",
         help="Share a run folder on the Hub in one commit.",
@@ -477,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="List the files and the card metadata; send nothing.")
     p.set_defaults(func=cmd_push)
 
+
+def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cv",
         help="Cross-validate a recipe: mean ± std of every metric over K stratified folds.",
@@ -494,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_cv)
 
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="Search a recipe's learning rate and strategy knobs with Optuna on the validation split.",
@@ -514,14 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser(
-        "rank",
-        help="Score candidate checkpoints on a sample of your data before training.",
-        description="Extract each checkpoint's features of the same sample of labelled data and score them: "
-        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost. "
-        "--zero-shot candidates (CLIP, SigLIP or text encoders) are scored by their accuracy from the label names "
-        "alone.",
-    )
+
+def _add_rank_candidate_arguments(p: argparse.ArgumentParser) -> None:
+    """The checkpoints `rank` scores: by their features, zero-shot, or both."""
     p.add_argument("--checkpoints", nargs="+", help="Local folders or Hub ids (timm names for images).")
     p.add_argument(
         "--zero-shot",
@@ -536,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="A zero-shot prompt with {label} in it; repeat to average several (default 'a photo of a {label}.' for "
         "images, '{label}' for texts).",
     )
+
+
+def _add_rank_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The labelled rows `rank` scores on: files or a recipe's, their task, columns and problem type."""
+    from hf_transfer.config.names import PROBLEM_TYPES
+
     p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
     p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
     p.add_argument("--task", choices=["text-classification", "image-classification"], help="Default: text.")
@@ -554,6 +580,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="Multi-label: one 0/1 column per label; regression: the target columns.",
     )
     p.add_argument("--label-separator", help='Multi-label: the separator of labels in one string ("comedy|drama").')
+
+
+def _add_rank_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rank",
+        help="Score candidate checkpoints on a sample of your data before training.",
+        description="Extract each checkpoint's features of the same sample of labelled data and score them: "
+        "cross-validated kNN and logistic-regression accuracy, and LogME; print them ranked, with their cost. "
+        "--zero-shot candidates (CLIP, SigLIP or text encoders) are scored by their accuracy from the label names "
+        "alone.",
+    )
+    _add_rank_candidate_arguments(p)
+    _add_rank_data_arguments(p)
     p.add_argument("--max-samples", type=int, default=1000, help="Score on at most this many rows (default 1000).")
     p.add_argument("--pooling", choices=["mean", "cls"], help="Feature pooling (default mean, or the recipe's).")
     p.add_argument("--folds", type=int, default=5, help="Folds of the kNN and linear-probe accuracy (default 5).")
@@ -576,7 +615,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="Batch size of the feature pass.")
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     p.set_defaults(func=cmd_rank)
-    return parser
+
+
+SUB_PARSERS = (
+    _add_run_parser,
+    _add_ls_parser,
+    _add_cp_parser,
+    _add_validate_parser,
+    _add_eval_parser,
+    _add_predict_parser,
+    _add_push_parser,
+    _add_cv_parser,
+    _add_sweep_parser,
+    _add_rank_parser,
+)
+"""The commands' sub-parsers, in the order `hf-transfer --help` lists them; each names the cmd_* that runs it."""
 
 
 def main(argv: list[str] | None = None) -> int:

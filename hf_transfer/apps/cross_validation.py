@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,6 @@ PER_NAME_KEYS = {
     "per_label": ("precision", "recall", "f1", "average_precision", "roc_auc", "threshold"),
     "per_target": ("mse", "rmse", "mae", "r2", "pearson", "spearman"),
 }
-PER_CLASS_KEYS = PER_NAME_KEYS["per_class"]
 ROW = "row"  # the train row a carved validation row came from
 
 
@@ -66,12 +65,6 @@ def cv_output_dir(recipe: Recipe) -> Path:
 def check_folds(folds: int) -> None:
     if folds < 2:
         raise RecipeError(f"--folds is {folds}; cross-validation needs at least 2 folds (5 or 10 are usual).")
-
-
-def stratified_folds(labels, folds: int, seed: int, label_names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train rows, validation rows) of each of `folds` stratified folds (scikit-learn's StratifiedKFold, shuffled
-    with `seed`)."""
-    return cv_folds(SINGLE_LABEL, labels, folds, seed, label_names)
 
 
 def cv_folds(
@@ -177,6 +170,33 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
     start = time.perf_counter()
     run = TransferRun(recipe, resume=resume)
     run.setup()
+    cv = cv_data(run, recipe, folds)
+    per_fold, fold_of_row = run_folds(run, recipe, cv, folds)
+    report = cv_report(recipe, cv, folds, per_fold, fold_of_row, start)
+    write_cv_report(run, recipe, report, out)
+    run.cleanup()
+    report["output_dir"] = str(out)
+    return report
+
+
+@dataclass(frozen=True)
+class CvData:
+    """The train rows cross-validation cuts, loaded once: their labels (a matrix for multi-label and regression),
+    each fold's (train rows, held-out rows), what the folds index (the rows, or a linear probe's features of them),
+    whether each fold standardises its targets, and the seconds the feature pass took."""
+
+    rows: Dataset
+    labels: np.ndarray
+    label_names: list[str]
+    fold_rows: list[tuple[np.ndarray, np.ndarray]]
+    data: Dataset | FeatureDataset
+    standardized: bool
+    extraction_seconds: float | None
+
+
+def cv_data(run: TransferRun, recipe: Recipe, folds: int) -> CvData:
+    """The recipe's train rows (targets unstandardised), cut into `folds` folds; a linear probe's features extracted
+    once for all folds."""
     accelerator, backbone, seed = run.accelerator, run.target_backbone, recipe.train.seed
     problem = recipe.problem_type
     standardized = problem == REGRESSION and recipe.data.standardize_targets
@@ -192,10 +212,16 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
         data = build_strategy(recipe.strategy, backbone).split_features(rows, accelerator, "train")
         extraction_seconds = round(time.perf_counter() - extraction_start, 2)
 
-    # multi-label: held-out rows are a test split, the epoch and thresholds chosen on the fold's own validation
-    held_out_split = "test" if problem == MULTI_LABEL else "validation"
+    return CvData(rows, labels, label_names, fold_rows, data, standardized, extraction_seconds)
+
+
+def run_folds(run: TransferRun, recipe: Recipe, cv: CvData, folds: int) -> tuple[list[dict], np.ndarray]:
+    """Each fold's summary (its rows, best epoch, seconds and the metrics of its validation and held-out rows), and
+    the fold that holds out each train row; each fold is one stage of `run`."""
+    backbone, seed, problem = run.target_backbone, recipe.train.seed, recipe.problem_type
+    rows, labels, label_names, data, standardized = cv.rows, cv.labels, cv.label_names, cv.data, cv.standardized
     per_fold, fold_of_row = [], np.zeros(len(labels), dtype=np.int64)
-    for i, (train_rows, held_out) in enumerate(fold_rows, start=1):
+    for i, (train_rows, held_out) in enumerate(cv.fold_rows, start=1):
         fold_of_row[held_out] = i
         validation_rows, test = held_out, None
         if problem == MULTI_LABEL:
@@ -238,6 +264,17 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
         per_fold.append(fold)
         del stage  # the fold's model
 
+    return per_fold, fold_of_row
+
+
+def cv_report(
+    recipe: Recipe, cv: CvData, folds: int, per_fold: list[dict], fold_of_row: np.ndarray, start: float
+) -> dict:
+    """What `cv_metrics.json` holds: the settings, the mean and std of every held-out metric, and each fold's."""
+    seed, problem = recipe.train.seed, recipe.problem_type
+    labels, label_names, extraction_seconds = cv.labels, cv.label_names, cv.extraction_seconds
+    # multi-label: held-out rows are a test split, the epoch and thresholds chosen on the fold's own validation
+    held_out_split = "test" if problem == MULTI_LABEL else "validation"
     report = {
         "recipe": recipe.name,
         "task": recipe.task,
@@ -256,14 +293,17 @@ def cross_validate(recipe: Recipe, folds: int = 5, output_dir: str | Path | None
         "feature_extraction_seconds": extraction_seconds,
         "seconds": round(time.perf_counter() - start, 2),
     }
+    return report
+
+
+def write_cv_report(run: TransferRun, recipe: Recipe, report: dict, out: Path) -> None:
+    """The recipe the folds ran and `cv_metrics.json`, written in `out` by the main process."""
+    accelerator = run.accelerator
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_yaml(out / RECIPE_FILE, recipe.to_dict())
         write_json(out / CV_METRICS_FILE, report)
         logger.info("cross-validation report: %s", out / CV_METRICS_FILE)
-    run.cleanup()
-    report["output_dir"] = str(out)
-    return report
 
 
 def format_cv_table(report: dict) -> str:

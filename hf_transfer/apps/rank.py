@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from hf_transfer.metrics.transferability import (
 )
 from hf_transfer.strategies.base import count_parameters
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -211,24 +215,15 @@ def check_loadable(backbone: Backbone) -> None:
         backbone.data_config  # noqa: B018
 
 
-def rank_checkpoints(
-    checkpoints: list[str],
-    inputs: RankInputs,
-    max_samples: int = 1000,
-    folds: int = 5,
-    seed: int = 0,
-    batch_size: int = 64,
-    by: str | None = None,
-    zero_shot: list[str] | None = None,
-) -> dict:
-    """Scores of each checkpoint's frozen features (and of each `zero_shot` checkpoint's zero-shot accuracy) on one
-    sample of the data, best first by `by` (default logme, or zero_shot_accuracy when only zero-shot candidates)."""
-    checkpoints, zero_shot = list(checkpoints or []), list(zero_shot or [])
+def check_rank_request(
+    checkpoints: list[str], zero_shot: list[str], problem_type: str, by: str | None, folds: int, max_samples: int
+) -> str:
+    """The score to rank by (`by`, or logme, or zero_shot_accuracy when only zero-shot candidates), once the
+    candidates, the score and the folds are checked against the data's problem type."""
     if not checkpoints and not zero_shot:
         raise HfTransferError(
             "--checkpoints needs at least one checkpoint (a local folder or a cached Hub id), or give --zero-shot."
         )
-    problem_type = inputs.problem_type
     if zero_shot and problem_type != SINGLE_LABEL:
         raise HfTransferError(
             f"--zero-shot picks one label per row from the label names, so it needs single-label data, not "
@@ -236,13 +231,21 @@ def rank_checkpoints(
         )
     by = by or ("logme" if checkpoints else "zero_shot_accuracy")
     check_ranked_by(by, problem_type, checkpoints, zero_shot)
-    feature_scores = scores_of(problem_type)
     if folds < 2:
         raise HfTransferError(f"--folds is {folds}; the kNN and linear scores need at least 2 folds.")
     if max_samples < 2 * folds:
         raise HfTransferError(
             f"--max-samples {max_samples} is too few for --folds {folds}; give at least {2 * folds}."
         )
+    return by
+
+
+def load_candidates(
+    checkpoints: list[str], zero_shot: list[str], inputs: RankInputs, max_samples: int, seed: int
+) -> tuple[list[Backbone], list[ZeroShotClassifier], Dataset, list[str]]:
+    """The candidates' backbones and zero-shot classifiers, each checked loadable before any extraction, and the
+    sample of at most `max_samples` rows they are all scored on, with its label names."""
+    problem_type = inputs.problem_type
     cap = min(max_samples, inputs.data.max_train_samples or max_samples)
     data_cfg = replace(inputs.data, max_train_samples=cap)
     try:
@@ -261,6 +264,27 @@ def rank_checkpoints(
         sample, label_names = load_train_split(data_cfg, (backbones or zero_shot_models)[0], seed, problem_type)
     except (DataError, ModelError) as err:
         raise _in_flag_terms(err, inputs) from None
+    return backbones, zero_shot_models, sample, label_names
+
+
+def rank_checkpoints(
+    checkpoints: list[str],
+    inputs: RankInputs,
+    max_samples: int = 1000,
+    folds: int = 5,
+    seed: int = 0,
+    batch_size: int = 64,
+    by: str | None = None,
+    zero_shot: list[str] | None = None,
+) -> dict:
+    """Scores of each checkpoint's frozen features (and of each `zero_shot` checkpoint's zero-shot accuracy) on one
+    sample of the data, best first by `by` (default logme, or zero_shot_accuracy when only zero-shot candidates)."""
+    checkpoints, zero_shot = list(checkpoints or []), list(zero_shot or [])
+    by = check_rank_request(checkpoints, zero_shot, inputs.problem_type, by, folds, max_samples)
+    problem_type = inputs.problem_type
+    backbones, zero_shot_models, sample, label_names = load_candidates(
+        checkpoints, zero_shot, inputs, max_samples, seed
+    )
     labels = np.asarray(sample["labels"])
     if backbones and problem_type == SINGLE_LABEL:
         require_rows_per_class(
@@ -275,6 +299,18 @@ def rank_checkpoints(
     )
 
     accelerator = fresh_accelerator()
+    rows = feature_rows(backbones, sample, inputs, accelerator, batch_size, folds, seed)
+    add_zero_shot_scores(rows, zero_shot_models, sample, label_names, accelerator, batch_size, scores_of(problem_type))
+    candidates = ranked_candidates(rows, by)
+    notes = rank_notes(candidates, backbones, sample)
+    return rank_report(inputs, sample, label_names, folds, seed, by, candidates, notes, zero_shot_models)
+
+
+def feature_rows(
+    backbones: list[Backbone], sample: Dataset, inputs: RankInputs, accelerator, batch_size: int, folds: int, seed: int
+) -> dict[str, dict]:
+    """Each backbone's row of the report, by checkpoint: its feature scores on `sample` and what they cost."""
+    problem_type = inputs.problem_type
     rows: dict[str, dict] = {}
     for backbone in backbones:
         cached = (cache_root() / f"{feature_cache_key(backbone, sample, inputs.pooling)}.safetensors").is_file()
@@ -308,6 +344,21 @@ def rank_checkpoints(
             "extraction_seconds": round(seconds, 2),
             "features_cached": cached,
         }
+    return rows
+
+
+def add_zero_shot_scores(
+    rows: dict[str, dict],
+    zero_shot_models: list[ZeroShotClassifier],
+    sample: Dataset,
+    label_names: list[str],
+    accelerator,
+    batch_size: int,
+    feature_scores: tuple[str, ...],
+) -> None:
+    """Adds each zero-shot candidate's accuracy on `sample` to `rows`: to its checkpoint's row when its features were
+    scored too, else to a row of its own without feature scores."""
+    labels = np.asarray(sample["labels"])
     for classifier in zero_shot_models:
         start = time.perf_counter()
         model = classifier.model.to(accelerator.device)
@@ -326,9 +377,18 @@ def rank_checkpoints(
         row["zero_shot_accuracy"] = float((probs.argmax(1) == labels).mean())
         row["zero_shot_seconds"] = round(time.perf_counter() - start, 2)
         del model, classifier.model
+
+
+def ranked_candidates(rows: dict[str, dict], by: str) -> list[dict]:
+    """The rows best first by `by` (those without that score last), each given its `rank`."""
     candidates = sorted(rows.values(), key=lambda row: (row[by] is not None, row[by] or 0.0), reverse=True)
     for place, row in enumerate(candidates, start=1):
         row["rank"] = place
+    return candidates
+
+
+def rank_notes(candidates: list[dict], backbones: list[Backbone], sample: Dataset) -> list[str]:
+    """Warnings for the report (each logged too): too few rows for LogME to compare the widest features reliably."""
     notes = []
     widest = max((row["feature_dim"] for row in candidates if row["feature_dim"]), default=0)
     if backbones and len(sample) < LOGME_ROWS_PER_DIMENSION * widest:
@@ -337,6 +397,23 @@ def rank_checkpoints(
             f"dimensions ({widest}); raise --max-samples above {len(sample)} if the data has more rows."
         )
         logger.warning(notes[-1])
+    return notes
+
+
+def rank_report(
+    inputs: RankInputs,
+    sample: Dataset,
+    label_names: list[str],
+    folds: int,
+    seed: int,
+    by: str,
+    candidates: list[dict],
+    notes: list[str],
+    zero_shot_models: list[ZeroShotClassifier],
+) -> dict:
+    """What `rank` prints (as a table, or as JSON): the settings of the scoring and the candidates best first."""
+    problem_type = inputs.problem_type
+    feature_scores = scores_of(problem_type)
     report = {
         "task": inputs.task,
         "problem_type": problem_type,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -27,6 +28,10 @@ from hf_transfer.config.recipe import Recipe
 from hf_transfer.config.strategies import FinetuneConfig, LinearProbeConfig, LoraStrategyConfig, strategy_name
 from hf_transfer.core.errors import HfTransferError, RecipeError
 from hf_transfer.core.files import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from hf_transfer.data.splits import Splits
+    from hf_transfer.runs.runner import TransferRun
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +167,18 @@ def count_blocks(backbone, label_names: list[str]) -> int:
     return len(backbone.layer_groups(model)) - 2
 
 
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a sweep shares: the run whose stages the trials are (its accelerator and backbone), the
+    recipe they vary, the data loaded once (a linear probe's features), and the search space's context."""
+
+    run: TransferRun
+    base: Recipe
+    splits: Splits
+    context: SpaceContext
+    extraction_seconds: float | None
+
+
 def sweep(
     recipe: Recipe,
     trials: int,
@@ -174,14 +191,8 @@ def sweep(
 ) -> dict:
     """Search `recipe`'s hyper-parameters on its validation split; write `sweep.json`, `sweep.png` and the best recipe
     (`out`, default `<output_dir>/best.yaml`) and return the report `sweep.json` holds."""
-    import optuna
-
-    from hf_transfer.core.errors import TrainingDivergedError
-    from hf_transfer.data.splits import Splits, load_splits
     from hf_transfer.metrics.plots import save_sweep_plot
     from hf_transfer.metrics.scalars import greater_is_better
-    from hf_transfer.runs.runner import TransferRun
-    from hf_transfer.strategies import build_strategy
 
     check_trials(trials)
     if timeout is not None and timeout <= 0:
@@ -201,7 +212,27 @@ def sweep(
     metric = recipe.eval.metric
     direction = "maximize" if greater_is_better(metric) else "minimize"
 
-    base = replace(
+    base = trials_recipe(recipe, sweep_dir)
+    start = time.perf_counter()
+    setup = setup_trials(base)
+    records = run_trials(setup, space, metric, direction, trials, seed, timeout)
+    best = best_trial(records, metric, direction, timeout)
+    seconds = round(time.perf_counter() - start, 2)
+    report = sweep_report(recipe, setup, records, best, best_path, direction, trials, seed, timeout, seconds, command)
+    if setup.run.accelerator.is_main_process:
+        header = best_recipe_header(recipe, records, best, best_path, metric, trials, command)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_best_recipe(best_path, best_recipe_dict(recipe, best["params"], space, setup.context), header)
+        write_json(sweep_dir / SWEEP_FILE, report)
+        save_sweep_plot(report, sweep_dir / SWEEP_PLOT)
+        logger.info("sweep report: %s; best recipe: %s", sweep_dir / SWEEP_FILE, best_path)
+    report["output_dir"] = str(sweep_dir)
+    return report
+
+
+def trials_recipe(recipe: Recipe, sweep_dir: Path) -> Recipe:
+    """The recipe each trial varies: no test split, no baselines, trackers or push, its work written in `sweep_dir`."""
+    return replace(
         without_test_split(recipe),
         baseline=[],
         # The trials' tracker logs would go with the work folder they are written in; the best recipe keeps them.
@@ -209,7 +240,15 @@ def sweep(
         hub=replace(recipe.hub, push=False),
         output=replace(recipe.output, dir=str(sweep_dir), overwrite=True),
     )
-    start = time.perf_counter()
+
+
+def setup_trials(base: Recipe) -> TrialSetup:
+    """The run the trials are stages of, set up once, with the data every trial trains and scores on: the train and
+    validation splits (never a test split), a linear probe's as features extracted once for all trials."""
+    from hf_transfer.data.splits import Splits, load_splits
+    from hf_transfer.runs.runner import TransferRun
+    from hf_transfer.strategies import build_strategy
+
     run = TransferRun(base)
     run.setup()
     accelerator, backbone, data_seed = run.accelerator, run.target_backbone, base.train.seed
@@ -239,8 +278,36 @@ def sweep(
     context = SpaceContext(
         num_blocks=count_blocks(backbone, splits.label_names) if isinstance(base.strategy, FinetuneConfig) else None
     )
+    return TrialSetup(run, base, splits, context, extraction_seconds)
+
+
+def run_trials(
+    setup: TrialSetup, space: Callable, metric: str, direction: str, trials: int, seed: int, timeout: float | None
+) -> list[dict]:
+    """The record of each trial optuna's seeded TPE sampler ran (its parameters, state, validation value and
+    seconds), in order; a trial that diverged or scored no number is recorded as failed and the search goes on."""
+    import optuna
+
+    from hf_transfer.core.errors import TrainingDivergedError
 
     records: list[dict] = []
+    objective = trial_objective(setup, space, metric, records)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(TrainingDivergedError,))
+    finally:
+        setup.run.cleanup()  # trials' checkpoints resume nothing: a new sweep starts afresh
+    return records
+
+
+def trial_objective(setup: TrialSetup, space: Callable, metric: str, records: list[dict]) -> Callable:
+    """Optuna's objective: one trial trains one stage of the run on the shared data and returns its validation
+    `metric` (NaN, a failed trial, when it is not a number); each trial appends its record to `records`."""
+    from hf_transfer.core.errors import TrainingDivergedError
+
+    run, base, splits, context = setup.run, setup.base, setup.splits, setup.context
+    accelerator, backbone = run.accelerator, run.target_backbone
 
     def objective(trial) -> float:
         number = trial.number + 1
@@ -279,13 +346,11 @@ def sweep(
         )
         return value
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
-    try:
-        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(TrainingDivergedError,))
-    finally:
-        run.cleanup()  # trials' checkpoints resume nothing: a new sweep starts afresh
+    return objective
 
+
+def best_trial(records: list[dict], metric: str, direction: str, timeout: float | None) -> dict:
+    """The complete trial with the best validation `metric` in its direction; an error when none completed."""
     complete = [r for r in records if r["state"] == "complete"]
     if not records:
         raise HfTransferError(f"no trial started within --timeout {timeout:g} seconds; give the search more time.")
@@ -294,17 +359,40 @@ def sweep(
             f"none of the {len(records)} trials finished with a validation {metric}; see the warnings above, "
             "and lower train.learning_rate or check the data."
         )
-    best = (max if direction == "maximize" else min)(complete, key=lambda r: r["value"])
-    header = [
+    return (max if direction == "maximize" else min)(complete, key=lambda r: r["value"])
+
+
+def best_recipe_header(
+    recipe: Recipe, records: list[dict], best: dict, best_path: Path, metric: str, trials: int, command: str | None
+) -> list[str]:
+    """The comment lines atop the best recipe: the command that found it, its validation figure and how to run it."""
+    return [
         f"Best of {len(records)} trials of: {command or f'hf-transfer sweep {recipe.name} --trials {trials}'}",
         f"validation {metric} {best['value']:.4f} (trial {best['trial']}: {_params_text(best['params'])})",
         f"Run:      hf-transfer run {best_path}",
     ]
-    report = {
+
+
+def sweep_report(
+    recipe: Recipe,
+    setup: TrialSetup,
+    records: list[dict],
+    best: dict,
+    best_path: Path,
+    direction: str,
+    trials: int,
+    seed: int,
+    timeout: float | None,
+    seconds: float,
+    command: str | None,
+) -> dict:
+    """What `sweep.json` holds: the search's settings, every trial's record, the best one and its recipe's path."""
+    splits = setup.splits
+    return {
         "recipe": recipe.name,
         "strategy": strategy_name(recipe.strategy),
         "checkpoint": recipe.model.checkpoint,
-        "metric": metric,
+        "metric": recipe.eval.metric,
         "direction": direction,
         "split": "validation",
         "validation_rows": len(splits.validation),
@@ -315,18 +403,10 @@ def sweep(
         "trials": records,
         "best": {k: best[k] for k in ("trial", "params", "value")},
         "best_recipe": str(best_path),
-        "feature_extraction_seconds": extraction_seconds,
-        "seconds": round(time.perf_counter() - start, 2),
+        "feature_extraction_seconds": setup.extraction_seconds,
+        "seconds": seconds,
         "command": command,
     }
-    if accelerator.is_main_process:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_best_recipe(best_path, best_recipe_dict(recipe, best["params"], space, context), header)
-        write_json(sweep_dir / SWEEP_FILE, report)
-        save_sweep_plot(report, sweep_dir / SWEEP_PLOT)
-        logger.info("sweep report: %s; best recipe: %s", sweep_dir / SWEEP_FILE, best_path)
-    report["output_dir"] = str(sweep_dir)
-    return report
 
 
 def _params_text(params: dict) -> str:

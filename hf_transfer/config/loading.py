@@ -106,13 +106,3 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     path = resolve_recipe_path(name_or_path)
     raw = apply_overrides(read_recipe_yaml(path), list(overrides))
     return recipe_from_dict(raw, name=path.stem)
-
-
-def recipe_header(path: Path) -> list[str]:
-    """The leading comment lines of a recipe file, without '# '."""
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("#").strip())
-    return lines
