@@ -93,7 +93,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     from hf_transfer.config.recipe import recipe_from_dict
     from hf_transfer.config.sections import DataConfig
     from hf_transfer.data.train_rows import load_train_split
-    from hf_transfer.strategies import build_strategy
+    from hf_transfer.strategies.factory import build_strategy
 
     checkpoint, rows, folds, epochs = args.checkpoint, args.rows, args.folds, args.epochs
     rank_samples = args.rank_samples

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from hf_transfer.backbones.features import FeatureDataset
-from hf_transfer.train.loop import EpochRows, EpochSampler, SeededRows
+from hf_transfer.train.loading import EpochRows, EpochSampler, SeededRows
 
 
 def main():

@@ -48,9 +48,12 @@ if str(ROOT) not in sys.path:
 from hf_transfer.backbones.timm_image import INPUT, TimmImageBackbone  # noqa: E402
 from hf_transfer.backbones.transformers_text import TransformersTextBackbone  # noqa: E402
 from hf_transfer.config.recipe import recipe_from_dict  # noqa: E402
-from hf_transfer.data.splits import LABEL, Splits  # noqa: E402
-from hf_transfer.strategies import build_strategy  # noqa: E402
-from hf_transfer.train.loop import Callback, TrainingLoop, logits_of  # noqa: E402
+from hf_transfer.data.splits import Splits  # noqa: E402
+from hf_transfer.problems.base import LABEL  # noqa: E402
+from hf_transfer.strategies.factory import build_strategy  # noqa: E402
+from hf_transfer.train.evaluation import logits_of  # noqa: E402
+from hf_transfer.train.loop import TrainingLoop  # noqa: E402
+from hf_transfer.train.plan import Callback  # noqa: E402
 
 # Peak dense (no sparsity) bf16 tensor-core FLOP/s from NVIDIA's datasheets, matched in order against
 # torch.cuda.get_device_name(): the more specific names first ("H100 PCIe" before "H100", "L40S" before "L4").

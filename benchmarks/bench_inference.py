@@ -126,8 +126,9 @@ def bench_images(args) -> None:
     from hf_transfer.backbones import build_backbone
     from hf_transfer.config.loading import load_recipe
     from hf_transfer.data.splits import load_splits
-    from hf_transfer.strategies import build_strategy
-    from hf_transfer.train.loop import TrainingLoop, resolve_num_workers
+    from hf_transfer.strategies.factory import build_strategy
+    from hf_transfer.train.loading import resolve_num_workers
+    from hf_transfer.train.loop import TrainingLoop
 
     print(f"# {machine()}")
     for workers in ("0", "auto"):

@@ -274,3 +274,20 @@ def keyword_csvs(tmp_path_factory) -> dict[str, Path]:
             rows.append({"text": " ".join(text), "label": label})
         out[split] = write_csv_rows(folder / f"{split}.csv", rows, ["text", "label"])
     return out
+
+
+@pytest.fixture(scope="session")
+def probe_run_dir(tmp_path_factory, tiny_bert_dir, keyword_csvs) -> Path:
+    """The run folder of a one-epoch linear probe of tiny_bert_dir on keyword_csvs whose recipe names a Hub base
+    model (`tester/tiny-bert`), as a push needs. Shared: copy it before changing anything in it."""
+    import yaml
+    from helpers import text_recipe
+
+    import hf_transfer
+
+    tmp = tmp_path_factory.mktemp("probe_run")
+    path = text_recipe(tmp, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 1})
+    raw = yaml.safe_load(path.read_text())
+    raw["model"]["hub_id"] = "tester/tiny-bert"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return hf_transfer.run(str(path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hf_transfer.train.loop import Callback
+from hf_transfer.train.plan import Callback
 
 
 class Crash(Exception):

@@ -11,7 +11,7 @@ from helpers import metrics_of, text_recipe
 from safetensors.torch import load_file
 
 import hf_transfer
-from hf_transfer.train.loop import Callback
+from hf_transfer.train.plan import Callback
 
 
 class Crash(Exception):
@@ -119,14 +119,12 @@ def test_saving_checkpoints_deletes_nothing_that_is_not_the_loops(tmp_path, tiny
 
 
 @pytest.fixture
-def loop(tmp_path, tiny_bert_dir, keyword_csvs):
+def checkpointer(tmp_path):
     from accelerate import Accelerator
 
-    from hf_transfer.config.loading import load_recipe
-    from hf_transfer.train.loop import TrainingLoop
+    from hf_transfer.train.checkpointing import Checkpointer
 
-    recipe = load_recipe(str(text_recipe(tmp_path, tiny_bert_dir, keyword_csvs, "finetune")))
-    return TrainingLoop(recipe, Accelerator(cpu=True), tmp_path / "work", ["neg", "pos"])
+    return Checkpointer(Accelerator(cpu=True), tmp_path / "work")
 
 
 def _checkpoint_folder(root, name, whole=True):
@@ -148,23 +146,23 @@ def _checkpoint_folder(root, name, whole=True):
         ({"step-7": True, "step-14": True}, "step-14"),
     ],
 )
-def test_resume_takes_the_newest_whole_checkpoint_a_kill_left(loop, left, resumed_from):
+def test_resume_takes_the_newest_whole_checkpoint_a_kill_left(checkpointer, left, resumed_from):
     for name, whole in left.items():
-        _checkpoint_folder(loop.checkpoint_dir, name, whole)
-    assert loop.latest_checkpoint().name == resumed_from
+        _checkpoint_folder(checkpointer.checkpoint_dir, name, whole)
+    assert checkpointer.latest().name == resumed_from
 
 
-def test_a_best_weights_save_that_fails_part_way_keeps_the_previous_best(loop, monkeypatch):
+def test_a_best_weights_save_that_fails_part_way_keeps_the_previous_best(checkpointer, monkeypatch):
     import torch
 
-    import hf_transfer.train.loop as train
+    import hf_transfer.train.checkpointing as checkpointing
 
     model = torch.nn.Linear(4, 2)
-    loop.work_dir.mkdir(parents=True)
-    loop._save_best(model)
-    best = loop.work_dir / "best.safetensors"
+    checkpointer.work_dir.mkdir(parents=True)
+    checkpointer.save_best(model)
+    best = checkpointer.work_dir / "best.safetensors"
     before = best.read_bytes()
-    real_save = train.save_file
+    real_save = checkpointing.save_file
 
     def disk_full(tensors, filename, *args, **kwargs):
         real_save(tensors, filename, *args, **kwargs)
@@ -172,10 +170,10 @@ def test_a_best_weights_save_that_fails_part_way_keeps_the_previous_best(loop, m
             f.truncate(10)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train, "save_file", disk_full)
+    monkeypatch.setattr(checkpointing, "save_file", disk_full)
     with torch.no_grad():
         model.weight.add_(1.0)
     with pytest.raises(OSError):
-        loop._save_best(model)
+        checkpointer.save_best(model)
     assert best.read_bytes() == before
-    assert sorted(p.name for p in loop.work_dir.iterdir()) == ["best.safetensors"]
+    assert sorted(p.name for p in checkpointer.work_dir.iterdir()) == ["best.safetensors"]

@@ -1,4 +1,5 @@
-"""`hf-transfer cv`: stratified K-fold cross-validation of a recipe; a linear probe extracts features once."""
+"""`hf-transfer cv`: stratified K-fold cross-validation of a recipe; a linear probe extracts features once; multi-label
+folds tune thresholds on their own validation rows and regression folds standardise on their own rows."""
 
 from __future__ import annotations
 

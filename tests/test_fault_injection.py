@@ -15,8 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import text_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -189,20 +187,10 @@ def test_a_stranded_old_run_is_not_put_back_over_a_new_one(tmp_path):
 # Push staging: failures and kills part-way never touch the run folder
 
 
-@pytest.fixture(scope="module")
-def probe_run(tmp_path_factory, tiny_bert_dir, keyword_csvs) -> Path:
-    tmp = tmp_path_factory.mktemp("fault_push")
-    path = text_recipe(tmp, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 1})
-    raw = yaml.safe_load(path.read_text())
-    raw["model"]["hub_id"] = "tester/tiny-bert"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return hf_transfer.run(str(path))
-
-
 @pytest.fixture
-def run_copy(probe_run, tmp_path, monkeypatch):
+def run_copy(probe_run_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    shutil.copytree(probe_run, run)
+    shutil.copytree(probe_run_dir, run)
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))
@@ -210,7 +198,9 @@ def run_copy(probe_run, tmp_path, monkeypatch):
     return run, temp, digest(run)
 
 
-@pytest.mark.parametrize(("failing", "at_call"), [("copyfile", 2), ("write_json", 1), ("write_yaml", 1), ("card", 1)])
+@pytest.mark.parametrize(
+    ("failing", "at_call"), [("copyfile", 2), ("write_record", 1), ("write_yaml", 1), ("card", 1)]
+)
 def test_push_staging_failing_part_way_leaves_the_run_folder_and_no_staging(run_copy, monkeypatch, failing, at_call):
     run, temp, before = run_copy
     calls = []

@@ -310,9 +310,9 @@ def test_one_repo_id_check_for_push_download_and_the_card(namespace, name, prefi
     assert is_repo_id(name) and not is_repo_id(name, namespaced=True)  # a canonical dataset, not a push target
     path = prefix + repo_id
     assert not is_repo_id(path) and not hub_access.is_hub_repo_id(path) and not _is_hub_id(path)
-    assert hub_push.base_model_of({}, override=repo_id) == repo_id
+    assert hub_push.base_model_of(None, override=repo_id) == repo_id
     with pytest.raises(HubError, match=r"--base-model '.*' is not a Hub repo id"):
-        hub_push.base_model_of({}, override=path)
+        hub_push.base_model_of(None, override=path)
 
 
 # --- --resume checks the recipe it resumes against the one saved ----------------------------------------------
@@ -378,23 +378,15 @@ def test_resume_refuses_a_work_folder_that_no_run_started(tmp_path, tiny_bert_di
 # Item 6: a dry run refuses what a push refuses; the CLI named in messages exists at the declared floor
 
 
-@pytest.fixture(scope="module")
-def probe_run(tmp_path_factory, tiny_bert_dir, keyword_csvs) -> Path:
-    tmp = tmp_path_factory.mktemp("guards_push")
-    path = text_recipe(tmp, tiny_bert_dir, keyword_csvs, "linear_probe", train={"epochs": 1})
-    raw = yaml.safe_load(path.read_text())
-    raw["model"]["hub_id"] = "tester/tiny-bert"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return hf_transfer.run(str(path))
-
-
 SECRET = "hf_" + "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"
 
 
 @pytest.mark.parametrize("where", ["notes.txt", "metrics.json"])
-def test_dry_run_refuses_a_run_folder_holding_the_token_like_a_push(probe_run, tmp_path, monkeypatch, where, capsys):
+def test_dry_run_refuses_a_run_folder_holding_the_token_like_a_push(
+    probe_run_dir, tmp_path, monkeypatch, where, capsys
+):
     run = tmp_path / "run"
-    shutil.copytree(probe_run, run)
+    shutil.copytree(probe_run_dir, run)
     path = run / where
     if where == "metrics.json":
         path.write_text(path.read_text().replace('"report_split"', f'"note": "{SECRET}", "report_split"'))
@@ -412,9 +404,9 @@ def test_dry_run_refuses_a_run_folder_holding_the_token_like_a_push(probe_run, t
     assert "refusing to push" in last_error_line(capsys)
 
 
-def test_dry_run_refuses_any_hugging_face_token_not_only_the_users(probe_run, tmp_path, monkeypatch):
+def test_dry_run_refuses_any_hugging_face_token_not_only_the_users(probe_run_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    shutil.copytree(probe_run, run)
+    shutil.copytree(probe_run_dir, run)
     (run / "notes.txt").write_text(f"a colleague's token: {SECRET}\n")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(HubError, match="notes.txt holds a Hugging Face token"):

@@ -21,7 +21,8 @@ from hf_transfer.backbones.features import FeatureDataset
 from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.strategies.linear_probe import FeatureHead, smote_oversampled
-from hf_transfer.train.loop import TrainingPlan, build_train_sampler
+from hf_transfer.train.loading import build_train_sampler
+from hf_transfer.train.plan import TrainingPlan
 
 
 @pytest.fixture(scope="module")

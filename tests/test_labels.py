@@ -22,7 +22,8 @@ from hf_transfer.apps.cli import main
 from hf_transfer.backbones import build_backbone
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import DataError
-from hf_transfer.data.splits import coding_of_run, load_splits
+from hf_transfer.data.splits import load_splits
+from hf_transfer.problems.single_label_coding import coding_of_run
 
 TEXT_FIELDS = {"text": "data.text_column"}
 

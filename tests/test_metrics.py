@@ -15,7 +15,6 @@ from helpers import assert_single_valid_png
 from sklearn import metrics as sk_metrics
 
 import hf_transfer.metrics.bootstrap as metrics_bootstrap
-from hf_transfer.config.names import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.bootstrap import bootstrap_metric_difference
 from hf_transfer.metrics.classification import classification_metrics
@@ -23,9 +22,10 @@ from hf_transfer.metrics.folds import mean_std_over_folds
 from hf_transfer.metrics.plots import save_confusion_matrix_plot, save_training_curves_plot
 from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.metrics.tables import format_metrics_table
+from hf_transfer.problems import all_metric_names, problem_type
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SINGLE_LABEL_METRICS = METRICS_OF_PROBLEM_TYPE["single_label_classification"]
+SINGLE_LABEL_METRICS = problem_type("single_label_classification").metric_names
 
 # y_true and the predictions of the hand-computed 3-class example:
 #   confusion matrix  [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
@@ -182,7 +182,7 @@ def test_greater_is_better():
     assert greater_is_better("log_loss") is False
     assert greater_is_better("loss") is False
     assert greater_is_better("eval_loss") is False
-    for name in METRIC_NAMES:
+    for name in all_metric_names():
         assert greater_is_better(name) is (name not in ("log_loss", "hamming_loss", "mse", "rmse", "mae"))
 
 

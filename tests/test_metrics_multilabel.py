@@ -15,11 +15,17 @@ from sklearn import metrics as sk_metrics
 
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.bootstrap import bootstrap_difference
-from hf_transfer.metrics.folds import fold_indices
 from hf_transfer.metrics.multilabel import SCALAR_METRICS, multilabel_metric_fn, multilabel_metrics, tune_thresholds
 from hf_transfer.metrics.plots import save_multilabel_plot
 from hf_transfer.metrics.scalars import METRIC_DIRECTIONS, greater_is_better
 from hf_transfer.metrics.tables import format_metrics_table
+from hf_transfer.problems import problem_type
+
+
+def fold_indices(name: str, labels, n_splits: int, seed: int):
+    """The folds the problem type `name` cuts `labels` into."""
+    return problem_type(name).fold_indices(labels, n_splits, seed)
+
 
 NAMES = ["comedy", "drama", "horror"]
 # Rows: (comedy, drama), (drama), (), (comedy, horror)

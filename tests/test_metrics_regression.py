@@ -17,11 +17,16 @@ from sklearn import metrics as sk_metrics
 import hf_transfer.metrics.plots as metrics_plots
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.metrics.bootstrap import bootstrap_difference
-from hf_transfer.metrics.folds import fold_indices
 from hf_transfer.metrics.plots import save_regression_plots
 from hf_transfer.metrics.regression import TARGET_METRICS, regression_metric_fn, regression_metrics
 from hf_transfer.metrics.scalars import greater_is_better
 from hf_transfer.metrics.tables import format_metrics_table
+from hf_transfer.problems import problem_type
+
+
+def fold_indices(name: str, labels, n_splits: int, seed: int):
+    """The folds the problem type `name` cuts `labels` into."""
+    return problem_type(name).fold_indices(labels, n_splits, seed)
 
 
 def assert_finite_everywhere(value, path="metrics"):

@@ -19,6 +19,7 @@ from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.hub.push import push_run
 from hf_transfer.runs.card import build_model_card, hub_dataset_id, write_model_card
+from hf_transfer.runs.record import BackboneRecord, RunRecord, read_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,15 +41,16 @@ def make_recipe(
     return recipe_from_dict(raw)
 
 
-def make_metadata(strategy="lora", hub_id="sentence-transformers/all-MiniLM-L6-v2", library="transformers", **extra):
-    return {
-        "strategy": strategy,
-        "strategy_config": extra.pop("strategy_config", {}),
-        "backbone": {"library": library, "modality": "text", "checkpoint": hub_id or "/models/x", "hub_id": hub_id},
-        "label_names": LABELS,
-        "versions": {"hf_transfer": "0.1.0", "peft": "0.21.2"},
+def make_record(strategy="lora", hub_id="sentence-transformers/all-MiniLM-L6-v2", library="transformers", **extra):
+    return RunRecord(
+        task="text-classification",
+        strategy=strategy,
+        backbone=BackboneRecord(library=library, modality="text", checkpoint=hub_id or "/models/x", hub_id=hub_id),
+        label_names=LABELS,
+        weights=["adapter_model.safetensors"],
+        versions={"hf_transfer": "0.1.0", "peft": "0.21.2"},
         **extra,
-    }
+    )
 
 
 def make_metrics(test=True, **extra):
@@ -92,7 +94,7 @@ def test_only_hub_dataset_ids_reach_the_card_metadata(dataset, expected):
 
 def test_lora_card_metadata_for_a_hub_page():
     recipe = make_recipe("cornell-movie-review-data/rotten_tomatoes", license="apache-2.0")
-    card = build_model_card(recipe, make_metadata(), make_metrics(), location="me/minilm-rt-lora", repo_id="me/x")
+    card = build_model_card(recipe, make_record(), make_metrics(), location="me/minilm-rt-lora", repo_id="me/x")
     meta = card.data.to_dict()
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert meta["base_model_relation"] == "adapter"
@@ -124,22 +126,22 @@ def test_lora_card_metadata_for_a_hub_page():
 
 
 def test_finetune_probe_and_dora_cards_name_their_relation_and_library():
-    finetune = build_model_card(make_recipe(strategy="finetune"), make_metadata("finetune"), make_metrics(), "me/ft")
+    finetune = build_model_card(make_recipe(strategy="finetune"), make_record("finetune"), make_metrics(), "me/ft")
     assert finetune.data.base_model_relation == "finetune" and finetune.data.library_name == "transformers"
     assert 'pipeline("text-classification", model="me/ft")' in finetune.text
 
-    probe = make_metadata("linear_probe")
+    probe = make_record("linear_probe", strategy_metadata={"pooling": "mean"})
     card = build_model_card(make_recipe(strategy="linear_probe"), probe, make_metrics(), "me/probe")
     assert card.data.base_model_relation == "adapter"  # the repo holds only the head on the unchanged base
     assert "Without hf-transfer" not in card.text and "load it with hf-transfer" in card.text
 
-    dora = make_metadata(strategy_config={"use_dora": True})
+    dora = make_record(strategy_config={"use_dora": True})
     assert "dora" in build_model_card(make_recipe(), dora, make_metrics(), "me/dora").data.tags
 
 
 def test_a_local_base_without_hub_id_names_no_base_model():
     recipe = make_recipe(checkpoint="/models/minilm")
-    card = build_model_card(recipe, make_metadata(hub_id=None), make_metrics(test=False), location="outputs/run")
+    card = build_model_card(recipe, make_record(hub_id=None), make_metrics(test=False), location="outputs/run")
     meta = card.data.to_dict()
     assert "base_model" not in meta and "base_model_relation" not in meta
     assert "a local checkpoint (no Hub id was recorded)" in card.text
@@ -157,15 +159,13 @@ def test_baseline_rows_appear_when_the_run_has_them():
         "ci_low": 0.05,
         "ci_high": 0.15,
     }
-    card = build_model_card(make_recipe(), make_metadata(), make_metrics(transfer=transfer), "me/x")
+    card = build_model_card(make_recipe(), make_record(), make_metrics(transfer=transfer), "me/x")
     assert "| tf-idf baseline | 0.7000 |" in card.text
     assert "| gain | +0.1000 (95% CI +0.0500 to +0.1500) |" in card.text
 
 
 def test_card_passes_hub_validation(local_hub):  # noqa: F811
-    card = build_model_card(
-        make_recipe("imdb", license="mit"), make_metadata(), make_metrics(), "me/x", repo_id="me/x"
-    )
+    card = build_model_card(make_recipe("imdb", license="mit"), make_record(), make_metrics(), "me/x", repo_id="me/x")
     card.validate()
     ModelCard(str(card)).validate()  # and after a round trip through text
 
@@ -186,13 +186,13 @@ def test_run_folder_card_and_pushed_card_of_a_finetuned_run(
     assert "- `labels.json`: `id2label` and `label2id`" in local_card.text
 
     # Written again as the runner does, from the same run: the same metadata.
-    meta = json.loads((run_dir / "hf_transfer.json").read_text())
+    record = read_record(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     again = tmp_path / "again"
     again.mkdir()
     for name in ("recipe.yaml", "model.safetensors", "labels.json"):
         (again / name).write_bytes((run_dir / name).read_bytes())
-    write_model_card(again, load_recipe(str(recipe_path)), meta, metrics)
+    write_model_card(again, load_recipe(str(recipe_path)), record, metrics)
     assert ModelCard.load(again / "README.md").data.to_dict() == local_card.data.to_dict()
 
     # Pushed: the transformers-only snippet of the card runs against the repo and prints the same label.

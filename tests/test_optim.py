@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hf_transfer.config.sections import TrainConfig
-from hf_transfer.train.loop import build_adamw
+from hf_transfer.train.optim import build_adamw
 
 
 def test_adamw_is_fused_on_cuda_and_cpu_and_steps_like_the_loop_over_tensors():

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import metrics_of
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from topics_and_digits import (
     MULTI,
     REGRESSION,
@@ -33,12 +31,6 @@ import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.problems.base import (
-    POS_WEIGHT_RANGE,
-    build_problem_type,
-    labels_tensor,
-    pos_weight_of,
-)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,55 +115,6 @@ def test_every_strategy_learns_and_reloads(
     keys = ("f1_micro", "f1_macro", "hamming_loss") if problem_type == MULTI else ("mse", "rmse", "mae")
     for key in keys:
         assert again[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-5), key
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Losses, scores, class weights
-# --------------------------------------------------------------------------------------------------------------------
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.sampled_from([0.0, 1.0]), min_size=3, max_size=3), min_size=1, max_size=40))
-def test_pos_weight_is_negatives_over_positives_within_bounds(rows):
-    weights = pos_weight_of(rows).numpy()
-    matrix = np.asarray(rows)
-    low, high = POS_WEIGHT_RANGE
-    for k in range(3):
-        positives = matrix[:, k].sum()
-        expected = high if positives == 0 else np.clip((len(matrix) - positives) / positives, low, high)
-        assert weights[k] == pytest.approx(expected)
-
-
-def test_class_weights_auto_weighs_the_rare_labels_positives_in_the_bce():
-    problem = build_problem_type(MULTI, load_train(class_weights="auto"))
-    labels = [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 0.0]]  # label 0: 2 of 5; label 1: 1 of 5
-    weights = problem.class_weights(labels, 2)
-    assert weights.tolist() == pytest.approx([1.5, 4.0])
-    logits, target = torch.zeros(1, 2), torch.tensor([[1.0, 1.0]])
-    # with every logit 0, each positive costs log 2 times its label's pos_weight
-    assert float(problem.loss(logits, target, weights)) == pytest.approx(np.log(2) * (1.5 + 4.0) / 2)
-    with pytest.raises(RecipeError, match="3 weights for 2 labels"):
-        build_problem_type(MULTI, load_train(class_weights=[1.0, 2.0, 3.0])).class_weights(labels, 2)
-
-
-def load_train(**train):
-    from hf_transfer.config.sections import TrainConfig
-
-    return TrainConfig(**train)
-
-
-def test_regression_losses_and_scores():
-    logits, target = torch.tensor([[0.0], [3.0]]), torch.tensor([[0.0], [0.0]])
-    assert float(build_problem_type(REGRESSION, load_train()).loss(logits, target)) == pytest.approx(4.5)
-    huber = build_problem_type(REGRESSION, load_train(regression_loss="huber", huber_delta=1.0))
-    assert float(huber.loss(logits, target)) == pytest.approx((0 + (3 - 0.5)) / 2)  # linear beyond delta
-    assert torch.equal(huber.scores(logits), logits)  # the raw value, no squashing
-
-
-def test_label_tensors_are_long_for_classes_and_float_for_rows():
-    assert labels_tensor([1, 0]).dtype == torch.long
-    assert labels_tensor([[1.0, 0.0], [0.0, 1.0]]).dtype == torch.float32
-    assert labels_tensor([[2.5]], REGRESSION).shape == (1, 1)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -325,22 +268,6 @@ def test_regression_is_unstandardised_in_metrics_and_at_predict(regression_run, 
     assert capsys.readouterr().out.startswith(f"score={values[0]:.4f}\t")
     assert main(["predict", str(run_dir), texts[0], "--threshold", "0.3"]) == 2
     assert "multi-label" in capsys.readouterr().err
-
-
-def test_target_scaling_folds_into_the_one_head_layer_only():
-    from hf_transfer.problems.base import fold_target_scaling
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    x = torch.randn(5, 4)
-    before = model(x).detach()
-    scaling = {"mean": [100.0, -3.0], "std": [10.0, 0.5]}
-    assert fold_target_scaling(model, scaling, 2)
-    assert model(x).detach() == pytest.approx(before * torch.tensor([10.0, 0.5]) + torch.tensor([100.0, -3.0]))
-    ambiguous = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 2))
-    weights = [p.detach().clone() for p in ambiguous.parameters()]
-    assert not fold_target_scaling(ambiguous, scaling, 2)  # two candidates: left alone, predict scales instead
-    assert all(torch.equal(a, b) for a, b in zip(weights, ambiguous.parameters()))
 
 
 # --------------------------------------------------------------------------------------------------------------------

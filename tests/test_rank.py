@@ -1,4 +1,5 @@
-"""LogME and `hf-transfer rank`: scoring candidate checkpoints on a sample of the target data before training."""
+"""LogME and `hf-transfer rank`: scoring candidate checkpoints on a sample of the target data before training, for
+every problem type."""
 
 from __future__ import annotations
 
@@ -16,16 +17,23 @@ from topics_and_digits import MULTI, REGRESSION, TOPICS, topic_recipe
 
 from hf_transfer.apps.cli import main
 from hf_transfer.core.errors import DataError
-from hf_transfer.metrics.transferability import (
-    KNN_SCORE_NAMES,
-    LINEAR_SCORE_NAMES,
-    knn_accuracy,
-    knn_score,
-    linear_probe_accuracy,
-    linear_probe_score,
-    logme,
-    logme_evidences,
-)
+from hf_transfer.metrics.transferability import knn_accuracy, linear_probe_accuracy, logme_evidences
+from hf_transfer.problems import PROBLEM_TYPES
+
+SINGLE = "single_label_classification"
+
+
+def logme(features, labels, problem_type: str = SINGLE) -> float:
+    return PROBLEM_TYPES.get(problem_type).logme(features, labels)
+
+
+def knn_score(features, labels, problem_type: str = SINGLE, folds: int = 5) -> float:
+    return PROBLEM_TYPES.get(problem_type).knn_score(features, labels, folds=folds)
+
+
+def linear_probe_score(features, labels, problem_type: str = SINGLE, folds: int = 5) -> float:
+    return PROBLEM_TYPES.get(problem_type).linear_score(features, labels, folds=folds)
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -65,7 +73,7 @@ def test_logme_is_invariant_to_scale_rotation_and_permutations():
 @pytest.mark.parametrize("n,d", [(60, 5), (30, 50)])  # more rows than features, and fewer
 def test_logme_is_the_maximised_gaussian_evidence(n, d):
     labels, features, _ = _task(n=n, d=d, classes=2, seed=4)
-    for c, fit in enumerate(logme_evidences(features, labels)):
+    for c, fit in enumerate(logme_evidences(features, PROBLEM_TYPES.get(SINGLE).logme_targets(labels))):
         y = (labels == c).astype(float)
 
         def evidence(alpha, beta, y=y):  # log N(y; 0, F F^T / alpha + I / beta) / N, computed densely
@@ -104,10 +112,10 @@ def test_regression_logme_and_knn_prefer_the_features_that_carry_the_targets():
     assert -1.5 < knn_score(noise, y, "regression", folds=3) < -0.8  # about the error of predicting the mean
     assert linear_probe_score(informative, y, "regression", folds=3) > 0.6  # R²
     assert abs(linear_probe_score(noise, y, "regression", folds=3)) < 0.2
-    assert LINEAR_SCORE_NAMES["regression"] == "linear_r2"
+    assert PROBLEM_TYPES.get("regression").linear_score_name == "linear_r2"
     one = y[:, 0]
     assert logme(informative, one, problem_type="regression") > logme(noise, one, problem_type="regression") + 0.1
-    assert KNN_SCORE_NAMES["regression"] == "knn_neg_rmse"
+    assert PROBLEM_TYPES.get("regression").knn_score_name == "knn_neg_rmse"
 
 
 def test_regression_logme_does_not_depend_on_the_targets_units():

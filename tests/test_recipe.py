@@ -19,7 +19,7 @@ from hf_transfer.config.loading import apply_overrides, load_recipe, shipped_rec
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.strategies import STRATEGY_CONFIGS, LinearProbeConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.strategies import STRATEGY_CLASSES
+from hf_transfer.strategies.factory import STRATEGY_CLASSES
 
 HEAVY_MODULES = ("torch", "transformers", "peft", "timm", "accelerate", "datasets", "sklearn", "matplotlib")
 
@@ -164,20 +164,22 @@ def test_every_strategy_config_has_its_strategy_and_back():
 
 
 def test_schema_names_are_the_ones_the_loop_builds():
-    from hf_transfer.config.names import METRIC_NAMES, METRICS_OF_PROBLEM_TYPE, OPTIMIZER_NAMES, SCHEDULER_NAMES
+    from hf_transfer.config.names import OPTIMIZER_NAMES, SCHEDULER_NAMES
     from hf_transfer.config.sections import EvalConfig, TrainConfig
     from hf_transfer.metrics.classification import classification_metrics
-    from hf_transfer.train.loop import OPTIMIZERS, SCHEDULERS
+    from hf_transfer.problems import PROBLEM_TYPES, all_metric_names, problem_type
+    from hf_transfer.train.optim import OPTIMIZERS, SCHEDULERS
 
     hints = typing.get_type_hints(TrainConfig)
     assert typing.get_args(hints["optimizer"]) == OPTIMIZER_NAMES
     metric, _none = typing.get_args(typing.get_type_hints(EvalConfig)["metric"])
-    assert typing.get_args(metric) == METRIC_NAMES
-    assert set(METRIC_NAMES) == {name for names in METRICS_OF_PROBLEM_TYPE.values() for name in names}
+    assert typing.get_args(metric) == all_metric_names()
+    assert set(all_metric_names()) == {name for p in PROBLEM_TYPES.values() for name in p.metric_names}
     assert OPTIMIZERS.names() == sorted(OPTIMIZER_NAMES)
     assert SCHEDULERS.names() == sorted(SCHEDULER_NAMES)
     metrics = classification_metrics([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], ["a", "b"])
-    assert all(isinstance(metrics[name], float) for name in METRICS_OF_PROBLEM_TYPE["single_label_classification"])
+    single_label = problem_type("single_label_classification")
+    assert all(isinstance(metrics[name], float) for name in single_label.metric_names)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,19 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hf_transfer.config.names import PROBLEM_TYPES
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.sections import DataConfig
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.data.images import BUILTIN_DATASETS, DIGITS_CELL, DIGITS_GRID, paste_digits
 from hf_transfer.data.splits import load_splits
-from hf_transfer.data.targets import (
-    carve_multilabel,
-    encode_targets_like,
-    per_label,
-    rows_without_labels,
-    unscale_targets,
-)
+from hf_transfer.problems import problem_type as problem_named
+from hf_transfer.problems import problem_type_names
 
 MULTI, REGRESSION = "multi_label_classification", "regression"
 TEXT_FIELDS = {"text": "data.text_column"}
@@ -87,7 +81,7 @@ def test_a_separated_csv_string_becomes_multi_hot_and_empty_cells_are_counted(tm
     assert splits.label_names == ["comedy", "drama", "horror"]
     assert multi_hot(splits.train, splits.label_names) == {f"tr {i}": set(g) for i, g in enumerate(GENRES)}
     assert all(len(row) == 3 and set(row) <= {0.0, 1.0} for row in splits.train["labels"])
-    assert rows_without_labels(splits.train) == 1
+    assert sum(not any(row) for row in splits.train["labels"]) == 1
     assert "1 of 6 rows have no label" in caplog.text
 
 
@@ -151,14 +145,16 @@ def test_new_data_is_read_with_a_trained_runs_label_order(tmp_path):
     cfg = DataConfig(train_files=["unused.jsonl"])
     split = Dataset.from_dict({"text": ["a", "b"], "label": [["horror"], ["drama", "comedy"]]})
     names = ["drama", "horror", "comedy"]  # the run's order, not the data's
-    encoded = encode_targets_like(split, cfg, MULTI, names, "new.jsonl")
+    encoded = problem_named(MULTI).encode_targets_like(split, cfg, names, "new.jsonl")
     assert encoded["labels"] == [[0, 1, 0], [1, 0, 1]]
     unknown = Dataset.from_dict({"text": ["a"], "label": [["western"]]})
     with pytest.raises(DataError, match=r"row 0 of new.jsonl has label 'western' in column 'label', which the run"):
-        encode_targets_like(unknown, cfg, MULTI, names, "new.jsonl")
+        problem_named(MULTI).encode_targets_like(unknown, cfg, names, "new.jsonl")
     targets = Dataset.from_dict({"text": ["a"], "score": ["2.5"]})
     regression = DataConfig(train_files=["unused.jsonl"], label_column="score", standardize_targets=True)
-    assert encode_targets_like(targets, regression, REGRESSION, ["score"], "new.csv")["labels"] == [[2.5]]
+    assert problem_named(REGRESSION).encode_targets_like(targets, regression, ["score"], "new.csv")["labels"] == [
+        [2.5]
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -329,8 +325,9 @@ def test_standardised_targets_use_train_statistics_and_the_scaling_undoes_them(t
     scaled = np.asarray(splits.train["labels"])
     assert scaled.mean(axis=0) == pytest.approx([0, 0], abs=1e-6)
     assert scaled[:, 0].std() == pytest.approx(1.0, abs=1e-6)
-    assert np.allclose(unscale_targets(splits.train["labels"], splits.target_scaling), train, atol=1e-5)
-    assert np.allclose(unscale_targets(splits.test["labels"], splits.target_scaling), [[100.0, -5.0]], atol=1e-4)
+    in_units = problem_named(REGRESSION).in_target_units
+    assert np.allclose(in_units(splits.train["labels"], splits.target_scaling), train, atol=1e-5)
+    assert np.allclose(in_units(splits.test["labels"], splits.target_scaling), [[100.0, -5.0]], atol=1e-4)
 
 
 def test_regression_carving_spans_the_target_range(tmp_path):
@@ -366,7 +363,7 @@ def test_train_samples_per_class_is_refused_for_regression(tmp_path):
 )
 def test_carving_keeps_every_label_train_had(matrix, fraction, seed):
     data = Dataset.from_dict({"labels": matrix.astype(np.float32).tolist(), "row": list(range(len(matrix)))})
-    train, validation = carve_multilabel(data, fraction, seed)
+    train, validation = problem_named(MULTI).carve_validation(data, fraction, seed, [])
     assert sorted([*train["row"], *validation["row"]]) == list(range(len(matrix)))
     assert len(validation) >= 1
     assert np.array_equal(np.asarray(train["labels"]).any(axis=0) if len(train) else 0, matrix.any(axis=0))
@@ -375,7 +372,7 @@ def test_carving_keeps_every_label_train_had(matrix, fraction, seed):
 def test_per_label_keeps_at_most_n_positives_of_each_label():
     rng = np.random.default_rng(0)
     matrix = (rng.random((200, 5)) < [0.6, 0.3, 0.1, 0.05, 0.5]).astype(np.float32)
-    kept = per_label(Dataset.from_dict({"labels": matrix.tolist()}), 4, seed=1)
+    kept = problem_named(MULTI).limit_rows(Dataset.from_dict({"labels": matrix.tolist()}), 4, seed=1)
     counts = np.asarray(kept["labels"]).sum(axis=0)
     assert counts.max() <= 4 and (counts > 0).all()
     assert (~np.asarray(kept["labels"]).any(axis=1)).sum() <= 4
@@ -395,7 +392,7 @@ def recipe(problem_type=None, **data):
 
 def test_problem_type_defaults_to_single_label_and_survives_the_round_trip():
     assert recipe().problem_type == "single_label_classification"
-    assert PROBLEM_TYPES == ("single_label_classification", "multi_label_classification", "regression")
+    assert problem_type_names() == ("single_label_classification", "multi_label_classification", "regression")
     multi = recipe(MULTI, label_separator="|", allow_empty_labels=False)
     again = recipe_from_dict(multi.to_dict())
     assert again.problem_type == MULTI and again.data.label_separator == "|" and not again.data.allow_empty_labels

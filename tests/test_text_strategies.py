@@ -98,7 +98,7 @@ def test_finetune_learns_and_reloads(tmp_path, tiny_bert_dir, keyword_csvs):
 def test_finetune_unfreezes_only_the_last_blocks_with_layer_decay(tmp_path, tiny_bert_dir, keyword_csvs):
     from hf_transfer.backbones import build_backbone
     from hf_transfer.data.splits import load_splits
-    from hf_transfer.strategies import build_strategy
+    from hf_transfer.strategies.factory import build_strategy
 
     recipe = load_recipe(
         str(

@@ -16,8 +16,10 @@ from hf_transfer.backbones.features import FeatureDataset
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.sections import TrainConfig
 from hf_transfer.data.splits import load_splits
-from hf_transfer.strategies import build_strategy
-from hf_transfer.train.loop import SeededRows, TrainingLoop, TrainingPlan, build_train_sampler, resolve_num_workers
+from hf_transfer.strategies.factory import build_strategy
+from hf_transfer.train.loading import SeededRows, build_train_sampler, resolve_num_workers
+from hf_transfer.train.loop import TrainingLoop
+from hf_transfer.train.plan import TrainingPlan
 
 
 @settings(max_examples=40, deadline=None)
@@ -90,10 +92,10 @@ def test_reading_rows_leaves_the_main_process_random_state_alone(tmp_path, tiny_
 
 
 def test_num_workers_auto_uses_half_the_cores_for_images_and_none_for_text(monkeypatch):
-    monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 6)
+    monkeypatch.setattr("hf_transfer.train.loading.available_cores", lambda: 6)
     assert resolve_num_workers("auto", "image", [0, 1]) == 3
     assert resolve_num_workers("auto", "text", [0, 1]) == 0
-    monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 64)
+    monkeypatch.setattr("hf_transfer.train.loading.available_cores", lambda: 64)
     assert resolve_num_workers("auto", "image", [0, 1]) == 8
     assert resolve_num_workers(5, "text", [0, 1]) == 5  # a number is taken as given
     on_gpu = torch.zeros(1, device="meta")  # stands for a CUDA tensor: rows already on a device, nothing to load
@@ -101,7 +103,7 @@ def test_num_workers_auto_uses_half_the_cores_for_images_and_none_for_text(monke
 
 
 def test_num_workers_auto_is_zero_where_workers_cannot_get_the_data(monkeypatch):
-    monkeypatch.setattr("hf_transfer.train.loop.available_cores", lambda: 8)
+    monkeypatch.setattr("hf_transfer.train.loading.available_cores", lambda: 8)
     monkeypatch.setattr("multiprocessing.get_start_method", lambda allow_none=False: "spawn")
     unpicklable = [lambda: None]  # a transform defined inside a function: spawned workers cannot receive it
     assert resolve_num_workers("auto", "image", unpicklable) == 0

@@ -16,7 +16,7 @@ import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.core.accelerator import resolve_mixed_precision
 from hf_transfer.core.errors import TrainingDivergedError
-from hf_transfer.train.loop import Callback
+from hf_transfer.train.plan import Callback
 
 
 @pytest.mark.parametrize("strategy", ["finetune", "lora"])

@@ -1,4 +1,6 @@
-"""Source -> target transfer with a no-transfer baseline: the gain is measured, with a confidence interval."""
+"""Source -> target transfer: the gain over a no-transfer baseline is measured with a confidence interval, sources and
+targets of any problem type feed each other, forgetting is scored as the source scored itself, and settings that
+cannot apply to a source are refused in the recipe."""
 
 from __future__ import annotations
 
@@ -187,12 +189,12 @@ def test_image_regression_source_feeds_a_multilabel_target(tmp_path, tiny_timm_d
 
 
 def test_forgetting_counts_a_grown_error_as_forgotten():
-    from hf_transfer.problems.base import build_problem_type
+    from hf_transfer.problems import problem_type
     from hf_transfer.runs.transfer import forgetting_report
 
-    report = forgetting_report(build_problem_type(REGRESSION), {"rmse": 1.0, "r2": 0.8}, {"rmse": 1.5, "r2": None})
+    report = forgetting_report(problem_type(REGRESSION), {"rmse": 1.0, "r2": 0.8}, {"rmse": 1.5, "r2": None})
     assert report["forgotten"] == {"rmse": 0.5, "r2": None}
-    multi = build_problem_type(MULTI)
+    multi = problem_type(MULTI)
     assert forgetting_report(multi, {"f1_macro": 0.9, "map_macro": 0.9}, None)["forgotten"] is None
 
 

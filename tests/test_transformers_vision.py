@@ -26,7 +26,7 @@ from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.hub.push import push_run
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies.factory import build_strategy
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220)}
 HIDDEN = 32  # the tiny models' width (ConvNeXt's and ResNet's last stage too)

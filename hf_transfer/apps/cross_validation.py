@@ -31,19 +31,19 @@ import torch
 from datasets import Dataset
 
 from hf_transfer.backbones.features import FeatureDataset
-from hf_transfer.config.names import METRIC_NAMES
 from hf_transfer.config.recipe import Recipe
 from hf_transfer.config.strategies import LinearProbeConfig, strategy_name
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.files import write_json, write_yaml
-from hf_transfer.data.splits import LABEL, Splits
-from hf_transfer.data.targets import carve_multilabel, label_matrix, standardize, target_scaling_of
-from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
-from hf_transfer.metrics.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL, fold_indices, mean_std_over_folds
+from hf_transfer.data.splits import Splits
+from hf_transfer.data.train_rows import load_train_split
+from hf_transfer.metrics.folds import mean_std_over_folds
 from hf_transfer.metrics.scalars import greater_is_better
+from hf_transfer.problems import PROBLEM_TYPES, all_metric_names
+from hf_transfer.problems.base import LABEL, ProblemType
 from hf_transfer.runs.folder import CV_METRICS_FILE, RECIPE_FILE
 from hf_transfer.runs.runner import TransferRun
-from hf_transfer.strategies import build_strategy
+from hf_transfer.strategies.factory import build_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -70,36 +70,27 @@ def check_folds(folds: int) -> None:
 def cv_folds(
     problem_type: str, labels, folds: int, seed: int, label_names: list[str]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train rows, held-out rows) of each fold, by `fold_indices`; a class with fewer rows than folds is an error
-    (single-label), a label with fewer positive rows than folds a warning (some folds hold none of it out, and its
-    figures there are undefined)."""
+    """(train rows, held-out rows) of each fold, by the problem type's `fold_indices`; labels too few for the folds
+    are refused or warned about as the problem type says (`check_fold_rows`: a class with fewer rows than folds is
+    an error, a label with fewer positive rows than folds a warning)."""
     check_folds(folds)
+    problem = PROBLEM_TYPES.get(problem_type)
     labels = np.asarray(labels)
-    if problem_type == SINGLE_LABEL:
-        require_rows_per_class(
-            labels, label_names, folds, "train rows", "lower --folds to {n} or add rows of that class"
-        )
-    elif problem_type == MULTI_LABEL:
-        for name, positives in zip(label_names, (labels > 0.5).sum(axis=0)):
-            if 0 < positives < folds:
-                logger.warning(
-                    "label '%s' has %d positive train rows, fewer than --folds %d: some folds test none of it",
-                    name,
-                    positives,
-                    folds,
-                )
-    return fold_indices(problem_type, labels, folds, seed)
+    problem.check_fold_rows(labels, label_names, folds, "train rows", "lower --folds to {n} or add rows of that class")
+    return problem.fold_indices(labels, folds, seed)
 
 
-def inner_validation(labels: np.ndarray, train_rows: np.ndarray, fraction: float, seed: int):
-    """A multi-label fold's (train rows, validation rows), the validation carved from its training part as a run
-    carves it from train (`carve_multilabel`: iterative stratification, every label kept in train)."""
+def inner_validation(
+    problem: ProblemType, labels: np.ndarray, train_rows: np.ndarray, fraction: float, seed: int, names: list[str]
+):
+    """A fold's (train rows, validation rows), the validation carved from its training part as a run carves it from
+    train (multi-label: iterative stratification, every label kept in train)."""
     rows = Dataset.from_dict({LABEL: labels[train_rows].tolist(), ROW: train_rows.tolist()})
-    train, validation = carve_multilabel(rows, fraction, seed)
+    train, validation = problem.carve_validation(rows, fraction, seed, names)
     return np.asarray(train[ROW], dtype=np.int64), np.asarray(validation[ROW], dtype=np.int64)
 
 
-def rows_of(data, indices: np.ndarray, scaling: dict | None = None):
+def rows_of(data, indices: np.ndarray, scaling: dict | None = None, problem: ProblemType | None = None):
     """The rows `indices` of a Dataset or of extracted features, regression targets standardised with `scaling`."""
     if isinstance(data, FeatureDataset):
         labels = data.labels[indices]
@@ -108,7 +99,7 @@ def rows_of(data, indices: np.ndarray, scaling: dict | None = None):
             labels = (labels.reshape(len(indices), -1) - mean) / torch.tensor(scaling["std"], dtype=labels.dtype)
         return FeatureDataset(data.features[indices], labels)
     rows = data.select(indices.tolist())
-    return standardize(rows, scaling) if scaling else rows
+    return problem.scale_targets(rows, scaling) if scaling else rows
 
 
 def flat_metrics(metrics: dict) -> dict:
@@ -199,11 +190,11 @@ def cv_data(run: TransferRun, recipe: Recipe, folds: int) -> CvData:
     once for all folds."""
     accelerator, backbone, seed = run.accelerator, run.target_backbone, recipe.train.seed
     problem = recipe.problem_type
-    standardized = problem == REGRESSION and recipe.data.standardize_targets
+    standardized = recipe.data.standardize_targets  # only regression reads it (the recipe checked)
     with accelerator.main_process_first():
         # targets as they are: each fold standardises on its own training rows
         rows, label_names = load_train_split(replace(recipe.data, standardize_targets=False), backbone, seed, problem)
-    labels = np.asarray(rows[LABEL]) if problem == SINGLE_LABEL else label_matrix(rows)
+    labels = PROBLEM_TYPES.get(problem).label_array(rows)
     fold_rows = cv_folds(problem, labels, folds, seed, label_names)
 
     data, extraction_seconds = rows, None
@@ -220,14 +211,17 @@ def run_folds(run: TransferRun, recipe: Recipe, cv: CvData, folds: int) -> tuple
     the fold that holds out each train row; each fold is one stage of `run`."""
     backbone, seed, problem = run.target_backbone, recipe.train.seed, recipe.problem_type
     rows, labels, label_names, data, standardized = cv.rows, cv.labels, cv.label_names, cv.data, cv.standardized
+    kind = PROBLEM_TYPES.get(problem)
     per_fold, fold_of_row = [], np.zeros(len(labels), dtype=np.int64)
     for i, (train_rows, held_out) in enumerate(cv.fold_rows, start=1):
         fold_of_row[held_out] = i
         validation_rows, test = held_out, None
-        if problem == MULTI_LABEL:
-            train_rows, validation_rows = inner_validation(labels, train_rows, recipe.data.validation_fraction, seed)
-        scaling = target_scaling_of(rows.select(train_rows.tolist())) if standardized else None
-        if problem == MULTI_LABEL:
+        if kind.tunes_thresholds:  # held-out rows are a test split; the epoch and thresholds are chosen on a carve
+            train_rows, validation_rows = inner_validation(
+                kind, labels, train_rows, recipe.data.validation_fraction, seed, label_names
+            )
+        scaling = kind.target_scaling(rows.select(train_rows.tolist()), recipe.data) if standardized else None
+        if kind.tunes_thresholds:
             test = rows_of(data, held_out)
         logger.info(
             "fold %d/%d: %d train, %d validation%s rows",
@@ -238,8 +232,8 @@ def run_folds(run: TransferRun, recipe: Recipe, cv: CvData, folds: int) -> tuple
             f", {len(held_out)} test" if test is not None else "",
         )
         splits = Splits(
-            train=rows_of(data, train_rows, scaling),
-            validation=rows_of(data, validation_rows, scaling),
+            train=rows_of(data, train_rows, scaling, kind),
+            validation=rows_of(data, validation_rows, scaling, kind),
             test=test,
             label_names=label_names,
             problem_type=problem,
@@ -274,7 +268,7 @@ def cv_report(
     seed, problem = recipe.train.seed, recipe.problem_type
     labels, label_names, extraction_seconds = cv.labels, cv.label_names, cv.extraction_seconds
     # multi-label: held-out rows are a test split, the epoch and thresholds chosen on the fold's own validation
-    held_out_split = "test" if problem == MULTI_LABEL else "validation"
+    held_out_split = "test" if PROBLEM_TYPES.get(problem).tunes_thresholds else "validation"
     report = {
         "recipe": recipe.name,
         "task": recipe.task,
@@ -310,7 +304,7 @@ def format_cv_table(report: dict) -> str:
     """mean, std and the per-fold values of every metric, known metrics first, then the per-class / per-label /
     per-target ones; n/a where a fold leaves a metric undefined."""
     summary = report["summary"]
-    known = [k for k in ("num_samples", *METRIC_NAMES) if k in summary]
+    known = [k for k in ("num_samples", *all_metric_names()) if k in summary]
     keys = known + [k for k in summary if k not in known]
     width = max(len("metric"), *(len(k) for k in keys))
     held_out = "" if report.get("held_out_split", "validation") == "validation" else ", scored on held-out test rows"

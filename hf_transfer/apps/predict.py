@@ -15,29 +15,30 @@ from hf_transfer.backbones import build_backbone
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
-from hf_transfer.data.splits import LABEL, check_files_exist, coding_of_run, encode_labels_like, load_files
-from hf_transfer.data.targets import encode_targets_like, label_columns_of
+from hf_transfer.data.splits import check_files_exist, load_files
 from hf_transfer.data.text import drop_empty_texts
-from hf_transfer.problems.base import DEFAULT_THRESHOLD, ProblemType, thresholds_per_label
-from hf_transfer.runs.folder import THRESHOLDS_FILE, read_metadata, read_recipe_dict, recorded_problem_type
-from hf_transfer.strategies import build_strategy
-from hf_transfer.train.loop import ROW_INDEX, build_eval_loader, logits_of
+from hf_transfer.problems import PROBLEM_TYPES, ProblemType
+from hf_transfer.problems.base import DEFAULT_THRESHOLD, LABEL
+from hf_transfer.runs.folder import THRESHOLDS_FILE, read_recipe_dict
+from hf_transfer.runs.record import BackboneRecord, read_record
+from hf_transfer.strategies.factory import build_strategy
+from hf_transfer.train.evaluation import ROW_INDEX, build_eval_loader, logits_of
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_base_checkpoint(backbone: dict, run_dir: Path) -> str:
+def resolve_base_checkpoint(backbone: BackboneRecord, run_dir: Path) -> str:
     """Where to load the base model from: weights bundled in the run (a source stage's), the recorded local folder
     if it is still there, else the Hub id."""
-    if backbone.get("bundled"):
-        return str(Path(run_dir) / backbone["bundled"])
-    local = backbone.get("checkpoint_path")
+    if backbone.bundled:
+        return str(Path(run_dir) / backbone.bundled)
+    local = backbone.checkpoint_path
     if local and Path(local.removeprefix("local-dir:")).exists():
         return local
-    if backbone.get("hub_id"):
-        return backbone["hub_id"]
-    checkpoint = backbone["checkpoint"]
-    if Path(checkpoint.removeprefix("local-dir:")).exists() or "/" not in checkpoint or backbone["library"] == "timm":
+    if backbone.hub_id:
+        return backbone.hub_id
+    checkpoint = backbone.checkpoint or ""
+    if Path(checkpoint.removeprefix("local-dir:")).exists() or "/" not in checkpoint or backbone.library == "timm":
         return checkpoint
     raise ModelError(
         f"the base model '{checkpoint}' of this run is no longer on disk and has no Hub id; "
@@ -70,21 +71,21 @@ class Classifier:
 
         self.source = str(run_dir)  # what the user gave: a folder, or a Hub repo id (downloaded to the cache)
         self.run_dir = run_dir_for(run_dir, revision=revision)
-        self.metadata = read_metadata(self.run_dir)
+        self.record = read_record(self.run_dir)
         raw = read_recipe_dict(self.run_dir)
-        backbone = self.metadata["backbone"]
-        if backbone.get("modality") == "multimodal":
-            for tower in ("image", "text"):
-                raw["model"][tower]["checkpoint"] = resolve_base_checkpoint(backbone[tower], self.run_dir)
+        backbone = self.record.backbone
+        if backbone.towers:  # a multimodal run: each tower loads from its own base model
+            for name, tower in backbone.towers.items():
+                raw["model"][name]["checkpoint"] = resolve_base_checkpoint(tower, self.run_dir)
         else:
             raw["model"]["checkpoint"] = resolve_base_checkpoint(backbone, self.run_dir)
         self.recipe = recipe_from_dict(raw, name=raw.get("name", self.run_dir.name))
-        self.label_names: list[str] = list(self.metadata["label_names"])
-        self.problem = recorded_problem_type(self.metadata, self.recipe.train)
-        self.problem_type: str = self.problem.name
+        self.label_names: list[str] = list(self.record.label_names)
+        self.problem_type: str = self.record.problem_type
+        self.problem = PROBLEM_TYPES.get(self.problem_type)
         # Applied to the outputs unless the run folded it into the head's weights already.
-        scaling_in_weights = self.metadata.get("target_scaling_in_weights")
-        self.target_scaling: dict | None = None if scaling_in_weights else self.metadata.get("target_scaling")
+        scaling = None if self.record.target_scaling_in_weights else self.record.target_scaling
+        self.target_scaling: dict | None = scaling.to_json() if scaling else None
         self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem)
         self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
             self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)
@@ -175,7 +176,7 @@ class Classifier:
         """Multi-label: `threshold` for every label when given, else the run's tuned ones (or 0.5); else None."""
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise HfTransferError(f"--threshold must be between 0 and 1, not {threshold}.")
-        if not self.problem.uses_thresholds:
+        if not self.problem.tunes_thresholds:
             if threshold is not None:
                 raise HfTransferError(
                     f"--threshold applies to multi-label runs; this run is {self.problem_type}, leave it out."
@@ -183,7 +184,7 @@ class Classifier:
             return None
         if threshold is not None:
             return [float(threshold)] * len(self.label_names)
-        return thresholds_per_label(self.thresholds, len(self.label_names))
+        return self.problem.decision_thresholds(self.thresholds, len(self.label_names))
 
     def evaluate(self, files: list[str], batch_size: int = 32, threshold: float | None = None) -> dict:
         """Metrics on new labelled files with the run's columns (labels must be among the run's labels, read as the
@@ -195,9 +196,8 @@ class Classifier:
             raise DataError(f"{field}: {', '.join(files)} holds no rows; give files with labelled rows.")
         where = f"{field} ({', '.join(files)})"
         columns, fields = self.backbone.required_columns()
-        label_column = self.recipe.data.label_column
-        label_columns = label_columns_of(self.recipe.data)  # several for 0/1 label columns or multi-output targets
-        label_field = "data.label_columns" if self.recipe.data.label_columns else "data.label_column"
+        label_columns = self.problem.label_columns(self.recipe.data)  # several: 0/1 label columns or targets
+        label_field = self.problem.label_field(self.recipe.data)
         for column in columns + label_columns:
             if column not in raw.column_names:
                 name = fields.get(column, label_field)
@@ -210,11 +210,8 @@ class Classifier:
             texts = columns if self.recipe.modality == "text" else [self.recipe.data.text_column]
             checked, skipped = drop_empty_texts(DatasetDict({field: raw}), texts, lambda _: where)
             raw = checked[field]
-        if self.problem.one_label_per_row:
-            coding = coding_of_run(self.label_names, label_names_given=bool(self.recipe.data.label_names))
-            encoded = encode_labels_like(raw, label_column, coding, where)
-        else:  # multi-hot in the run's label order, or the targets in their own units
-            encoded = encode_targets_like(raw, self.recipe.data, self.problem_type, self.label_names, where)
+        # class ids or multi-hot rows in the run's label order, or the targets in their own units
+        encoded = self.problem.encode_targets_like(raw, self.recipe.data, self.label_names, where)
         metrics = self.evaluate_rows(encoded, batch_size, threshold)
         return metrics | ({"skipped_rows": skipped[field]} if skipped else {})
 
@@ -227,8 +224,8 @@ class Classifier:
 
 
 def read_thresholds(run_dir: Path, label_names: list[str], problem: ProblemType) -> list[float] | None:
-    """The run's tuned thresholds (thresholds.json), in label order; None for problem types that use none."""
-    if not problem.uses_thresholds:
+    """The run's tuned thresholds (thresholds.json), in label order; None for problem types that tune none."""
+    if not problem.tunes_thresholds:
         return None
     path = Path(run_dir) / THRESHOLDS_FILE
     if not path.is_file():

@@ -29,23 +29,15 @@ import numpy as np
 from hf_transfer.backbones import Backbone, build_backbone
 from hf_transfer.backbones.features import cache_root, extract_features, feature_cache_key
 from hf_transfer.config.loading import load_recipe
-from hf_transfer.config.names import PROBLEM_TYPES, TASKS
-from hf_transfer.config.recipe import check_problem_data
+from hf_transfer.config.names import TASKS
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.accelerator import fresh_accelerator
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.splits import check_files_exist
-from hf_transfer.data.train_rows import load_train_split, require_rows_per_class
-from hf_transfer.metrics.folds import MULTI_LABEL, REGRESSION, SINGLE_LABEL
-from hf_transfer.metrics.transferability import (
-    KNN_SCORE_NAMES,
-    LINEAR_SCORE_NAMES,
-    knn_score,
-    linear_probe_score,
-    logme,
-)
+from hf_transfer.data.train_rows import load_train_split
+from hf_transfer.problems import PROBLEM_TYPES, default_problem_type, problem_type_names
 from hf_transfer.strategies.base import count_parameters
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier
 
@@ -56,8 +48,9 @@ logger = logging.getLogger(__name__)
 
 SCORES = ("logme", "linear_accuracy", "knn_accuracy", "zero_shot_accuracy")
 FEATURE_SCORES = SCORES[:3]
-NAMES_OF = {SINGLE_LABEL: "classes", MULTI_LABEL: "labels", REGRESSION: "targets"}
-ALL_SCORES = tuple(dict.fromkeys((*SCORES, *LINEAR_SCORE_NAMES.values(), *KNN_SCORE_NAMES.values())))
+ALL_SCORES = tuple(
+    dict.fromkeys((*SCORES, *(n for p in PROBLEM_TYPES.values() for n in (p.linear_score_name, p.knn_score_name))))
+)
 """Every name `--by` takes; each problem type scores a subset (`scores_of`)."""
 # The table's column titles of each score.
 SCORE_TITLES = {
@@ -96,7 +89,7 @@ class RankInputs:
     pooling: str = "mean"
     from_recipe: bool = False
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
-    problem_type: str = SINGLE_LABEL
+    problem_type: str = field(default_factory=lambda: default_problem_type().name)
 
     @property
     def modality(self) -> str:
@@ -119,16 +112,15 @@ def rank_inputs(
     """The data settings of `hf-transfer rank`: a recipe's (its data, task, problem type and label keys, library,
     probe pooling and zero_shot section), or files; flags given on top replace the recipe's values."""
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
-        raise HfTransferError(
-            f"--problem-type '{problem_type}' is not a problem type; choose one of {', '.join(PROBLEM_TYPES)}."
-        )
+        names = ", ".join(problem_type_names())
+        raise HfTransferError(f"--problem-type '{problem_type}' is not a problem type; choose one of {names}.")
     inputs = _rank_inputs(recipe, data, task, text_column, label_column, image_column, pooling)
     labels = {"label_columns": label_columns, "label_separator": label_separator}
     labels = {k: v for k, v in labels.items() if v is not None}
     inputs.data = replace(inputs.data, **labels)
     inputs.problem_type = problem_type or inputs.problem_type
     try:
-        check_problem_data(inputs.data, inputs.problem_type)
+        PROBLEM_TYPES.get(inputs.problem_type).check_data(inputs.data)
     except HfTransferError as err:
         raise _in_flag_terms(err, inputs) from None
     if templates:
@@ -188,7 +180,8 @@ def _in_flag_terms(err: HfTransferError, inputs: RankInputs) -> HfTransferError:
 
 def scores_of(problem_type: str) -> tuple[str, ...]:
     """The feature scores of a problem type, as the report names them: LogME, then the linear probe's and kNN's."""
-    return ("logme", LINEAR_SCORE_NAMES[problem_type], KNN_SCORE_NAMES[problem_type])
+    problem = PROBLEM_TYPES.get(problem_type)
+    return ("logme", problem.linear_score_name, problem.knn_score_name)
 
 
 def check_ranked_by(by: str, problem_type: str, checkpoints: list[str], zero_shot: list[str]) -> None:
@@ -224,7 +217,7 @@ def check_rank_request(
         raise HfTransferError(
             "--checkpoints needs at least one checkpoint (a local folder or a cached Hub id), or give --zero-shot."
         )
-    if zero_shot and problem_type != SINGLE_LABEL:
+    if zero_shot and not PROBLEM_TYPES.get(problem_type).picks_one_label:
         raise HfTransferError(
             f"--zero-shot picks one label per row from the label names, so it needs single-label data, not "
             f"{problem_type}; rank these checkpoints with --checkpoints instead."
@@ -286,8 +279,9 @@ def rank_checkpoints(
         checkpoints, zero_shot, inputs, max_samples, seed
     )
     labels = np.asarray(sample["labels"])
-    if backbones and problem_type == SINGLE_LABEL:
-        require_rows_per_class(
+    problem = PROBLEM_TYPES.get(problem_type)
+    if backbones:
+        problem.check_fold_rows(
             labels, label_names, folds, f"rows in the sample of {len(sample)}", "raise --max-samples or lower --folds"
         )
     logger.info(
@@ -295,7 +289,7 @@ def rank_checkpoints(
         len({*checkpoints, *zero_shot}),
         len(sample),
         len(label_names),
-        NAMES_OF[problem_type],
+        problem.names_word,
     )
 
     accelerator = fresh_accelerator()
@@ -310,7 +304,7 @@ def feature_rows(
     backbones: list[Backbone], sample: Dataset, inputs: RankInputs, accelerator, batch_size: int, folds: int, seed: int
 ) -> dict[str, dict]:
     """Each backbone's row of the report, by checkpoint: its feature scores on `sample` and what they cost."""
-    problem_type = inputs.problem_type
+    problem = PROBLEM_TYPES.get(inputs.problem_type)
     rows: dict[str, dict] = {}
     for backbone in backbones:
         cached = (cache_root() / f"{feature_cache_key(backbone, sample, inputs.pooling)}.safetensors").is_file()
@@ -329,9 +323,9 @@ def feature_rows(
         y = features.labels.numpy()
         try:
             scores = {
-                "logme": logme(x, y, problem_type=problem_type),
-                LINEAR_SCORE_NAMES[problem_type]: linear_probe_score(x, y, problem_type, folds, seed),
-                KNN_SCORE_NAMES[problem_type]: knn_score(x, y, problem_type, folds, seed),
+                "logme": problem.logme(x, y),
+                problem.linear_score_name: problem.linear_score(x, y, folds, seed),
+                problem.knn_score_name: problem.knn_score(x, y, folds, seed),
             }
         except DataError as err:  # labels that never vary on the sample
             raise _in_flag_terms(err, inputs) from None
@@ -443,18 +437,14 @@ def format_rank_table(report: dict) -> str:
     """The candidates best first: scores, then cost (parameters, feature dimension, seconds of the feature pass)."""
     rows = report["candidates"]
     zero_shot = "zero_shot" in report
-    problem_type = report.get("problem_type", SINGLE_LABEL)
+    problem = PROBLEM_TYPES.get(report.get("problem_type") or default_problem_type().name)
     logme_key, linear_key, knn_key = report.get("scores", FEATURE_SCORES)
     linear_width, knn_width = max(10, len(SCORE_TITLES[linear_key])), max(7, len(SCORE_TITLES[knn_key]))
     width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))
-    measured = {
-        SINGLE_LABEL: "kNN / linear accuracy",
-        MULTI_LABEL: "kNN / ridge macro mAP",
-        REGRESSION: "kNN -RMSE in standard deviations / ridge R²",
-    }[problem_type]
+    measured = problem.transfer_scores_description
     title = (
         f"Ranked by {report['ranked_by']} on {report['samples']} rows ({len(report['label_names'])} "
-        f"{NAMES_OF[problem_type]}, {report['folds']}-fold {measured}, {report['pooling']} pooling)"
+        f"{problem.names_word}, {report['folds']}-fold {measured}, {report['pooling']} pooling)"
     )
     header = (
         f"{'#':>2}  {'checkpoint':<{width}}  {'LogME':>8}  {SCORE_TITLES[knn_key]:>{knn_width}}  "

@@ -247,7 +247,7 @@ def setup_trials(base: Recipe) -> TrialSetup:
     validation splits (never a test split), a linear probe's as features extracted once for all trials."""
     from hf_transfer.data.splits import Splits, load_splits
     from hf_transfer.runs.runner import TransferRun
-    from hf_transfer.strategies import build_strategy
+    from hf_transfer.strategies.factory import build_strategy
 
     run = TransferRun(base)
     run.setup()

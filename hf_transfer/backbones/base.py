@@ -13,7 +13,7 @@ from torch import nn
 
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import HfTransferError
-from hf_transfer.problems.base import ProblemType, default_problem_type
+from hf_transfer.problems import ProblemType, default_problem_type
 
 
 def label_config_kwargs(label_names: list[str], problem: ProblemType | None) -> dict:

@@ -38,8 +38,8 @@ from hf_transfer.backbones.checkpoint_config import checkpoint_config
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.core.paths import absolute_checkpoint
-from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import ProblemType, labels_tensor
+from hf_transfer.problems import ProblemType
+from hf_transfer.problems.base import LABEL, labels_tensor
 
 TOWERS = ("image", "text")
 WEIGHTS_FILE = "model.safetensors"

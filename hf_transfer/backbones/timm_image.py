@@ -40,8 +40,8 @@ from hf_transfer.data.images import (
     image_files_fingerprint,
     load_image,
 )
-from hf_transfer.data.splits import LABEL
-from hf_transfer.problems.base import ProblemType, labels_tensor
+from hf_transfer.problems import ProblemType
+from hf_transfer.problems.base import LABEL, labels_tensor
 
 logger = logging.getLogger(__name__)
 

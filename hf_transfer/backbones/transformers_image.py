@@ -32,7 +32,7 @@ from hf_transfer.backbones.timm_image import (
     short_module_names,
 )
 from hf_transfer.core.errors import ModelError, RecipeError
-from hf_transfer.problems.base import ProblemType
+from hf_transfer.problems import ProblemType
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ from transformers import (
 
 from hf_transfer.backbones.base import Backbone, label_config_kwargs
 from hf_transfer.core.errors import ModelError, RecipeError
-from hf_transfer.data.splits import LABEL, describe_split
+from hf_transfer.data.splits import describe_split
 from hf_transfer.data.text import drop_empty_texts
-from hf_transfer.problems.base import ProblemType
+from hf_transfer.problems import ProblemType
+from hf_transfer.problems.base import LABEL
 
 logger = logging.getLogger(__name__)
 

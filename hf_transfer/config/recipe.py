@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from hf_transfer.config.names import DEFAULT_METRIC, METRICS_OF_PROBLEM_TYPE, ProblemType
+from hf_transfer.config.names import ProblemTypeName
 from hf_transfer.config.schema import build_dataclass, to_dict
 from hf_transfer.config.sections import (
     SINGLE_KEYS,
@@ -31,51 +31,7 @@ from hf_transfer.config.strategies import STRATEGY_CONFIGS, strategy_name
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.registry import closest
-
-
-def check_problem_data(data: DataConfig, problem_type: str, where: str = "data") -> None:
-    """The data keys that only one problem type reads, refused under another (one sentence each, naming both)."""
-    single, multi = problem_type == "single_label_classification", problem_type == "multi_label_classification"
-    if data.label_columns is not None and single:
-        raise RecipeError(
-            f"{where}.label_columns needs problem_type multi_label_classification (0/1 columns) or regression "
-            f"(target columns); a single-label task reads one {where}.label_column."
-        )
-    if data.label_separator is not None and not multi:
-        raise RecipeError(
-            f"{where}.label_separator splits several labels per row, so it needs problem_type "
-            "multi_label_classification; remove it or set problem_type."
-        )
-    if data.label_separator is not None and data.label_columns is not None:
-        raise RecipeError(
-            f"{where}.label_separator reads {where}.label_column, which {where}.label_columns replaces; keep one."
-        )
-    if data.standardize_targets and problem_type != "regression":
-        raise RecipeError(
-            f"{where}.standardize_targets scales regression targets; it needs problem_type regression, not "
-            f"{problem_type}."
-        )
-    if not data.allow_empty_labels and not multi:
-        raise RecipeError(
-            f"{where}.allow_empty_labels is about multi-label rows with no label; it needs problem_type "
-            "multi_label_classification."
-        )
-    if problem_type == "regression":
-        if data.label_names is not None:
-            raise RecipeError(
-                f"{where}.label_names names classes, which regression has none of; the targets are named after "
-                f"their columns ({where}.label_column or {where}.label_columns), so remove it."
-            )
-        if data.train_samples_per_class is not None:
-            raise RecipeError(
-                f"{where}.train_samples_per_class keeps rows per class, which regression has none of; use "
-                f"{where}.max_train_samples instead."
-            )
-    if multi and data.label_columns is not None and data.label_names is not None:
-        raise RecipeError(
-            f"{where}.label_names is not read with {where}.label_columns: the labels are named after the columns; "
-            "remove one of them."
-        )
+from hf_transfer.problems import SingleLabel, problem_type
 
 
 @dataclass
@@ -83,7 +39,7 @@ class Recipe:
     name: str = "recipe"
     description: str = ""
     task: Literal["text-classification", "image-classification", "multimodal-classification"] = "text-classification"
-    problem_type: ProblemType = "single_label_classification"
+    problem_type: ProblemTypeName = SingleLabel.name
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     strategy: Any = None
@@ -99,13 +55,9 @@ class Recipe:
 
     def __post_init__(self):
         require_data_source(self.data, "data")
-        check_problem_data(self.data, self.problem_type)
+        problem_type(self.problem_type).check_data(self.data)
         check_fits_problem_type(self)
-        if "zero_shot" in self.baseline and self.problem_type != "single_label_classification":
-            raise RecipeError(
-                f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
-                f"single_label_classification, not {self.problem_type}; remove zero_shot from baseline."
-            )
+        problem_type(self.problem_type).check_baselines(self.baseline)
         multimodal = self.task == "multimodal-classification"
         if multimodal and self.model.checkpoint and not self.model.towers:
             # One dual encoder (CLIP, SigLIP): its image tower embeds the image and its text tower the text, so both
@@ -164,43 +116,21 @@ class Recipe:
 
 
 def check_fits_problem_type(recipe: Recipe) -> None:
-    """Fill in eval.metric for the problem type, and refuse the settings that do not apply to it."""
-    problem = recipe.problem_type
-    allowed = METRICS_OF_PROBLEM_TYPE[problem]
+    """Fill in eval.metric for the problem type (its default metric), and refuse the settings that do not apply to
+    it: the problem type says which (`ProblemType.metric_names`, `check_train`, `check_data`)."""
+    problem = problem_type(recipe.problem_type)
     if recipe.eval.metric is None:
-        recipe.eval.metric = DEFAULT_METRIC[problem]
-    elif recipe.eval.metric not in allowed:
+        recipe.eval.metric = problem.default_metric
+    elif recipe.eval.metric not in problem.metric_names:
         raise RecipeError(
-            f"eval.metric '{recipe.eval.metric}' does not apply to problem_type {problem}; choose one of "
-            f"{', '.join(allowed)}."
+            f"eval.metric '{recipe.eval.metric}' does not apply to problem_type {problem.name}; choose one of "
+            f"{', '.join(problem.metric_names)}."
         )
-    check_train_fits_problem_type(recipe.train, problem)
+    problem.check_train(recipe.train)
     if recipe.source is not None:
-        source_problem = recipe.source_problem_type
-        check_problem_data(recipe.source.data, source_problem, "source.data")
-        check_train_fits_problem_type(recipe.source.train, source_problem, "source.train")
-
-
-def check_train_fits_problem_type(train: TrainConfig, problem: str, where: str = "train") -> None:
-    if problem == "single_label_classification":
-        return
-    if train.sampler != "random":
-        kind = "regression targets have no classes" if problem == "regression" else "a row holds several labels"
-        instead = f" with {where}.class_weights=auto instead." if problem != "regression" else "."
-        raise RecipeError(
-            f"{where}.sampler {train.sampler} draws rows by class, and {kind} ({problem}); use "
-            f"{where}.sampler=random{instead}"
-        )
-    if problem == "regression" and train.class_weights is not None:
-        raise RecipeError(f"{where}.class_weights weighs classes, and regression has none; leave it out.")
-
-
-def check_strategy_fits_problem_type(strategy, problem: str, where: str = "strategy") -> None:
-    if problem != "single_label_classification" and getattr(strategy, "smote", False):
-        raise RecipeError(
-            f"{where}.smote interpolates rows of one class, which {problem} does not have; set {where}.smote=false"
-            + (" and use train.class_weights=auto instead." if problem != "regression" else ".")
-        )
+        source_problem = problem_type(recipe.source_problem_type)
+        source_problem.check_data(recipe.source.data, "source.data")
+        source_problem.check_train(recipe.source.train, "source.train")
 
 
 def strategy_config_from(value: Any, where: str = "strategy"):
@@ -233,10 +163,10 @@ def recipe_from_dict(raw: dict, name: str = "recipe") -> Recipe:
         Recipe, {k: v for k, v in raw.items() if k not in ("strategy",)} | {"name": raw.get("name", name)}, ""
     )
     recipe.strategy = strategy_config_from(raw.get("strategy"))
-    check_strategy_fits_problem_type(recipe.strategy, recipe.problem_type)
+    problem_type(recipe.problem_type).check_strategy(recipe.strategy)
     if recipe.source is not None:
         recipe.source.strategy = strategy_config_from(recipe.source.strategy, "source.strategy")
-        check_strategy_fits_problem_type(recipe.source.strategy, recipe.source_problem_type, "source.strategy")
+        problem_type(recipe.source_problem_type).check_strategy(recipe.source.strategy, "source.strategy")
         if strategy_name(recipe.source.strategy) in ("linear_probe",):
             raise RecipeError(
                 "source.strategy linear_probe leaves the backbone unchanged, so nothing transfers; "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from hf_transfer.config.names import MetricName, OptimizerName, ProblemType, SchedulerName, Tracker
+from hf_transfer.config.names import MetricName, OptimizerName, ProblemTypeName, SchedulerName, Tracker
 from hf_transfer.core.errors import RecipeError
 
 
@@ -359,7 +359,7 @@ class SourceConfig:
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Source dataset."})
     strategy: Any = field(default="finetune", metadata={"help": "Source training strategy (finetune or lora)."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Source stage's loop settings."})
-    problem_type: ProblemType | None = field(
+    problem_type: ProblemTypeName | None = field(
         default=None,
         metadata={
             "help": "The source task's problem type; null: the recipe's. The head is replaced, so any source type "

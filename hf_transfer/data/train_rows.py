@@ -1,15 +1,14 @@
-"""The train rows that cross-validation folds and `rank` samples are cut from, and the per-class check they need."""
+"""The train rows that cross-validation folds and `rank` samples are cut from."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import numpy as np
 from datasets import Dataset
 
-from hf_transfer.core.errors import DataError
 from hf_transfer.data.splits import load_splits
+from hf_transfer.problems import SingleLabel
 
 if TYPE_CHECKING:
     from hf_transfer.backbones import Backbone
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def load_train_split(
-    data: DataConfig, backbone: Backbone, seed: int, problem_type: str = "single_label_classification"
+    data: DataConfig, backbone: Backbone, seed: int, problem_type: str = SingleLabel.name
 ) -> tuple[Dataset, list[str]]:
     """The recipe's train rows with their labels (see `Splits`) and the label names, every row kept for the caller's
     own held-out parts (no validation carved); data.train_samples_per_class and data.max_train_samples still apply."""
@@ -29,15 +28,3 @@ def load_train_split(
     columns, fields = backbone.required_columns()
     splits = load_splits(data, columns, fields, seed, check_rows=backbone.check_rows, problem_type=problem_type)
     return splits.train, splits.label_names
-
-
-def require_rows_per_class(labels, label_names: list[str], folds: int, rows: str, fix: str) -> None:
-    """Every present class needs at least `folds` rows for stratified folds; `fix` may name `{n}`, the most folds
-    the smallest class allows."""
-    counts = np.bincount(np.asarray(labels), minlength=len(label_names))
-    for c in np.flatnonzero(counts):
-        if counts[c] < folds:
-            raise DataError(
-                f"class '{label_names[c]}' has {counts[c]} {rows}, fewer than --folds {folds}; "
-                f"{fix.format(n=max(counts[c], 2))}."
-            )

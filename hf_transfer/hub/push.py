@@ -21,7 +21,6 @@ from hf_transfer.hub.access import check_repo_id, require_token
 from hf_transfer.hub.retry import hub_error, is_remote_failure, retrying
 from hf_transfer.hub.stage import (
     STALE_PATTERNS,
-    TOWERS,
     check_nothing_private,
     local_roots,
     looks_local,
@@ -32,9 +31,9 @@ from hf_transfer.runs.folder import (
     METADATA_FILE,
     METRICS_FILE,
     RECIPE_FILE,
-    read_metadata,
     read_recipe_dict,
 )
+from hf_transfer.runs.record import RunRecord, read_record
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,9 @@ def _timm_hub_id(name: str) -> str | None:
     return getattr(cfg, "hf_hub_id", None) if cfg else None
 
 
-def base_model_of(metadata: dict, override: str | None = None, run_dir: Path | str = "the run") -> str | None:
+def base_model_of(
+    record: RunRecord | None, override: str | None = None, run_dir: Path | str = "the run"
+) -> str | None:
     """The Hub id of a run's base model, for `base_model` on the card and loading the repo back.
 
     Order: `override` (`--base-model`), the recorded `model.hub_id`, then the checkpoint when it is a Hub id. None
@@ -83,29 +84,26 @@ def base_model_of(metadata: dict, override: str | None = None, run_dir: Path | s
     """
     if override:
         return check_repo_id(override.removeprefix("hf-hub:"), "--base-model")
-    backbone = metadata["backbone"]
-    if backbone.get("modality") == "multimodal":
-        for tower in TOWERS:
-            described = backbone[tower]
-            if not described.get("hub_id") and (
-                described.get("checkpoint_path") or looks_local(str(described["checkpoint"]))
-            ):
+    backbone = record.backbone
+    if backbone.towers:
+        for tower, described in backbone.towers.items():
+            if not described.hub_id and (described.checkpoint_path or looks_local(str(described.checkpoint))):
                 raise HubError(
-                    f"the {tower} tower of {run_dir} is the local folder '{described['checkpoint']}', which has no "
+                    f"the {tower} tower of {run_dir} is the local folder '{described.checkpoint}', which has no "
                     f"Hub id, so the pushed model could not load it; set model.{tower}.hub_id and train again."
                 )
         return None  # two base models: the card names both towers
-    if backbone.get("hub_id"):
-        return str(backbone["hub_id"]).removeprefix("hf-hub:")
-    checkpoint = str(backbone["checkpoint"])
-    if backbone.get("checkpoint_path") or looks_local(checkpoint):
+    if backbone.hub_id:
+        return backbone.hub_id.removeprefix("hf-hub:")
+    checkpoint = str(backbone.checkpoint)
+    if backbone.checkpoint_path or looks_local(checkpoint):
         raise HubError(
             f"the base model of {run_dir} is the local folder '{checkpoint}', which has no Hub id, so the pushed "
             "model could not name or load it; pass --base-model <hub id> (or set model.hub_id in the recipe)."
         )
     if checkpoint.startswith("hf-hub:"):
         return checkpoint.removeprefix("hf-hub:").split("@")[0]
-    if backbone.get("library") == "timm":
+    if backbone.library == "timm":
         return _timm_hub_id(checkpoint)
     return checkpoint
 
@@ -152,16 +150,14 @@ def push_run(
     base model's Hub id when the run trained from a local folder without `model.hub_id`.
     """
     run_dir = Path(run_dir)
-    metadata = read_metadata(run_dir)
-    for name in (*REQUIRED_FILES, *metadata.get("weights", [])):
+    record = read_record(run_dir)
+    for name in (*REQUIRED_FILES, *record.weights):
         if not (run_dir / name).is_file():
             raise HubError(f"run folder '{run_dir}' has no {name}; it is incomplete, so train it again.")
     check_repo_id(repo_id)
-    base = base_model_of(metadata, base_model, run_dir=f"'{run_dir}'")
-    if base is None and metadata["backbone"].get("modality") != "multimodal":  # (its card names both towers)
-        logger.warning(
-            "the base model %s has no Hub id; the card names no base_model", metadata["backbone"]["checkpoint"]
-        )
+    base = base_model_of(record, base_model, run_dir=f"'{run_dir}'")
+    if base is None and not record.backbone.towers:  # (a multimodal card names both towers)
+        logger.warning("the base model %s has no Hub id; the card names no base_model", record.backbone.checkpoint)
     if dry_run:
         # No token is needed to look, but the one a real push would use is scanned for all the same, so that a dry
         # run refuses exactly what the push would.
@@ -176,7 +172,7 @@ def push_run(
         staging = Path(tmp) / "repo"
         card_revision = revision if revision != "main" else None
         skipped, card_metadata = stage_run(run_dir, staging, repo_id, base, card_revision)
-        check_nothing_private(staging, token, local_roots(run_dir, metadata, recipe_dict))
+        check_nothing_private(staging, token, local_roots(run_dir, record, recipe_dict))
         files = {
             p.relative_to(staging).as_posix(): p.stat().st_size for p in sorted(staging.rglob("*")) if p.is_file()
         }
@@ -194,7 +190,7 @@ def push_run(
             logger.info("not pushed (not part of a shared model): %s", ", ".join(skipped))
         if dry_run:
             return result
-        message = commit_message or f"Upload {metadata['strategy']} run '{run_dir.name}' with hf-transfer"
+        message = commit_message or f"Upload {record.strategy} run '{run_dir.name}' with hf-transfer"
         _send(staging, result, message, token, run_dir)
     return result
 

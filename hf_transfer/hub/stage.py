@@ -12,11 +12,13 @@ import fnmatch
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from hf_transfer.core.errors import HubError
 from hf_transfer.runs.folder import METADATA_FILE, METRICS_FILE, RECIPE_FILE, read_recipe_dict, write_json, write_yaml
+from hf_transfer.runs.record import RunRecord, read_record, record_from_json, write_record
 
 CARD_FILE = "README.md"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -83,9 +85,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-TOWERS = ("image", "text")  # a multimodal run's two backbones, each described under its name
-
-
 def _load_form(library: str, hub_id: str) -> str:
     """How the backbone's library names a Hub checkpoint."""
     return f"hf-hub:{hub_id}" if library == "timm" else hub_id
@@ -116,43 +115,44 @@ def stage_run(
         else:
             shutil.copyfile(entry, target)
 
-    metadata = _read_json(staging / METADATA_FILE)
-    backbone = metadata["backbone"]
-    bundled = backbone.get("bundled")
+    record = read_record(staging)
+    backbone = record.backbone
+    bundled = backbone.bundled
     if bundled:  # a source stage's weights under the adapter or head: the repo needs them to load
         skipped.remove(bundled + "/")
         (staging / bundled).mkdir()
         for entry in sorted((run_dir / bundled).iterdir()):
             if entry.is_file() and _pushable(entry.name):
                 shutil.copyfile(entry, staging / bundled / entry.name)
-    for tower in TOWERS if backbone.get("modality") == "multimodal" else ():
+    towers = {}
+    for tower, described in backbone.towers.items():
         # a multimodal run's per-tower preprocessing (image config, tokenizer) sits in a sub-folder each
         skipped.remove(tower + "/")
         (staging / tower).mkdir()
         for entry in sorted((run_dir / tower).iterdir()):
             if entry.is_file() and _pushable(entry.name):
                 shutil.copyfile(entry, staging / tower / entry.name)
-        described = backbone[tower]
-        if described.get("hub_id"):
-            described["checkpoint"] = _load_form(described["library"], described["hub_id"])
-        described["checkpoint_path"] = None
-    was_local = bool(backbone.get("checkpoint_path")) or looks_local(str(backbone["checkpoint"]))
+        if described.hub_id:
+            described = replace(described, checkpoint=_load_form(described.library, described.hub_id))
+        towers[tower] = replace(described, checkpoint_path=None)
+    was_local = bool(backbone.checkpoint_path) or looks_local(str(backbone.checkpoint))
+    backbone = replace(backbone, checkpoint_path=None, towers=towers)
     if base_model:
-        backbone["hub_id"] = base_model
+        backbone = replace(backbone, hub_id=base_model)
         if was_local:
-            backbone["checkpoint"] = _load_form(backbone["library"], base_model)
-    backbone["checkpoint_path"] = None
-    metadata = _without_local_paths(metadata)
-    write_json(staging / METADATA_FILE, metadata)
+            backbone = replace(backbone, checkpoint=_load_form(backbone.library, base_model))
+    where = f"{METADATA_FILE} of '{run_dir}'"
+    record = record_from_json(_without_local_paths(replace(record, backbone=backbone).to_json()), where)
+    write_record(staging, record)
 
     recipe_dict = read_recipe_dict(staging)
-    if backbone.get("modality") == "multimodal":
-        for tower in TOWERS:
-            recipe_dict["model"][tower]["checkpoint"] = backbone[tower]["checkpoint"]
+    if towers:
+        for tower, described in towers.items():
+            recipe_dict["model"][tower]["checkpoint"] = described.checkpoint
         if recipe_dict["model"].get("checkpoint"):  # one dual encoder (CLIP, SigLIP) is both towers
-            recipe_dict["model"]["checkpoint"] = backbone["image"]["checkpoint"]
+            recipe_dict["model"]["checkpoint"] = towers["image"].checkpoint
     else:
-        recipe_dict["model"]["checkpoint"] = backbone["checkpoint"]
+        recipe_dict["model"]["checkpoint"] = backbone.checkpoint
     if base_model:
         recipe_dict["model"]["hub_id"] = base_model
     recipe_dict.setdefault("output", {})["dir"] = None  # a folder on the trainer's machine
@@ -164,7 +164,7 @@ def stage_run(
             continue
         data = _read_json(path)
         if path.name == ADAPTER_CONFIG_FILE and isinstance(data, dict):
-            data["base_model_name_or_path"] = base_model or backbone["checkpoint"]
+            data["base_model_name_or_path"] = base_model or backbone.checkpoint
         cleaned = _without_local_paths(data)
         if cleaned != data or path.name == ADAPTER_CONFIG_FILE:
             write_json(path, cleaned)
@@ -173,21 +173,22 @@ def stage_run(
     metrics = _read_json(staging / METRICS_FILE)
     card = build_model_card(
         recipe,
-        metadata | {"_run_dir": str(staging)},
+        record,
         metrics,
         location=repo_id,
         base_model=base_model,
         repo_id=repo_id,
         revision=revision,
+        run_dir=staging,
     )
     card.save(str(staging / CARD_FILE))
     return skipped, card.data.to_dict()
 
 
-def local_roots(run_dir: Path, metadata: dict, recipe_dict: dict) -> set[str]:
+def local_roots(run_dir: Path, record: RunRecord, recipe_dict: dict) -> set[str]:
     """Absolute paths of this machine that must not appear in any pushed file."""
     roots = {str(run_dir.resolve())}
-    checkpoint = metadata["backbone"].get("checkpoint_path")
+    checkpoint = record.backbone.checkpoint_path
     if checkpoint:
         roots.add(str(Path(checkpoint.removeprefix("local-dir:")).resolve()))
     data = recipe_dict.get("data") or {}

@@ -1,9 +1,11 @@
-"""K-fold splits that respect the labels of each problem type, for `cv` and for the scores `rank` cross-validates.
+"""K-fold splits that respect labels, for `cv` and for the scores `rank` cross-validates; each problem type picks
+the one that fits its labels (`ProblemType.fold_indices`):
 
-- single-label: scikit-learn's StratifiedKFold (each class in every fold in proportion);
-- multi-label: iterative stratification (Sechidis, Tsoumakas and Vlahavas, ECML 2011) through the maintained
+- class ids: scikit-learn's StratifiedKFold (each class in every fold in proportion);
+- multi-hot rows: iterative stratification (Sechidis, Tsoumakas and Vlahavas, ECML 2011) through the maintained
   `iterative-stratification` package, which keeps each label's positives spread over the folds, rare labels first;
-- regression: StratifiedKFold over quantile bins of the target, so every fold sees low, middle and high values.
+- numeric targets: StratifiedKFold over quantile bins of the target (`quantile_bins`), so every fold sees low,
+  middle and high values.
 
 Kept apart from `cross_validation` so that `rank` can fold its data without importing the training runner. Also
 here: the mean and spread of each metric over the folds.
@@ -14,54 +16,47 @@ from __future__ import annotations
 import numpy as np
 
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.core.registry import closest
 from hf_transfer.metrics.scalars import is_number
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-REGRESSION = "regression"
-FOLD_PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
 REGRESSION_BINS = 10  # quantile bins of a regression target (fewer when the rows cannot fill them)
 
 
-def fold_indices(problem_type: str, labels, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train rows, validation rows) of each of `n_splits` folds, shuffled with `seed`; every row is in exactly one
-    validation fold.
-
-    `labels`: int class ids (n,) for single-label; multi-hot (n, K) for multi-label; targets (n,) or (n, T) for
-    regression (several targets are binned on the mean of their within-target ranks, so a fold is balanced on all of
-    them at once rather than on the first).
-    """
-    if problem_type not in FOLD_PROBLEM_TYPES:
-        raise RecipeError(
-            f"problem_type '{problem_type}' is not known{closest(problem_type, FOLD_PROBLEM_TYPES)}; "
-            f"choose one of {', '.join(FOLD_PROBLEM_TYPES)}."
-        )
+def check_fold_count(num_rows: int, n_splits: int) -> None:
+    """Refuse fewer than 2 folds, or more folds than rows."""
     if int(n_splits) < 2:
         raise RecipeError(f"--folds is {n_splits}; cross-validation needs at least 2 folds (5 or 10 are usual).")
-    labels = np.asarray(labels)
-    if len(labels) < n_splits:
-        raise DataError(f"{len(labels)} rows cannot fill {n_splits} folds; lower --folds to {max(len(labels), 2)}.")
-    placeholder = np.zeros((len(labels), 1))
-    if problem_type == MULTI_LABEL:
-        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    if num_rows < n_splits:
+        raise DataError(f"{num_rows} rows cannot fill {n_splits} folds; lower --folds to {max(num_rows, 2)}.")
 
-        if labels.ndim != 2:
-            raise ValueError(f"multi-label folds need multi-hot labels (n, K), got shape {labels.shape}.")
-        splitter = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        return [(train, validation) for train, validation in splitter.split(placeholder, labels.astype(np.int64))]
 
+def stratified_fold_indices(strata, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, held-out rows) of each of `n_splits` folds with every stratum (a class id, a bin) spread over
+    them in proportion, shuffled with `seed`."""
     from sklearn.model_selection import StratifiedKFold
 
-    strata = _quantile_bins(labels, n_splits) if problem_type == REGRESSION else labels
+    strata = np.asarray(strata)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return list(splitter.split(placeholder, strata))
+    return list(splitter.split(np.zeros((len(strata), 1)), strata))
 
 
-def _quantile_bins(targets: np.ndarray, n_splits: int) -> np.ndarray:
+def multilabel_fold_indices(labels, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, held-out rows) of each of `n_splits` folds of multi-hot `labels` (n, K), iteratively stratified
+    and shuffled with `seed`."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"multi-label folds need multi-hot labels (n, K), got shape {labels.shape}.")
+    splitter = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    placeholder = np.zeros((len(labels), 1))
+    return [(train, held_out) for train, held_out in splitter.split(placeholder, labels.astype(np.int64))]
+
+
+def quantile_bins(targets, n_splits: int) -> np.ndarray:
     """Equal-count bins of the targets' order (up to REGRESSION_BINS, each holding at least `n_splits` rows, so
     StratifiedKFold can put one of each bin in every fold); ties are ordered by row, so a constant target still
-    splits."""
+    splits. Several targets (n, T) are binned on the mean of their within-target ranks, so a fold is balanced on all
+    of them at once rather than on the first."""
     targets = np.asarray(targets, dtype=np.float64)
     if targets.ndim == 2:
         ranks = np.argsort(np.argsort(targets, axis=0, kind="stable"), axis=0, kind="stable")

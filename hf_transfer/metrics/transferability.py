@@ -15,7 +15,9 @@ divided by N: higher is better; it does not change when the features are scaled 
 class ids are permuted.
 
 The same evidence scores the other problem types: each label of a multi-label task is one 0/1 target, each
-regression target (standardised) is one real-valued target, and LogME is again the mean over targets.
+regression target (standardised) is one real-valued target, and LogME is again the mean over targets. Which targets,
+folds and scores a problem type uses is its own (`ProblemType.logme_targets`, `knn_score`, `linear_score`); the
+numeric pieces are here.
 """
 
 from __future__ import annotations
@@ -26,24 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from hf_transfer.core.errors import DataError
-from hf_transfer.metrics.folds import FOLD_PROBLEM_TYPES, MULTI_LABEL, REGRESSION, SINGLE_LABEL, fold_indices
 
 LOGME_MAX_ITERATIONS = 100
 LOGME_TOLERANCE = 1e-6  # relative change of alpha / beta between iterations
 KNN_NEIGHBORS = 10
 LOGISTIC_CS = [1e-3, 1e-2, 1e-1, 1.0]  # inverse L2 strengths the linear probe chooses from
-KNN_SCORE_NAMES = {
-    SINGLE_LABEL: "knn_accuracy",
-    MULTI_LABEL: "knn_map_macro",
-    REGRESSION: "knn_neg_rmse",
-}
-"""What `knn_score` measures for each problem type, as a report would name it."""
-LINEAR_SCORE_NAMES = {
-    SINGLE_LABEL: "linear_accuracy",
-    MULTI_LABEL: "linear_map_macro",
-    REGRESSION: "linear_r2",
-}
-"""What `linear_probe_score` measures for each problem type, as a report would name it."""
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)  # L2 strengths the ridge probe chooses from (features are standardised)
 
 
@@ -97,49 +86,19 @@ def _evidence(target: np.ndarray, u: np.ndarray, sigma: np.ndarray, n_features: 
     return Evidence(log_evidence / n, alpha, beta, iterations)
 
 
-def logme_evidences(
-    features, labels, num_classes: int | None = None, problem_type: str = SINGLE_LABEL
-) -> list[Evidence]:
-    """The maximised evidence of each target the labels make:
-
-    - single-label: each class's one-vs-rest 0/1 target (classes absent from `labels` are skipped);
-    - multi-label: each label's 0/1 column of the multi-hot `labels` (N, K) (a label that is all 0 or all 1 on these
-      rows is skipped: it tells nothing about the features);
-    - regression: each target column of `labels` (N,) or (N, T), standardised first (constant targets skipped), so
-      that targets in different units weigh the same in the mean and the model needs no intercept.
-    """
+def logme_evidences(features, targets: list[np.ndarray]) -> list[Evidence]:
+    """The maximised evidence of each real-valued target (N,) on `features` (N, D), all in one SVD basis."""
     features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
-    if features.ndim != 2 or len(features) != len(labels):
-        raise ValueError(f"features must be (N, D) with N = len(labels); got {features.shape} and {len(labels)}.")
-    targets = _logme_targets(labels, num_classes, problem_type)
+    if features.ndim != 2 or any(len(features) != len(t) for t in targets):
+        raise ValueError(f"features must be (N, D) with N = len(targets); got {features.shape}.")
     u, sigma = _svd_basis(features)
-    return [_evidence(target, u, sigma, features.shape[1]) for target in targets]
+    return [_evidence(np.asarray(t, dtype=np.float64), u, sigma, features.shape[1]) for t in targets]
 
 
-def _logme_targets(labels: np.ndarray, num_classes: int | None, problem_type: str) -> list[np.ndarray]:
-    if problem_type == SINGLE_LABEL:
-        classes = np.unique(labels) if num_classes is None else [c for c in range(num_classes) if (labels == c).any()]
-        return [(labels == c).astype(np.float64) for c in classes]
-    columns = labels.astype(np.float64)
-    columns = columns[:, None] if columns.ndim == 1 else columns
-    varying = [columns[:, t] for t in range(columns.shape[1]) if np.ptp(columns[:, t]) > 0]
-    if problem_type == MULTI_LABEL:
-        if not varying:
-            raise DataError("LogME needs a label that some rows have and others lack; every label is all 0 or all 1.")
-        return varying
-    if problem_type == REGRESSION:
-        if not varying:
-            raise DataError("LogME needs a regression target that varies; every target is constant on these rows.")
-        return [(column - column.mean()) / column.std() for column in varying]
-    raise ValueError(f"problem_type must be one of {', '.join(FOLD_PROBLEM_TYPES)}, got {problem_type!r}.")
-
-
-def logme(features, labels, problem_type: str = SINGLE_LABEL) -> float:
-    """LogME of `features` (N, D) for `labels`: the mean over targets (classes, labels or regression targets; see
-    `logme_evidences`) of the maximised log evidence per example. Higher means the labels are more linearly
-    predictable from the features."""
-    return float(np.mean([e.log_evidence for e in logme_evidences(features, labels, problem_type=problem_type)]))
+def logme_of_targets(features, targets: list[np.ndarray]) -> float:
+    """LogME: the mean over `targets` of the maximised log evidence per example. Higher means the targets are more
+    linearly predictable from the features."""
+    return float(np.mean([e.log_evidence for e in logme_evidences(features, targets)]))
 
 
 def _folds(labels: np.ndarray, folds: int, seed: int):
@@ -159,50 +118,6 @@ def knn_accuracy(features, labels, folds: int = 5, seed: int = 0) -> float:
     return float(cross_val_score(knn, features, labels, cv=_folds(labels, folds, seed)).mean())
 
 
-def knn_score(features, labels, problem_type: str = SINGLE_LABEL, folds: int = 5, seed: int = 0) -> float:
-    """Cross-validated score of k nearest neighbours by cosine similarity, in the form the problem type needs
-    (`KNN_SCORE_NAMES` names it; higher is better for all three):
-
-    - single-label: accuracy of the neighbours' vote (`knn_accuracy`);
-    - multi-label: macro mean average precision of the neighbours' label frequencies, over the labels with a
-      positive row in the validation fold (iteratively stratified folds);
-    - regression: minus the RMSE of the neighbours' mean, on targets standardised over all rows (so 0 is perfect and
-      -1 is about what predicting the mean gives; several targets are averaged), over quantile-binned folds.
-    """
-    if problem_type == SINGLE_LABEL:
-        return knn_accuracy(features, labels, folds=folds, seed=seed)
-    from sklearn.metrics import average_precision_score
-    from sklearn.neighbors import KNeighborsRegressor
-
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
-    if problem_type == MULTI_LABEL:
-        targets = labels
-    elif problem_type == REGRESSION:
-        targets = labels[:, None] if labels.ndim == 1 else labels
-        spread = targets.std(axis=0)
-        targets = (targets - targets.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-    else:
-        raise ValueError(f"problem_type must be one of {', '.join(FOLD_PROBLEM_TYPES)}, got {problem_type!r}.")
-    scores = []
-    for train, validation in fold_indices(problem_type, labels, folds, seed):
-        knn = KNeighborsRegressor(n_neighbors=max(1, min(KNN_NEIGHBORS, len(train))), metric="cosine")
-        predicted = knn.fit(features[train], targets[train]).predict(features[validation])
-        predicted = predicted.reshape(len(validation), -1)
-        truth = targets[validation]
-        if problem_type == REGRESSION:
-            scores.append(-float(np.sqrt(((predicted - truth) ** 2).mean(axis=0)).mean()))
-            continue
-        with_positives = [k for k in range(truth.shape[1]) if truth[:, k].any()]
-        if with_positives:
-            scores.append(
-                float(np.mean([average_precision_score(truth[:, k], predicted[:, k]) for k in with_positives]))
-            )
-    if not scores:
-        raise DataError("kNN mAP needs a validation fold with a positive label; every label is all 0 on these rows.")
-    return float(np.mean(scores))
-
-
 def linear_probe_accuracy(features, labels, folds: int = 5, seed: int = 0) -> float:
     """Cross-validated accuracy of a logistic regression on standardised features, its L2 strength chosen inside
     each training fold (nested 3-fold search): with few rows per feature a fixed strength under-rates good features."""
@@ -219,43 +134,66 @@ def linear_probe_accuracy(features, labels, folds: int = 5, seed: int = 0) -> fl
     return float(scores.mean())
 
 
-def linear_probe_score(features, labels, problem_type: str = SINGLE_LABEL, folds: int = 5, seed: int = 0) -> float:
-    """Cross-validated score of a linear probe on standardised features, in the form the problem type needs
-    (`LINEAR_SCORE_NAMES` names it; higher is better for all three):
+def knn_predictions(features, targets, fold_rows) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(predicted, true) targets of each held-out fold of `fold_rows`: the mean of the k nearest training rows by
+    cosine similarity (for 0/1 label columns, the neighbours' label frequencies)."""
+    from sklearn.neighbors import KNeighborsRegressor
 
-    - single-label: accuracy of a logistic regression (`linear_probe_accuracy`);
-    - multi-label: macro mean average precision of a ridge regression on the 0/1 label columns, over the labels with
-      a positive row in the validation fold (least squares rather than one logistic search per label, which would
-      cost labels x strengths x inner folds fits);
-    - regression: R² of a ridge regression, averaged over targets.
+    features, targets = np.asarray(features, dtype=np.float64), _as_columns(targets)
+    out = []
+    for train, held_out in fold_rows:
+        knn = KNeighborsRegressor(n_neighbors=max(1, min(KNN_NEIGHBORS, len(train))), metric="cosine")
+        predicted = knn.fit(features[train], targets[train]).predict(features[held_out])
+        out.append((predicted.reshape(len(held_out), -1), targets[held_out]))
+    return out
 
-    The ridge strength is chosen inside each training fold by RidgeCV's efficient leave-one-out search, per target.
-    """
-    if problem_type == SINGLE_LABEL:
-        return linear_probe_accuracy(features, labels, folds=folds, seed=seed)
-    if problem_type not in (MULTI_LABEL, REGRESSION):
-        raise ValueError(f"problem_type must be one of {', '.join(FOLD_PROBLEM_TYPES)}, got {problem_type!r}.")
+
+def ridge_predictions(features, targets, fold_rows) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(predicted, true) targets of each held-out fold of `fold_rows` from a ridge regression on standardised
+    features, its strength chosen inside each training fold by RidgeCV's efficient leave-one-out search, per
+    target."""
     from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import average_precision_score, r2_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
-    targets = labels[:, None] if labels.ndim == 1 else labels
-    scores = []
-    for train, validation in fold_indices(problem_type, labels, folds, seed):
+    features, targets = np.asarray(features, dtype=np.float64), _as_columns(targets)
+    out = []
+    for train, held_out in fold_rows:
         probe = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True))
-        predicted = probe.fit(features[train], targets[train]).predict(features[validation])
-        predicted, truth = predicted.reshape(len(validation), -1), targets[validation]
-        if problem_type == REGRESSION:
-            scores.append(float(r2_score(truth, predicted)))
-            continue
+        predicted = probe.fit(features[train], targets[train]).predict(features[held_out])
+        out.append((predicted.reshape(len(held_out), -1), targets[held_out]))
+    return out
+
+
+def mean_average_precision(fold_predictions, if_none: str) -> float:
+    """The mean over folds of the macro average precision of predicted 0/1 label columns, over the labels with a
+    positive row in the held-out fold; `if_none` is the DataError's message when no fold has one."""
+    from sklearn.metrics import average_precision_score
+
+    scores = []
+    for predicted, truth in fold_predictions:
         with_positives = [k for k in range(truth.shape[1]) if truth[:, k].any()]
         if with_positives:
             scores.append(
                 float(np.mean([average_precision_score(truth[:, k], predicted[:, k]) for k in with_positives]))
             )
     if not scores:
-        raise DataError("linear mAP needs a validation fold with a positive label; every label is all 0 here.")
+        raise DataError(if_none)
     return float(np.mean(scores))
+
+
+def negative_rmse(fold_predictions) -> float:
+    """Minus the RMSE of the predictions, averaged over targets and then over folds."""
+    return float(np.mean([-float(np.sqrt(((p - t) ** 2).mean(axis=0)).mean()) for p, t in fold_predictions]))
+
+
+def r_squared(fold_predictions) -> float:
+    """R² of the predictions (averaged over targets), averaged over folds."""
+    from sklearn.metrics import r2_score
+
+    return float(np.mean([float(r2_score(t, p)) for p, t in fold_predictions]))
+
+
+def _as_columns(targets) -> np.ndarray:
+    targets = np.asarray(targets, dtype=np.float64)
+    return targets[:, None] if targets.ndim == 1 else targets

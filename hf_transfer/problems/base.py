@@ -1,468 +1,342 @@
-"""The three problem types of a recipe's `problem_type`, as transformers names them in a model config.
+"""The problem-type interface: everything that differs between single-label, multi-label and regression.
 
-Each is one small class with what differs between them: the head's size, the loss, how logits become scores, the
-default selection metric and the metrics themselves, and what a prediction looks like. The loop, the strategies
-and `predict` ask the problem type and never branch on its name. Single-label classification is exactly what
-hf-transfer always did (cross-entropy, softmax, `classification_metrics`).
+A recipe's `problem_type` names one registered `ProblemType` (transformers' names, as a model config's
+`problem_type` holds them); `hf_transfer.problems.problem_type(name)` returns it. The recipe schema asks it for its
+rules, the data loader for its target coding and carving, the loop for its loss, scores and metrics, `predict` for
+its predictions, `rank` for its transferability scores, the card for its metrics and plots. Nothing outside this
+package compares a value with a problem type's name: a fourth problem type is one module here.
+
+The objects hold no state: what a run chooses (its loss, its class weights) is passed in. This module, like every
+module of the package that the recipe schema imports, loads nothing heavy at import time (no torch, datasets or
+scikit-learn: `hf-transfer validate` must stay light); the heavy pieces are imported inside the methods that use
+them, from the `*_coding` modules and `metrics`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from hf_transfer.config.names import DEFAULT_METRIC
-from hf_transfer.config.sections import TrainConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.core.registry import Registry
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-REGRESSION = "regression"
+if TYPE_CHECKING:  # the settings sit above problems: the recipe schema asks a problem type for its rules
+    import torch
+    from datasets import Dataset, DatasetDict
 
-DEFAULT_THRESHOLD = 0.5
-# pos_weight = negatives / positives of a label, kept within these bounds: a label seen once in 10,000 rows would
-# otherwise weigh its one positive 10,000 times and its gradient would swamp every other label's.
-POS_WEIGHT_RANGE = (0.01, 100.0)
+    from hf_transfer.config.sections import DataConfig, TrainConfig
+
+LABEL = "labels"  # the column every prepared split carries: class ids, multi-hot vectors or targets
+DEFAULT_THRESHOLD = 0.5  # a multi-label row carries a label whose sigmoid score reaches this, unless tuned
 
 
 class ProblemType:
-    """What a problem type decides; subclasses are registered in `PROBLEM_TYPE_CLASSES` by their transformers name."""
+    """What a problem type decides. Subclasses set the class attributes and implement the methods; each registers
+    one instance under its `name` (`register_problem_type`)."""
 
     name: ClassVar[str]
-    label_dtype: ClassVar[torch.dtype]
+    """transformers' name (`single_label_classification`, ...): what a recipe's `problem_type` says."""
+    names_word: ClassVar[str]
+    """What the label names name, for messages and logs: "classes", "labels" or "targets"."""
+    metric_names: ClassVar[tuple[str, ...]]
+    """The metrics `eval.metric` may name for this problem type (scalar keys of `metrics`)."""
+    default_metric: ClassVar[str]
+    """The metric that picks the best checkpoint when the recipe names none."""
+    card_metrics: ClassVar[tuple[str, ...]]
+    """The metrics a model card reports, in its order."""
+    card_plots: ClassVar[tuple[tuple[str, str], ...]]
+    """(title, file name) of each plot `save_plots` writes, as the model card shows them."""
+    prediction_key: ClassVar[str]
+    """The key of a prediction that holds the answer: "label", "labels" or "values"."""
+    source_report_metrics: ClassVar[tuple[str, ...]]
+    """The metrics a transfer report quotes for a source stage of this problem type."""
+    picks_one_label: ClassVar[bool] = False
+    """Every row has exactly one of the label names (zero-shot, class samplers and SMOTE need this)."""
+    tunes_thresholds: ClassVar[bool] = False
+    """Decisions cut scores at per-label thresholds tuned on validation (saved as thresholds.json)."""
+    label_columns_hint: ClassVar[str | None] = None
+    """What data.label_columns holds for this problem type ("0/1 columns"); None: it reads one label column."""
+    reads_label_separator: ClassVar[bool] = False
+    """data.label_separator applies (several labels written in one cell)."""
+    reads_allow_empty_labels: ClassVar[bool] = False
+    """data.allow_empty_labels applies (rows may carry no label)."""
+    reads_standardize_targets: ClassVar[bool] = False
+    """data.standardize_targets applies (numeric targets)."""
+    takes_class_weights: ClassVar[bool] = True
+    """train.class_weights applies (loss weights per class, or BCE pos_weight per label)."""
+    evaluation_loss: ClassVar[bool] = True
+    """Evaluation reports the training loss beside the metrics (single-label reports its log_loss instead)."""
+    knn_score_name: ClassVar[str]
+    """What `knn_score` measures, as `rank` names it."""
+    linear_score_name: ClassVar[str]
+    """What `linear_score` measures, as `rank` names it."""
+    transfer_scores_description: ClassVar[str]
+    """The kNN and linear scores in words, for the heading of `rank`'s table."""
+    name_word: ClassVar[str]
+    """One of the label names, for the card's per-name table ("Per class:"): "class", "label" or "target"."""
 
-    def __init__(self, train: TrainConfig | None = None):
-        self.train = train or TrainConfig()
+    def __repr__(self) -> str:
+        return f"<problem type {self.name}>"
 
-    @property
-    def default_metric(self) -> str:
-        return DEFAULT_METRIC[self.name]
+    # --- the recipe's rules (no heavy imports: `validate` runs these) ----------------------------------------
+    def check_data(self, data: DataConfig, where: str = "data") -> None:
+        """Refuse the data keys this problem type does not read (one sentence naming the key and what to do).
 
-    def head_outputs(self, num_names: int) -> int:
-        """Outputs of the head: one per class, label or target."""
-        return num_names
+        Here: the keys that other problem types read (`reads_*`); subclasses add their own rules."""
+        if data.label_separator is not None and not self.reads_label_separator:
+            raise RecipeError(
+                f"{where}.label_separator splits several labels per row, so it needs problem_type "
+                f"{_names_of(others_reading('reads_label_separator'))}; remove it or set problem_type."
+            )
+        if data.label_separator is not None and data.label_columns is not None:
+            raise RecipeError(
+                f"{where}.label_separator reads {where}.label_column, which {where}.label_columns replaces; keep one."
+            )
+        if data.standardize_targets and not self.reads_standardize_targets:
+            raise RecipeError(
+                f"{where}.standardize_targets scales regression targets; it needs problem_type "
+                f"{_names_of(others_reading('reads_standardize_targets'))}, not {self.name}."
+            )
+        if not data.allow_empty_labels and not self.reads_allow_empty_labels:
+            raise RecipeError(
+                f"{where}.allow_empty_labels is about multi-label rows with no label; it needs problem_type "
+                f"{_names_of(others_reading('reads_allow_empty_labels'))}."
+            )
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None):
+    def check_train(self, train: TrainConfig, where: str = "train") -> None:
+        """Refuse the loop settings that do not apply to this problem type."""
+
+    def check_strategy(self, strategy: Any, where: str = "strategy") -> None:
+        """Refuse the strategy settings that do not apply to this problem type (SMOTE needs one class per row)."""
+        if getattr(strategy, "smote", False) and not self.picks_one_label:
+            raise RecipeError(
+                f"{where}.smote interpolates rows of one class, which {self.name} does not have; set {where}.smote="
+                "false" + (" and use train.class_weights=auto instead." if self.takes_class_weights else ".")
+            )
+
+    def check_baselines(self, baselines: list[str]) -> None:
+        """Refuse the baselines this problem type cannot run (zero-shot picks one label per row)."""
+        if "zero_shot" in baselines and not self.picks_one_label:
+            raise RecipeError(
+                f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
+                f"{_names_of(others_reading('picks_one_label'))}, not {self.name}; remove zero_shot from baseline."
+            )
+
+    def greater_is_better(self, metric: str) -> bool:
+        """Whether a larger `metric` is better (False for errors and losses)."""
+        from hf_transfer.metrics.scalars import greater_is_better
+
+        return greater_is_better(metric)
+
+    # --- data: the `labels` column of every split ------------------------------------------------------------
+    def label_columns(self, data: DataConfig) -> list[str]:
+        """The columns that hold the labels or targets: data.label_columns, else data.label_column."""
+        return label_columns_of(data)
+
+    def label_field(self, data: DataConfig) -> str:
+        """The recipe field that names the label columns, for messages."""
+        return "data.label_columns" if data.label_columns else "data.label_column"
+
+    def encode_targets(self, raw: DatasetDict, data: DataConfig, where: dict[str, str]) -> tuple[DatasetDict, list]:
+        """Every split of `raw` with a `labels` column coded by train (class ids, multi-hot rows or targets) and the
+        label columns dropped, and the label names in the order of the coding. `where` describes each split (by
+        role) for messages; a label the train split never had is an error naming its row."""
+        raise NotImplementedError
+
+    def encode_targets_like(self, split: Dataset, data: DataConfig, names: list[str], where: str) -> Dataset:
+        """New data (`hf-transfer eval`) with a `labels` column as a trained run with label names `names` codes it;
+        `data` is the run's data section (its columns). Regression targets stay in their own units."""
+        raise NotImplementedError
+
+    def carve_validation(
+        self, train: Dataset, fraction: float, seed: int, names: list[str]
+    ) -> tuple[Dataset, Dataset]:
+        """(train, validation): a `fraction` of the coded train rows held out, stratified as this problem type
+        allows, seeded with `seed`."""
+        raise NotImplementedError
+
+    def limit_rows(self, split: Dataset, n: int | None, seed: int) -> Dataset:
+        """Few-shot: at most `n` rows of each class (`data.train_samples_per_class`); `split` itself when n is None."""
+        raise NotImplementedError
+
+    def label_array(self, split: Dataset) -> np.ndarray:
+        """The coded `labels` column as an array: class ids (n,), or an (n, K) float matrix."""
+        raise NotImplementedError
+
+    def target_scaling(self, train: Dataset, data: DataConfig) -> dict | None:
+        """The scaling the model trains its targets in ({"mean": [T], "std": [T]}), None for none."""
+        return None
+
+    def scale_targets(self, split: Dataset, scaling: dict | None) -> Dataset:
+        """`split` with its targets in the training scale (`target_scaling`)."""
+        return split
+
+    def in_target_units(self, values: np.ndarray, scaling: dict | None) -> np.ndarray:
+        """Scores or labels in the training scale back in the targets' own units (unchanged but for regression)."""
+        return values
+
+    def fold_indices(self, labels: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(train rows, held-out rows) of each of `n_splits` folds stratified on `labels` (`label_array`),
+        shuffled with `seed`; every row is held out exactly once."""
+        raise NotImplementedError
+
+    def check_fold_rows(self, labels: np.ndarray, names: list[str], folds: int, rows: str, fix: str) -> None:
+        """Refuse (or warn about) labels too few for `folds` stratified folds; `rows` says what the rows are and
+        `fix` what to do (it may name `{n}`, the most folds the data allows)."""
+
+    # --- the loop: loss, scores, metrics ---------------------------------------------------------------------
+    def labels_tensor(self, values: list) -> torch.Tensor:
+        """A batch of `labels` as the loss takes them."""
+        import torch
+
+        return torch.tensor(np.asarray(values, dtype=np.float32))
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        class_weights: torch.Tensor | None = None,
+        train: TrainConfig | None = None,
+    ) -> torch.Tensor:
+        """The training loss of a batch; `train` carries the run's loss settings (None: the defaults)."""
         raise NotImplementedError
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the metrics and predictions read: probabilities, per-label probabilities or values."""
         raise NotImplementedError
+
+    def class_weights(self, labels, num_names: int, train: TrainConfig) -> torch.Tensor | None:
+        """The loss weights `train.class_weights` asks for, from the train labels (None: unweighted)."""
+        return None
 
     def metrics(self, y_true: np.ndarray, scores: np.ndarray, names: list[str], thresholds=None) -> dict:
+        """Every metric of this problem type (those of `metric_names` among them) as plain JSON values."""
         raise NotImplementedError
 
-    def class_weights(self, labels, num_names: int) -> torch.Tensor | None:
-        """The loss weights `train.class_weights` asks for, from the train labels."""
+    def scalar_metric_fn(self, metric: str):
+        """`f(y_true, scores) -> value` of one of `metric_names`, for paired bootstraps."""
+        raise NotImplementedError
+
+    def decision_thresholds(self, thresholds, num_names: int) -> list[float] | None:
+        """The cut of each label's score (`tunes_thresholds`) from saved or given thresholds; None where the problem
+        type decides without thresholds."""
         return None
 
     def predictions(self, scores: np.ndarray, names: list[str], thresholds=None) -> list[dict]:
-        """One dict per row of `scores`, as `predict` returns them."""
+        """One dict per row of `scores`, as `predict` returns them (the answer under `prediction_key`)."""
         raise NotImplementedError
 
-    # --- what the layers above ask of a problem type (the run folder, its card, rank, transfer) ---------------------
-    # What one prediction of `predictions` holds under its main key (the card's example reads it).
-    prediction_key: ClassVar[str]
-    # The metrics of the card's model-index, in order.
-    card_metrics: ClassVar[tuple[str, ...]]
-    # The plots `save_plots` writes into a run folder, as (title, file name), shown on the card.
-    plots: ClassVar[tuple[tuple[str, str], ...]]
-    # The source metrics `metrics.json` reports before and after a target stage (what was forgotten).
-    forgetting_metrics: ClassVar[tuple[str, ...]]
-    # What a row of per-name figures is called in the card ("Per class:").
-    name_word: ClassVar[str]
-    # What rank's kNN and linear scores measure, in its table's title.
-    rank_measured: ClassVar[str]
-    # Whether each row has exactly one of the names: zero-shot classification from the label names needs that.
-    one_label_per_row: ClassVar[bool] = False
-    # Whether decisions cut each score at a threshold tuned on validation (`tuned_thresholds`, thresholds.json).
-    uses_thresholds: ClassVar[bool] = False
+    def save_plots(self, metrics: dict, labels: np.ndarray, scores: np.ndarray, names: list[str], folder: Path):
+        """Write the `card_plots` of one evaluated split into `folder`."""
+        raise NotImplementedError
+
+    def fold_target_scaling(self, model, scaling: dict | None, num_names: int) -> bool:
+        """Put the target scaling into the model's head so the saved model predicts in the targets' units; False
+        where nothing was changed."""
+        return False
 
     def label_config_kwargs(self, label_names: list[str]) -> dict:
         """A transformers classifier config's label keys: with problem_type recorded, pipeline() scores as the run
         trained (softmax, sigmoid per label, or the raw value per target; id2label then names the targets)."""
         id2label = dict(enumerate(label_names))
         return {
-            "num_labels": self.head_outputs(len(label_names)),
+            "num_labels": len(label_names),
             "id2label": id2label,
             "label2id": {name: i for i, name in id2label.items()},
             "problem_type": self.name,
         }
 
-    def in_target_units(self, values: np.ndarray, target_scaling: dict | None) -> np.ndarray:
-        """Labels or scores in the targets' own units (regression trained on standardised targets); else as given."""
-        return values
-
-    def evaluation_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-        """The training loss on evaluated rows, as metrics keys beside the problem type's own: the curve next to
-        train_loss."""
-        return {"loss": float(self.loss(logits, labels))}
-
     def tuned_thresholds(self, labels: np.ndarray, scores: np.ndarray) -> list[float] | None:
-        """Each name's decision cut tuned on these (validation) rows, or None where decisions take no threshold."""
+        """Each name's decision cut tuned on these (validation) rows (`tunes_thresholds`); None where decisions take
+        no threshold."""
         return None
 
     def thresholds_record(self, label_names: list[str], thresholds: list[float]) -> dict:
-        """thresholds.json: each name's tuned cut (only types that `uses_thresholds` write it)."""
+        """What thresholds.json holds for `tuned_thresholds` (only problem types that `tunes_thresholds` write it)."""
         raise NotImplementedError(f"{self.name} decides without thresholds")
 
-    def save_plots(self, metrics: dict, predictions: dict, label_names: list[str], folder) -> None:
-        """Write `plots` into `folder`, from one split's metrics and its {"labels", "probs"} predictions."""
-        raise NotImplementedError
-
+    # --- a run against its baselines (the paired bootstrap of metrics.json's transfer section) ---------------
     def transfer_metric(self, metric: str) -> str:
         """The metric the paired bootstrap compares a run with its baselines on, from eval.metric."""
         return metric
 
     def paired_bootstrap(self, metric: str, labels: np.ndarray, ours: tuple, theirs: tuple, seed: int) -> dict:
-        """The paired-bootstrap CI of metric(ours) - metric(theirs) on `labels` (see `bootstrap_difference`); `ours`
-        and `theirs` are each stage's (scores, thresholds), so each decides as its run folder would predict."""
+        """The paired-bootstrap CI of metric(ours) - metric(theirs) on `labels` (`bootstrap_difference` over
+        `scalar_metric_fn`); `ours` and `theirs` are each stage's (scores, thresholds), so that each decides as its
+        run folder would predict."""
         from hf_transfer.metrics.bootstrap import bootstrap_difference
 
         return bootstrap_difference(self.scalar_metric_fn(metric), labels, ours[0], theirs[0], seed=seed)
 
-    def scalar_metric_fn(self, metric: str):
-        """`f(y_true, scores) -> value` of one scalar metric, without the rest: what a bootstrap calls."""
-        raise NotImplementedError
-
+    # --- the model card ------------------------------------------------------------------------------------------
     def card_summary(self, label_names: list[str]) -> str:
-        """The card's sentence on what the model predicts (markdown)."""
+        """The card's sentence on what the model predicts (markdown naming every label)."""
         raise NotImplementedError
 
     def card_decision_code(self, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
-        """The last line(s) of the card's code snippet: from the expression `logits` (one row) to what `predict`
-        returns."""
+        """The last line(s) of the card's code snippet: from the Python expression `logits` (one row's) to what
+        `predict` returns under `prediction_key`, printed."""
         raise NotImplementedError
 
     def pipeline_code(self, model_args: str, example: str, label_names: list[str], thresholds) -> str:
-        """The card's snippet through transformers' text-classification pipeline (loaded with `model_args`), printing
-        for the Python literal `example` what `predict` gives."""
+        """The card's snippet through transformers' text-classification pipeline (built with the arguments
+        `model_args`), printing for the Python literal `example` what `predict` gives. Here: every label's score
+        (the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a value)."""
         return (
             f'classifier = pipeline("text-classification", {model_args}, top_k=None)\n'
             f'scores = {{r["label"]: r["score"] for r in classifier([{example}])[0]}}\n'
         )
 
+    # --- transferability: scores of frozen features, before training (`hf-transfer rank`) --------------------
+    def logme_targets(self, labels: np.ndarray, num_classes: int | None = None) -> list[np.ndarray]:
+        """The real-valued targets LogME's evidence is averaged over (one per class, label or target)."""
+        raise NotImplementedError
 
-PROBLEM_TYPE_CLASSES: Registry[type[ProblemType]] = Registry("problem_type")
-
-
-@PROBLEM_TYPE_CLASSES.register(SINGLE_LABEL)
-class SingleLabel(ProblemType):
-    name = SINGLE_LABEL
-    label_dtype = torch.long
+    def logme(self, features, labels) -> float:
+        """LogME of `features` (N, D) for `labels`: the mean over `logme_targets` of the maximised log evidence per
+        example (higher: the labels are more linearly predictable from the features)."""
+        from hf_transfer.metrics.transferability import logme_of_targets
 
-    prediction_key = "label"
-    card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
-    plots = (("Confusion matrix", "confusion_matrix.png"),)
-    forgetting_metrics = ("accuracy", "f1_macro")
-    name_word = "class"
-    rank_measured = "kNN / linear accuracy"
-    one_label_per_row = True
-
-    def evaluation_loss(self, logits, labels):
-        return {}  # the metrics' log_loss is this loss already
+        return logme_of_targets(features, self.logme_targets(np.asarray(labels)))
 
-    def save_plots(self, metrics, predictions, label_names, folder):
-        from hf_transfer.metrics.plots import save_confusion_matrix_plot
-
-        save_confusion_matrix_plot(metrics["confusion_matrix"], label_names, Path(folder) / self.plots[0][1])
-
-    def transfer_metric(self, metric):
-        """eval.metric where the count-based bootstrap has it, else accuracy."""
-        from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS
-
-        return metric if metric in BOOTSTRAP_METRICS else "accuracy"
-
-    def paired_bootstrap(self, metric, labels, ours, theirs, seed):
-        """On the argmax predictions, through the count-based bootstrap (`bootstrap_metric_difference`)."""
-        from hf_transfer.metrics.bootstrap import bootstrap_metric_difference
-
-        return bootstrap_metric_difference(labels, ours[0].argmax(1), theirs[0].argmax(1), metric=metric, seed=seed)
-
-    def card_summary(self, label_names):
-        names = ", ".join(f"`{name}` ({i})" for i, name in enumerate(label_names))
-        return f"It predicts one of {len(label_names)} labels (class id in brackets): {names}."
-
-    def card_decision_code(self, logits, thresholds, indent=""):
-        return f"{indent}print(labels[{logits}.argmax(-1).item()])"
-
-    def pipeline_code(self, model_args, example, label_names, thresholds):
-        return f'classifier = pipeline("text-classification", {model_args})\nprint(classifier({example})[0]["label"])'
-
-    def loss(self, logits, labels, class_weights=None):
-        return F.cross_entropy(logits, labels, weight=class_weights)
-
-    def scores(self, logits):
-        return torch.softmax(logits, dim=-1)
-
-    def metrics(self, y_true, scores, names, thresholds=None):
-        from hf_transfer.metrics.classification import classification_metrics
-
-        return classification_metrics(y_true, scores, names)
-
-    def class_weights(self, labels, num_names):
-        weights = self.train.class_weights
-        if weights is None:
-            return None
-        if weights == "auto":
-            counts = np.bincount(np.asarray(labels), minlength=num_names).astype(np.float64)
-            return torch.tensor(len(labels) / (num_names * np.maximum(counts, 1.0)), dtype=torch.float32)
-        if len(weights) != num_names:
-            raise RecipeError(f"train.class_weights has {len(weights)} weights for {num_names} classes.")
-        return torch.tensor(weights, dtype=torch.float32)
-
-    def predictions(self, scores, names, thresholds=None):
-        out = []
-        for row in scores:
-            best = int(row.argmax())
-            out.append(
-                {
-                    "label": names[best],
-                    "score": float(row[best]),
-                    "probabilities": {name: float(p) for name, p in zip(names, row)},
-                }
-            )
-        return out
-
-
-@PROBLEM_TYPE_CLASSES.register(MULTI_LABEL)
-class MultiLabel(ProblemType):
-    """Independent yes/no per label: BCE-with-logits, sigmoid scores, a threshold per label."""
-
-    name = MULTI_LABEL
-    label_dtype = torch.float32
-
-    prediction_key = "labels"
-    card_metrics = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro")
-    plots = (("Per-label F1 and support", "per_label.png"),)
-    forgetting_metrics = ("f1_macro", "map_macro")
-    name_word = "label"
-    rank_measured = "kNN / ridge macro mAP"
-    uses_thresholds = True
-    # The metrics that rank scores as they are, without cutting them at a threshold.
-    threshold_free_metrics = ("map_macro", "roc_auc_macro")
-
-    def tuned_thresholds(self, labels, scores):
-        """The F1-maximising cut of each label (`tune_thresholds`; a label without positive or without negative rows
-        keeps the default)."""
-        from hf_transfer.metrics.multilabel import tune_thresholds
-
-        return [float(t) for t in tune_thresholds(labels, scores)]
-
-    def thresholds_record(self, label_names, thresholds):
-        return {
-            "default": DEFAULT_THRESHOLD,
-            "tuned_on": "validation",
-            "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
-        }
-
-    def save_plots(self, metrics, predictions, label_names, folder):
-        from hf_transfer.metrics.plots import save_multilabel_plot
-
-        save_multilabel_plot(metrics, Path(folder) / self.plots[0][1])
-
-    def paired_bootstrap(self, metric, labels, ours, theirs, seed):
-        """Each stage decides at its own cuts (the metric then cuts those 0/1 at 0.5), unless the metric ranks the
-        scores themselves."""
-        if metric not in self.threshold_free_metrics:
-            ours = ((ours[0] >= np.asarray(ours[1])).astype(np.float64), ours[1])
-            theirs = ((theirs[0] >= np.asarray(theirs[1])).astype(np.float64), theirs[1])
-        return super().paired_bootstrap(metric, labels, ours, theirs, seed)
-
-    def scalar_metric_fn(self, metric):
-        from hf_transfer.metrics.multilabel import multilabel_metric_fn
-
-        return multilabel_metric_fn(metric)
-
-    def card_summary(self, label_names):
-        names = ", ".join(f"`{name}`" for name in label_names)
-        return (
-            f"It predicts any of {len(label_names)} labels at once (each label's own threshold on its sigmoid "
-            f"score): {names}."
-        )
-
-    def card_decision_code(self, logits, thresholds, indent=""):
-        return (
-            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
-            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
-            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
-        )
-
-    def pipeline_code(self, model_args, example, label_names, thresholds):
-        """The config's problem_type makes the pipeline apply a sigmoid per label."""
-        cuts = {name: round(t, 6) for name, t in zip(label_names, thresholds or [])}
-        return super().pipeline_code(model_args, example, label_names, thresholds) + (
-            f"thresholds = {json.dumps(cuts)}  # tuned on validation\n"
-            "print([n for n in thresholds if scores[n] >= thresholds[n]])"
-        )
-
-    def loss(self, logits, labels, class_weights=None):
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=class_weights)
-
-    def scores(self, logits):
-        return torch.sigmoid(logits)
-
-    def metrics(self, y_true, scores, names, thresholds=None):
-        from hf_transfer.metrics.multilabel import multilabel_metrics
-
-        return multilabel_metrics(y_true, scores, names, DEFAULT_THRESHOLD if thresholds is None else thresholds)
-
-    def class_weights(self, labels, num_names):
-        """BCE's pos_weight: with auto, negatives / positives of each label in train (clipped to
-        `POS_WEIGHT_RANGE`), so that a rare label's few positives count as much as its many negatives."""
-        weights = self.train.class_weights
-        if weights is None:
-            return None
-        if weights == "auto":
-            return pos_weight_of(labels)
-        if len(weights) != num_names:
-            raise RecipeError(
-                f"train.class_weights has {len(weights)} weights for {num_names} labels; give one pos_weight per "
-                "label, or auto."
-            )
-        return torch.tensor(weights, dtype=torch.float32)
-
-    def predictions(self, scores, names, thresholds=None):
-        cuts = thresholds_per_label(thresholds, len(names))
-        return [
-            {
-                "labels": [name for name, p, t in zip(names, row, cuts) if p >= t],
-                "scores": {name: float(p) for name, p in zip(names, row)},
-            }
-            for row in scores
-        ]
-
-
-@PROBLEM_TYPE_CLASSES.register(REGRESSION)
-class Regression(ProblemType):
-    """One value per target: MSE or Huber on the (optionally standardised) targets, identity scores."""
-
-    name = REGRESSION
-    label_dtype = torch.float32
-
-    prediction_key = "values"
-    card_metrics = ("rmse", "mae", "r2", "pearson", "spearman")
-    plots = (("Predicted against true values", "predictions.png"), ("Residuals", "residuals.png"))
-    forgetting_metrics = ("rmse", "r2")
-    name_word = "target"
-    rank_measured = "kNN -RMSE in standard deviations / ridge R²"
-
-    def in_target_units(self, values, target_scaling):
-        return unscaled(values, target_scaling)
-
-    def save_plots(self, metrics, predictions, label_names, folder):
-        from hf_transfer.metrics.plots import save_regression_plots
-
-        paths = [Path(folder) / file for _, file in self.plots]
-        save_regression_plots(predictions["labels"], predictions["probs"], label_names, *paths)
-
-    def scalar_metric_fn(self, metric):
-        from hf_transfer.metrics.regression import regression_metric_fn
-
-        return regression_metric_fn(metric)
-
-    def card_summary(self, label_names):
-        names = ", ".join(f"`{name}`" for name in label_names)
-        return f"It predicts {len(label_names)} value(s): {names}."
-
-    def card_decision_code(self, logits, thresholds, indent=""):
-        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
-
-    def pipeline_code(self, model_args, example, label_names, thresholds):
-        """The config's problem_type makes the pipeline return each target's raw value."""
-        return super().pipeline_code(model_args, example, label_names, thresholds) + "print(scores)"
-
-    def loss(self, logits, labels, class_weights=None):
-        labels = labels.to(logits.dtype).reshape(logits.shape)
-        if self.train.regression_loss == "huber":
-            return F.huber_loss(logits, labels, delta=self.train.huber_delta)
-        return F.mse_loss(logits, labels)
-
-    def scores(self, logits):
-        return logits
-
-    def metrics(self, y_true, scores, names, thresholds=None):
-        from hf_transfer.metrics.regression import regression_metrics
-
-        return regression_metrics(y_true, scores, names)
-
-    def predictions(self, scores, names, thresholds=None):
-        return [{"values": {name: float(v) for name, v in zip(names, row)}} for row in scores]
-
-
-def build_problem_type(name: str, train: TrainConfig | None = None) -> ProblemType:
-    """The problem type a recipe names, with its loss settings from `train`."""
-    return PROBLEM_TYPE_CLASSES.get(name, "problem_type")(train)
-
-
-def default_problem_type(train: TrainConfig | None = None) -> ProblemType:
-    """The problem type of a recipe that names none, and of run folders from before problem types: single-label."""
-    return build_problem_type(SINGLE_LABEL, train)
-
-
-def pos_weight_of(labels) -> torch.Tensor:
-    """negatives / positives per label of a (rows, labels) 0/1 matrix, clipped to `POS_WEIGHT_RANGE`."""
-    matrix = np.asarray(labels, dtype=np.float64)
-    positives = matrix.sum(axis=0)
-    negatives = len(matrix) - positives
-    low, high = POS_WEIGHT_RANGE
-    ratio = np.divide(negatives, positives, out=np.full_like(positives, high), where=positives > 0)
-    return torch.tensor(np.clip(ratio, low, high), dtype=torch.float32)
-
-
-def thresholds_per_label(thresholds, num_labels: int) -> list[float]:
-    """One threshold per label from None (the default), one number, or a list of `num_labels`."""
-    if thresholds is None:
-        return [DEFAULT_THRESHOLD] * num_labels
-    if isinstance(thresholds, (int, float)):
-        return [float(thresholds)] * num_labels
-    if len(thresholds) != num_labels:
-        raise ValueError(f"{len(thresholds)} thresholds for {num_labels} labels")
-    return [float(t) for t in thresholds]
-
-
-def unscaled(values: np.ndarray, target_scaling: dict | None) -> np.ndarray:
-    """Regression values in the targets' own units: standardised ones times the train std plus the train mean."""
-    values = np.asarray(values, dtype=np.float64)
-    if not target_scaling:
-        return values
-    mean = np.asarray(target_scaling["mean"], dtype=np.float64)
-    std = np.asarray(target_scaling["std"], dtype=np.float64)
-    return values.reshape(len(values), -1) * std + mean
-
-
-def fold_target_scaling(model: nn.Module, target_scaling: dict, num_targets: int) -> bool:
-    """Put the target scaling into the head: its last Linear (the one trainable Linear with one output per target)
-    then gives values in the targets' units, `W std, b std + mean`, so the saved model predicts them with
-    transformers, PEFT or timm alone. False (nothing changed) where no such single layer is found."""
-    heads = [
-        module
-        for module in model.modules()
-        if isinstance(module, nn.Linear) and module.out_features == num_targets and module.weight.requires_grad
-    ]
-    if len(heads) != 1 or heads[0].bias is None:
-        return False
-    head = heads[0]
-    std = torch.as_tensor(target_scaling["std"], dtype=head.weight.dtype, device=head.weight.device)
-    mean = torch.as_tensor(target_scaling["mean"], dtype=head.bias.dtype, device=head.bias.device)
-    with torch.no_grad():
-        head.weight.mul_(std[:, None])
-        head.bias.mul_(std).add_(mean)
-    return True
-
-
-def labels_tensor(values: list, problem_type: str | None = None) -> torch.Tensor:
-    """A batch of `labels`: class ids as int64; multi-hot rows and regression targets (lists) as float32."""
-    if problem_type is not None:
-        dtype = PROBLEM_TYPE_CLASSES.get(problem_type).label_dtype
-    else:
-        dtype = torch.float32 if values and isinstance(values[0], (list, tuple, np.ndarray)) else torch.long
-    if dtype == torch.long:
-        return torch.tensor([int(v) for v in values], dtype=torch.long)
-    return torch.tensor(np.asarray(values, dtype=np.float32))
+    def knn_score(self, features, labels, folds: int = 5, seed: int = 0) -> float:
+        """Cross-validated score of k nearest neighbours by cosine similarity (`knn_score_name`; higher is better)."""
+        raise NotImplementedError
+
+    def linear_score(self, features, labels, folds: int = 5, seed: int = 0) -> float:
+        """Cross-validated score of a linear probe on standardised features (`linear_score_name`; higher is
+        better)."""
+        raise NotImplementedError
+
+
+def others_reading(attribute: str) -> list[ProblemType]:
+    """The registered problem types whose `attribute` is set (those that read a key), for messages that name them."""
+    from hf_transfer.problems.registry import PROBLEM_TYPES
+
+    return [p for p in PROBLEM_TYPES.values() if getattr(p, attribute)]
+
+
+def _names_of(problems: list[ProblemType]) -> str:
+    return " or ".join(p.name for p in problems)
+
+
+def label_columns_of(data: DataConfig) -> list[str]:
+    """The columns that hold the labels or targets: data.label_columns, else data.label_column."""
+    return list(data.label_columns) if data.label_columns else [data.label_column]
+
+
+def varying_columns(labels) -> list[np.ndarray]:
+    """The columns of `labels` ((N,) or (N, T)) as float64 vectors, less those that are constant."""
+    columns = np.asarray(labels, dtype=np.float64)
+    columns = columns[:, None] if columns.ndim == 1 else columns
+    return [columns[:, t] for t in range(columns.shape[1]) if np.ptp(columns[:, t]) > 0]
+
+
+def labels_tensor(values: list) -> torch.Tensor:
+    """A batch of `labels` by what the values are: class ids as int64; multi-hot rows and targets as float32."""
+    import torch
+
+    if values and isinstance(values[0], (list, tuple, np.ndarray)):
+        return torch.tensor(np.asarray(values, dtype=np.float32))
+    return torch.tensor([int(v) for v in values], dtype=torch.long)

@@ -9,10 +9,11 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_transfer.config.names import METRIC_NAMES
 from hf_transfer.config.recipe import Recipe
 from hf_transfer.core.paths import is_repo_id
-from hf_transfer.runs.folder import recorded_problem_type
+from hf_transfer.problems import ProblemType, all_metric_names, problem_type
+from hf_transfer.runs.folder import RECIPE_FILE
+from hf_transfer.runs.record import RunRecord
 
 DEFAULT_TEMPLATE = "hf_transfer.md"
 DATASET_BUILDERS = {"imagefolder", "audiofolder", "csv", "json", "parquet", "text", "arrow", "webdataset"}
@@ -104,22 +105,22 @@ def _dataset_text(recipe: Recipe, metrics: dict) -> str:
 
 
 def _snippet(
-    metadata: dict, location: str, revision: str | None = None, thresholds: list[float] | None = None
+    record: RunRecord, location: str, revision: str | None = None, thresholds: list[float] | None = None
 ) -> tuple[str, str] | None:
     """(library, code) that loads the model without hf-transfer, where its library can. The code prints what
     `predict` gives: one label, the labels above their thresholds, or the values (a test runs it against the pushed
     repo)."""
-    problem = recorded_problem_type(metadata)
-    strategy = metadata["strategy"]
-    backbone = metadata["backbone"]
-    base = backbone.get("hub_id") or backbone.get("checkpoint")
-    names = metadata["label_names"]
+    problem = problem_type(record.problem_type)
+    strategy = record.strategy
+    backbone = record.backbone
+    base = backbone.base
+    names = record.label_names
     at = f', revision="{revision}"' if revision else ""
-    if backbone.get("text_tower"):  # a CLIP / SigLIP text tower under hf-transfer's head: no transformers class
+    if backbone.text_tower:  # a CLIP / SigLIP text tower under hf-transfer's head: no transformers class
         return None
-    if backbone["library"] == "transformers" and backbone.get("modality") == "image":
+    if backbone.library == "transformers" and backbone.modality == "image":
         return _transformers_image_snippet(strategy, base, names, location, at)
-    if backbone["library"] == "transformers" and strategy in ("lora", "ia3"):
+    if backbone.library == "transformers" and strategy in ("lora", "ia3"):
         code = (
             "from peft import PeftModel\n"
             "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
@@ -134,14 +135,13 @@ def _snippet(
             + problem.card_decision_code("model(**inputs).logits.detach()", thresholds)
         )
         return "PEFT and transformers", code
-    if backbone["library"] == "transformers" and strategy == "finetune":
+    if backbone.library == "transformers" and strategy == "finetune":
         # the config's problem_type makes the pipeline score as the run did
-        model_args = f'model="{location}"{at}'
         code = "from transformers import pipeline\n\n" + problem.pipeline_code(
-            model_args, '"A small gem of a movie."', names, thresholds
+            f'model="{location}"{at}', '"A small gem of a movie."', names, thresholds
         )
         return "transformers", code
-    if backbone["library"] == "timm" and strategy == "finetune":
+    if backbone.library == "timm" and strategy == "finetune":
         code = (
             "import timm\nimport torch\nfrom PIL import Image\n\n"
             f"labels = {json.dumps(names)}\n"
@@ -198,26 +198,78 @@ def _transformers_image_snippet(strategy: str, base: str, names: list[str], loca
 
 def build_model_card(
     recipe: Recipe,
-    metadata: dict,
+    record: RunRecord,
     metrics: dict,
     location: str,
     base_model: str | None = None,
     repo_id: str | None = None,
     revision: str | None = None,
+    run_dir: Path | None = None,
 ) -> ModelCard:
-    """The card for a run folder (`location` is what users load it by: a folder or a Hub repo id, on `revision`)."""
-    strategy = metadata["strategy"]
-    backbone = metadata["backbone"]
-    base_model = base_model or backbone.get("hub_id")
+    """The card for a run folder (`location` is what users load it by: a folder or a Hub repo id, on `revision`).
+    `run_dir`: the folder the card describes, whose recipe and files it shows (None: the recipe as given)."""
+    strategy = record.strategy
+    base_model = base_model or record.backbone.hub_id
     report_split = metrics["report_split"]
     report = metrics[report_split]
-    problem = recorded_problem_type(metadata)
+    problem = problem_type(record.problem_type)
     per_label = report.get("per_label") or {}
-    thresholds = [row["threshold"] for row in per_label.values()] if per_label else None
-    library = "peft" if strategy in ("lora", "ia3") else backbone["library"]
     dataset_id = hub_dataset_id(recipe)
     model_name = repo_id.split("/")[-1] if repo_id else recipe.name
-    eval_results = [
+    snippet = _snippet(record, location, revision, thresholds=_tuned_thresholds(report))
+    example_cli, example_py = _usage_examples(recipe)
+    baseline = metrics.get("transfer", {})
+    return ModelCard.from_template(
+        _card_data(recipe, record, report, report_split, base_model, dataset_id, model_name),
+        template_path=str(template_path()),
+        model_name=model_name,
+        summary=f"{_summary(recipe, record)} trained with "
+        "[hf-transfer](https://pypi.org/project/hf-transfer-kit/) "
+        f"by transfer learning ({strategy.replace('_', ' ')}).",
+        label_names=record.label_names,
+        base_model=base_model,
+        library=record.backbone.library,
+        strategy=strategy,
+        strategy_text=STRATEGY_TEXT.get(strategy, ""),
+        parameters=metrics["parameters"],
+        data_text=_dataset_text(recipe, metrics),
+        best_epoch=metrics["best_epoch"],
+        epochs=recipe.train.epochs,
+        best_metric=recipe.eval.metric,
+        report_split=report_split,
+        report_rows=report["num_samples"],
+        results=[(k, f"{report[k]:.4f}") for k in all_metric_names() if report.get(k) is not None],
+        baseline_metric=baseline.get("metric", ""),
+        baseline_rows=_baseline_rows(baseline, record),
+        per_class=list((report.get("per_class") or per_label).items()),
+        predicts=problem.card_summary(record.label_names),
+        name_word=problem.name_word,
+        plots=list(problem.card_plots),
+        prediction_key=problem.prediction_key,
+        location=location,
+        revision=revision,
+        files=_listed_files(run_dir),
+        example_cli=example_cli,
+        example_py=example_py,
+        library_snippet=snippet[1] if snippet else None,
+        snippet_library=snippet[0] if snippet else None,
+        recipe_yaml=yaml.safe_dump(_shown_recipe(recipe, record, run_dir), sort_keys=False),
+        versions=record.versions,
+        limitations=_limitations(recipe, record, metrics, dataset_id, base_model),
+    )
+
+
+def _tuned_thresholds(report: dict) -> list[float] | None:
+    """A multi-label run's per-label thresholds, in label order, as its report records them; None for others."""
+    per_label = report.get("per_label") or {}
+    return [row["threshold"] for row in per_label.values()] if per_label else None
+
+
+def _eval_results(
+    recipe: Recipe, problem: ProblemType, report: dict, report_split: str, dataset_id: str | None
+) -> list[EvalResult]:
+    """The card's model-index entries: the problem type's headline metrics on the report split."""
+    return [
         EvalResult(
             task_type=recipe.task,
             dataset_type=dataset_id or "custom",
@@ -231,20 +283,35 @@ def build_model_card(
         for key in problem.card_metrics
         if report.get(key) is not None
     ]
-    card_data = ModelCardData(
+
+
+def _card_data(
+    recipe: Recipe,
+    record: RunRecord,
+    report: dict,
+    report_split: str,
+    base_model: str | None,
+    dataset_id: str | None,
+    model_name: str,
+) -> ModelCardData:
+    """The card's YAML header, what the Hub indexes: base model and its relation, library, tags, metrics."""
+    strategy = record.strategy
+    library = "peft" if strategy in ("lora", "ia3") else record.backbone.library
+    eval_results = _eval_results(recipe, problem_type(record.problem_type), report, report_split, dataset_id)
+    return ModelCardData(
         base_model=base_model,
         # A linear probe's repo, like an adapter's, holds only what is added to the unchanged base model.
-        base_model_relation="finetune" if strategy == "finetune" else "adapter",
+        base_model_relation=("finetune" if strategy == "finetune" else "adapter") if base_model else None,
         library_name=library,
         pipeline_tag=recipe.task,
         tags=sorted(
             {
                 "hf-transfer",
                 strategy.replace("_", "-"),
-                backbone["library"],
+                record.backbone.library,
                 recipe.modality,
                 *(["lora"] if strategy == "lora" else []),
-                *(["dora"] if metadata.get("strategy_config", {}).get("use_dora") else []),
+                *(["dora"] if record.strategy_config.get("use_dora") else []),
                 *(["peft"] if library == "peft" else []),
             }
         ),
@@ -254,41 +321,52 @@ def build_model_card(
         model_name=model_name,
         eval_results=eval_results or None,
     )
-    if not base_model:
-        card_data.base_model_relation = None
-    baseline = metrics.get("transfer", {})
-    baseline_rows = []
-    if baseline:
-        baseline_rows = [("with transfer", f"{baseline['a']:.4f}")]
-        baseline_rows += [
-            (_baseline_name(name, metadata), f"{value:.4f}") for name, value in baseline.get("baselines", {}).items()
-        ]
-        baseline_rows.append(
-            (
-                "gain",
-                f"{baseline['difference']:+.4f} ({int(baseline['confidence'] * 100)}% CI "
-                f"{baseline['ci_low']:+.4f} to {baseline['ci_high']:+.4f})",
-            )
+
+
+def _baseline_rows(transfer: dict, record: RunRecord) -> list[tuple[str, str]]:
+    """The transfer table: the run's metric, each baseline's, and the gain with its confidence interval."""
+    if not transfer:
+        return []
+    rows = [("with transfer", f"{transfer['a']:.4f}")]
+    rows += [(_baseline_name(name, record), f"{value:.4f}") for name, value in transfer.get("baselines", {}).items()]
+    rows.append(
+        (
+            "gain",
+            f"{transfer['difference']:+.4f} ({int(transfer['confidence'] * 100)}% CI "
+            f"{transfer['ci_low']:+.4f} to {transfer['ci_high']:+.4f})",
         )
-    snippet = _snippet(metadata, location, revision, thresholds)
-    example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
-    example_cli = example if recipe.modality == "image" else f'"{example}"'
-    example_py = f'"{example}"'
-    summary = f"A {recipe.modality} classifier"
+    )
+    return rows
+
+
+def _usage_examples(recipe: Recipe) -> tuple[str, str]:
+    """(CLI arguments, Python input) of the card's `predict` examples, for the run's input kind."""
     if recipe.modality == "multimodal":
-        example_cli, example_py = '--image image.jpg --text "seven"', '("image.jpg", "seven")'
-        towers = " and ".join(
-            f"the {name} tower `{tower.get('hub_id') or tower['checkpoint']}` ({tower['library']})"
-            for name, tower in ((n, backbone[n]) for n in ("image", "text"))
-        )
-        summary = f"A multimodal (image + text) classifier, {towers}, features fused by {backbone.get('fusion')},"
+        return '--image image.jpg --text "seven"', '("image.jpg", "seven")'
+    example = "image.jpg" if recipe.modality == "image" else "A small gem of a movie."
+    return (example if recipe.modality == "image" else f'"{example}"'), f'"{example}"'
+
+
+def _summary(recipe: Recipe, record: RunRecord) -> str:
+    """The card's first words: what kind of classifier, and for a multimodal one, its two towers."""
+    if recipe.modality != "multimodal":
+        return f"A {recipe.modality} classifier"
+    towers = " and ".join(
+        f"the {name} tower `{tower.base}` ({tower.library})" for name, tower in record.backbone.towers.items()
+    )
+    return f"A multimodal (image + text) classifier, {towers}, features fused by {record.backbone.fusion},"
+
+
+def _limitations(
+    recipe: Recipe, record: RunRecord, metrics: dict, dataset_id: str | None, base_model: str | None
+) -> list[str]:
     limitations = []
     if not metrics.get("test"):
         limitations.append(
             "No held-out test split was given: the results are on the validation split that also "
             "chose the best epoch, so they are optimistic."
         )
-    if strategy == "linear_probe":
+    if record.strategy == "linear_probe":
         limitations.append(
             "The head expects the base model's features with the recorded pooling; load it with hf-transfer."
         )
@@ -296,64 +374,35 @@ def build_model_card(
         limitations.append("It was trained on local files that are not published with it.")
     if base_model:
         limitations.append(f"The license, biases and limitations of the base model `{base_model}` apply too.")
-    if metadata.get("_run_dir"):
-        recipe_dict = yaml.safe_load((Path(metadata["_run_dir"]) / "recipe.yaml").read_text())
-    else:  # as the runner writes it: with the strategy's name, so that the shown recipe runs
-        recipe_dict = recipe.to_dict()
-        recipe_dict["strategy"] = {"name": strategy, **recipe_dict["strategy"]}
-    files = (
-        sorted(p.name for p in Path(metadata["_run_dir"]).iterdir() if p.name in FILE_ROLES)
-        if metadata.get("_run_dir")
-        else []
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(template_path()),
-        model_name=model_name,
-        summary=f"{summary} trained with "
-        "[hf-transfer](https://pypi.org/project/hf-transfer-kit/) "
-        f"by transfer learning ({strategy.replace('_', ' ')}).",
-        label_names=metadata["label_names"],
-        base_model=base_model,
-        library=backbone["library"],
-        strategy=strategy,
-        strategy_text=STRATEGY_TEXT.get(strategy, ""),
-        parameters=metrics["parameters"],
-        data_text=_dataset_text(recipe, metrics),
-        best_epoch=metrics["best_epoch"],
-        epochs=recipe.train.epochs,
-        best_metric=recipe.eval.metric,
-        report_split=report_split,
-        report_rows=report["num_samples"],
-        results=[(k, f"{report[k]:.4f}") for k in METRIC_NAMES if report.get(k) is not None],
-        baseline_metric=baseline.get("metric", ""),
-        baseline_rows=baseline_rows,
-        per_class=list((report.get("per_class") or per_label).items()),
-        predicts=problem.card_summary(metadata["label_names"]),
-        name_word=problem.name_word,
-        plots=list(problem.plots),
-        prediction_key=problem.prediction_key,
-        location=location,
-        revision=revision,
-        files=[(name, FILE_ROLES[name]) for name in files],
-        example_cli=example_cli,
-        example_py=example_py,
-        library_snippet=snippet[1] if snippet else None,
-        snippet_library=snippet[0] if snippet else None,
-        recipe_yaml=yaml.safe_dump(recipe_dict, sort_keys=False),
-        versions=metadata.get("versions", {}),
-        limitations=limitations,
-    )
+    return limitations
 
 
-def _baseline_name(name: str, metadata: dict) -> str:
+def _shown_recipe(recipe: Recipe, record: RunRecord, run_dir: Path | None) -> dict:
+    """The recipe the card shows: the run folder's own, else the given one with its strategy's name, so that the
+    shown recipe runs."""
+    if run_dir is not None:
+        return yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text())
+    recipe_dict = recipe.to_dict()
+    recipe_dict["strategy"] = {"name": record.strategy, **recipe_dict["strategy"]}
+    return recipe_dict
+
+
+def _listed_files(run_dir: Path | None) -> list[tuple[str, str]]:
+    """(file, what it is for) of the run folder's files that the card's "Files" section explains."""
+    if run_dir is None:
+        return []
+    return [
+        (name, FILE_ROLES[name]) for name in sorted(p.name for p in Path(run_dir).iterdir() if p.name in FILE_ROLES)
+    ]
+
+
+def _baseline_name(name: str, record: RunRecord) -> str:
     """A baseline's row in the card; the zero-shot one says which checkpoint classified from the label names."""
-    zero_shot = metadata.get("zero_shot") if name == "zero_shot" else None
-    if zero_shot:
-        return f"zero_shot baseline (`{zero_shot['checkpoint']}` from label names, no training)"
+    if name == "zero_shot" and record.zero_shot:
+        return f"zero_shot baseline (`{record.zero_shot.checkpoint}` from label names, no training)"
     return f"{name} baseline"
 
 
-def write_model_card(out_dir: Path, recipe: Recipe, metadata: dict, metrics: dict) -> None:
-    card = build_model_card(recipe, metadata | {"_run_dir": str(out_dir)}, metrics, location=str(recipe.output_dir))
+def write_model_card(out_dir: Path, recipe: Recipe, record: RunRecord, metrics: dict) -> None:
+    card = build_model_card(recipe, record, metrics, location=str(recipe.output_dir), run_dir=Path(out_dir))
     card.save(str(Path(out_dir) / "README.md"))

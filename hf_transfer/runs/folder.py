@@ -1,4 +1,4 @@
-"""The run folder: what a finished run leaves behind, written atomically, and how it is read back.
+"""The run folder: what a finished run leaves behind, written atomically (its record: `runs.record`).
 
 While training, everything lives in `<dir>.incomplete/` (checkpoints for --resume, the best weights so far,
 the folder being assembled). Only a complete folder is renamed to `<dir>`, so a crash never leaves a run folder
@@ -12,23 +12,17 @@ from __future__ import annotations
 import copy
 import ctypes
 import errno
-import json
 import logging
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
-from hf_transfer.core.errors import HfTransferError, ModelError, RecipeError
+from hf_transfer.core.errors import HfTransferError, RecipeError
 from hf_transfer.core.files import atomic_write, write_json, write_yaml  # noqa: F401  (re-read by callers of the run folder)
-
-if TYPE_CHECKING:
-    from hf_transfer.config.sections import TrainConfig
-    from hf_transfer.problems.base import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +31,6 @@ RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
 THRESHOLDS_FILE = "thresholds.json"  # multi-label: each label's decision threshold, tuned on validation
-FORMAT_VERSION = 1
 CV_METRICS_FILE = "cv_metrics.json"  # the report of `hf-transfer cv`, whose folder output.overwrite may replace
 # Files that mark a folder as hf-transfer's own output, which output.overwrite may replace.
 OWNED_MARKERS = (METADATA_FILE, CV_METRICS_FILE)
@@ -221,30 +214,6 @@ def publish(staging: Path, run_dir: Path) -> None:
         os.replace(old, run_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def read_metadata(run_dir: Path) -> dict:
-    path = Path(run_dir) / METADATA_FILE
-    if not Path(run_dir).is_dir():
-        raise HfTransferError(f"run folder '{run_dir}' does not exist; give the output folder of `hf-transfer run`.")
-    if not path.is_file():
-        raise ModelError(f"'{run_dir}' is not an hf-transfer run folder ({METADATA_FILE} is missing).")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ModelError(f"'{path}' is damaged ({err.msg}); train the run again.") from None
-    if meta.get("format") != FORMAT_VERSION:
-        raise ModelError(f"'{run_dir}' was written by another version of hf-transfer (format {meta.get('format')}).")
-    return meta
-
-
-def recorded_problem_type(metadata: dict, train: TrainConfig | None = None) -> ProblemType:
-    """The problem type a run folder's `hf_transfer.json` records (with the loss settings of `train`); folders from
-    before problem types hold single-label classifiers."""
-    from hf_transfer.problems.base import build_problem_type, default_problem_type
-
-    recorded = metadata.get("problem_type")
-    return build_problem_type(recorded, train) if recorded else default_problem_type(train)
 
 
 def read_recipe_dict(run_dir: Path) -> dict:

@@ -23,12 +23,10 @@ from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
 from hf_transfer.metrics.plots import save_training_curves_plot
-from hf_transfer.problems.base import ProblemType, build_problem_type, fold_target_scaling
+from hf_transfer.problems import ProblemType, problem_type
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
-    FORMAT_VERSION,
     LABELS_FILE,
-    METADATA_FILE,
     METRICS_FILE,
     RECIPE_FILE,
     THRESHOLDS_FILE,
@@ -40,19 +38,22 @@ from hf_transfer.runs.folder import (
     write_json,
     write_yaml,
 )
-from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, merged
-from hf_transfer.strategies import build_strategy
-from hf_transfer.strategies.base import Strategy, count_parameters
-from hf_transfer.strategies.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
-from hf_transfer.train.loop import (
-    Callback,
-    LoopResult,
-    TrainingLoop,
-    TrainingPlan,
-    check_trackers_installed,
-    scalar_metrics,
-    tracker_config,
+from hf_transfer.runs.record import (
+    RunRecord,
+    TargetScaling,
+    ZeroShotRecord,
+    backbone_from_json,
+    write_record,
+    zero_shot_from_json,
 )
+from hf_transfer.runs.transfer import forgetting_metrics, forgetting_report, merged
+from hf_transfer.strategies.base import Strategy, count_parameters
+from hf_transfer.strategies.factory import build_strategy
+from hf_transfer.strategies.zero_shot import ZeroShotClassifier, ZeroShotStage, zero_shot_stage
+from hf_transfer.train.evaluation import scalar_metrics
+from hf_transfer.train.loop import TrainingLoop
+from hf_transfer.train.plan import Callback, LoopResult, TrainingPlan
+from hf_transfer.train.tracking import check_trackers_installed, tracker_config
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,8 @@ class Stage:
 
     @property
     def problem(self) -> ProblemType:
-        """The stage's problem type, with its recipe's loss settings."""
-        return build_problem_type(self.recipe.problem_type, self.recipe.train)
+        """The stage's problem type (its recipe's)."""
+        return problem_type(self.recipe.problem_type)
 
 
 def source_recipe(recipe: Recipe) -> Recipe:
@@ -88,7 +89,7 @@ def source_recipe(recipe: Recipe) -> Recipe:
     is picked by the recipe's eval.metric where the source's problem type has it, else by that type's default."""
     source = recipe.source
     problem = recipe.source_problem_type
-    metric = recipe.eval.metric if problem == recipe.problem_type else build_problem_type(problem).default_metric
+    metric = recipe.eval.metric if problem == recipe.problem_type else problem_type(problem).default_metric
     return replace(
         recipe,
         problem_type=problem,
@@ -362,17 +363,17 @@ class TransferRun:
         trained = stage.trained_model(accelerator)
         scaling = stage.splits.target_scaling
         # Metrics are measured already; the saved weights then predict in the targets' units outside hf-transfer too.
-        folded = bool(scaling) and fold_target_scaling(trained, scaling, len(stage.splits.label_names))
+        folded = bool(scaling) and problem.fold_target_scaling(trained, scaling, len(stage.splits.label_names))
         weight_files = stage.strategy.save(trained, staging)
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
         stage.backbone.save_preprocessing(staging, classes)
-        description = self.target_backbone.describe()
+        backbone = backbone_from_json(self.target_backbone.describe())
         if recipe.modality != "multimodal":  # a multimodal backbone records each tower's own
-            description["checkpoint_path"] = absolute_checkpoint(recipe.model.checkpoint)
+            backbone = replace(backbone, checkpoint_path=absolute_checkpoint(recipe.model.checkpoint))
         if self.source is not None and stage.strategy.name != "finetune":
             # The adapter / head sits on the source-trained weights: they travel with the run.
             shutil.copytree(self.work_dir / SOURCE_MODEL_DIR, staging / SOURCE_MODEL_DIR)
-            description |= {"bundled": SOURCE_MODEL_DIR, "checkpoint_path": None}
+            backbone = replace(backbone, bundled=SOURCE_MODEL_DIR, checkpoint_path=None)
         names = stage.splits.label_names
         report_split = "test" if "test" in result.final else "validation"
         metrics = {
@@ -400,25 +401,22 @@ class TransferRun:
                 "label_names": self.source.splits.label_names,
                 "train_seconds": round(self.source.seconds, 2),
             }
-        metadata = {
-            "format": FORMAT_VERSION,
-            "task": recipe.task,
-            "problem_type": recipe.problem_type,
-            "strategy": stage.strategy.name,
-            "strategy_config": recipe.to_dict()["strategy"],
-            "strategy_metadata": stage.strategy.metadata(),
-            "backbone": description,
-            "label_names": names,
+        record = RunRecord(
+            task=recipe.task,
+            problem_type=recipe.problem_type,
+            strategy=stage.strategy.name,
+            strategy_config=recipe.to_dict()["strategy"],
+            strategy_metadata=stage.strategy.metadata(),
+            backbone=backbone,
+            label_names=names,
             # regression trained on standardised targets: predict puts its values back in the targets' units
-            "target_scaling": scaling,
-            "target_scaling_in_weights": folded,  # else predict applies it to the model's outputs
-            "weights": weight_files,
-            "versions": library_versions(),
-        }
-        if "zero_shot" in self.baselines:  # the checkpoint and prompts the zero-shot baseline used
-            record = self.baselines["zero_shot"].record
-            metadata["zero_shot"] = record | {"checkpoint_path": absolute_checkpoint(record["checkpoint"])}
-        write_json(staging / METADATA_FILE, metadata)
+            target_scaling=TargetScaling(**scaling) if scaling else None,
+            target_scaling_in_weights=folded,  # else predict applies it to the model's outputs
+            weights=weight_files,
+            versions=library_versions(),
+            zero_shot=self.zero_shot_record(),
+        )
+        write_record(staging, record)
         write_json(
             staging / LABELS_FILE,
             {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
@@ -427,13 +425,21 @@ class TransferRun:
         if result.thresholds is not None:
             write_json(staging / THRESHOLDS_FILE, problem.thresholds_record(names, result.thresholds))
         write_json(staging / METRICS_FILE, metrics)
-        problem.save_plots(result.final[report_split], result.predictions[report_split], names, staging)
+        predictions = result.predictions[report_split]
+        problem.save_plots(result.final[report_split], predictions["labels"], predictions["probs"], names, staging)
         save_training_curves_plot(result.history, staging / "training_curves.png")
-        write_model_card(staging, recipe, metadata, metrics)
+        write_model_card(staging, recipe, record, metrics)
         self.finish_tracking(staging)
         publish(staging, self.run_dir)
         logger.info("run folder: %s", self.run_dir)
         return self.run_dir
+
+    def zero_shot_record(self) -> ZeroShotRecord | None:
+        """The checkpoint and prompts the zero-shot baseline used, if the run had one."""
+        if "zero_shot" not in self.baselines:
+            return None
+        described = zero_shot_from_json(self.baselines["zero_shot"].record)
+        return replace(described, checkpoint_path=absolute_checkpoint(described.checkpoint))
 
     def cleanup(self) -> None:
         self.accelerator.wait_for_everyone()

@@ -11,8 +11,8 @@ from peft import PeftModel
 from torch import nn
 
 from hf_transfer.metrics.scalars import greater_is_better
-from hf_transfer.problems.base import ProblemType
-from hf_transfer.train.loop import build_eval_loader, evaluate
+from hf_transfer.problems import ProblemType
+from hf_transfer.train.evaluation import build_eval_loader, evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +68,15 @@ def forgetting_metrics(source, target, accelerator: Accelerator) -> dict | None:
             problem=source.problem,
             target_scaling=source.splits.target_scaling,
             thresholds=source.result.thresholds,
+            train=source.recipe.train,
         )
     return metrics
 
 
 def forgetting_report(problem: ProblemType, before: dict, after: dict | None) -> dict:
-    """The source metrics before and after the target stage (the source problem type's `forgetting_metrics`), and
-    how much was forgotten: the loss on each metric, positive when the source task got worse whichever way the
-    metric points (an rmse that grew is forgotten)."""
-    keys = problem.forgetting_metrics
+    """The source metrics before and after the target stage, and how much was forgotten: the loss on each metric,
+    positive when the source task got worse whichever way the metric points (an rmse that grew is forgotten)."""
+    keys = problem.source_report_metrics
     forgotten = None
     if after is not None:
         forgotten = {}

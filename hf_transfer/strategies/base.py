@@ -17,8 +17,8 @@ if TYPE_CHECKING:  # annotations only: `rank` counts parameters without importin
     from hf_transfer.backbones import Backbone
     from hf_transfer.config.recipe import Recipe
     from hf_transfer.data.splits import Splits
-    from hf_transfer.problems.base import ProblemType
-    from hf_transfer.train.loop import TrainingPlan
+    from hf_transfer.problems import ProblemType
+    from hf_transfer.train.plan import TrainingPlan
 
 
 class Strategy(ABC):

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from hf_transfer.config.strategies import FinetuneConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.problems.base import ProblemType, build_problem_type
+from hf_transfer.problems import ProblemType, problem_type
 from hf_transfer.strategies.base import Strategy
-from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.optim import param_groups_with_decay
+from hf_transfer.train.plan import TrainingPlan
 
 
 def prepared_splits(backbone, splits) -> tuple[dict, dict]:
@@ -38,7 +39,7 @@ class Finetune(Strategy):
     config_class = FinetuneConfig
 
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        model = self.backbone.build_classifier(splits.label_names, build_problem_type(splits.problem_type))
+        model = self.backbone.build_classifier(splits.label_names, problem_type(splits.problem_type))
         groups = self.backbone.layer_groups(model)  # [stem, block 1..N, head]
         n_blocks = len(groups) - 2
         n = self.config.unfreeze_last_n

@@ -14,9 +14,10 @@ from torch import nn
 from hf_transfer.backbones.features import FeatureDataset, extract_features
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.problems.base import ProblemType
+from hf_transfer.problems import ProblemType
 from hf_transfer.strategies.base import Strategy
-from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.optim import param_groups_with_decay
+from hf_transfer.train.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)
 

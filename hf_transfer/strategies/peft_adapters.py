@@ -11,10 +11,11 @@ from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 
 from hf_transfer.config.strategies import IA3StrategyConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.problems.base import ProblemType, build_problem_type
+from hf_transfer.problems import ProblemType, problem_type
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.strategies.finetune import plan_for_model
-from hf_transfer.train.loop import TrainingPlan, param_groups_with_decay
+from hf_transfer.train.optim import param_groups_with_decay
+from hf_transfer.train.plan import TrainingPlan
 
 
 @contextmanager
@@ -70,7 +71,7 @@ class _PeftStrategy(Strategy):
         raise NotImplementedError
 
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        model = self.backbone.build_classifier(splits.label_names, build_problem_type(splits.problem_type))
+        model = self.backbone.build_classifier(splits.label_names, problem_type(splits.problem_type))
         config = self.peft_config(model)
         self._check_targets(model, config.target_modules)
         try:

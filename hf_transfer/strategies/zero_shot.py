@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from hf_transfer.config.sections import DataConfig
 from hf_transfer.config.zero_shot import ZeroShotConfig
 from hf_transfer.core.errors import ModelError, RecipeError
-from hf_transfer.data.splits import LABEL, describe_split
+from hf_transfer.data.splits import describe_split
+from hf_transfer.problems.base import LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class ZeroShotStage:
     """The zero-shot baseline's part of a run: what a trained stage reports (its `result`), nothing trained."""
 
     name: str
-    result: object  # hf_transfer.train.loop.LoopResult
+    result: object  # hf_transfer.train.plan.LoopResult
     seconds: float
     record: dict
 
@@ -265,7 +266,7 @@ def zero_shot_stage(
 ) -> ZeroShotStage:
     """The zero-shot baseline on the target's own evaluation rows (`splits`: validation, test), scored alike."""
     from hf_transfer.metrics.classification import classification_metrics
-    from hf_transfer.train.loop import LoopResult
+    from hf_transfer.train.plan import LoopResult
 
     start = time.perf_counter()
     classifier.model.to(device)

@@ -1,11 +1,8 @@
-"""Labels beyond one class per row: multi-label (multi-hot vectors) and regression (numeric targets).
-
-Multi-label data comes as a list column (json / jsonl / parquet lists, a Hub `Sequence(ClassLabel)` such as
-GoEmotions), as a separated string (`data.label_separator`: "comedy|drama") or as one 0/1 column per label
-(`data.label_columns`, Jigsaw style). Regression reads one numeric column (`data.label_column`) or several
-(`data.label_columns`). Either way the `labels` column of every prepared split becomes a list of floats: K 0/1 values
-in the order of the label names, or T targets (standardised when `data.standardize_targets`).
-"""
+"""Multi-label target coding: multi-hot rows from a list column (json / jsonl / parquet lists, a Hub
+`Sequence(ClassLabel)` such as GoEmotions), a separated string (`data.label_separator`: "comedy|drama") or one 0/1
+column per label (`data.label_columns`, Jigsaw style); iteratively stratified carving and few-shot rows per label.
+The `labels` column of every split becomes K 0.0/1.0 floats in the order of the label names. Imported only where
+splits are coded (it loads `datasets`)."""
 
 from __future__ import annotations
 
@@ -13,87 +10,31 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from hf_transfer.core.errors import DataError
-from hf_transfer.data.splits import (
-    LABEL,
+from hf_transfer.problems.base import label_columns_of
+from hf_transfer.problems.label_coding import (
     MISSING,
     LabelCoding,
     declared_coding,
-    describe_split,
     is_integer_literal,
+    label_matrix,
     label_value,
+    list_inner_feature,
     names_of_values,
+    numeric_column,
+    with_float_vectors,
 )
 
-if TYPE_CHECKING:  # configs sit above data: the recipe asks data's input kinds for their rules
+if TYPE_CHECKING:  # the settings sit above problems
     from hf_transfer.config.sections import DataConfig
 
 logger = logging.getLogger(__name__)
 
-MULTI_LABEL = "multi_label_classification"
-REGRESSION = "regression"
 # 0/1 columns as users export them: integers, floats, booleans, or their text in a CSV read as strings
 TRUE_VALUES, FALSE_VALUES = {"1", "1.0", "true"}, {"0", "0.0", "false"}
-
-
-def label_columns_of(cfg: DataConfig) -> list[str]:
-    """The columns that hold the labels or targets: data.label_columns, else data.label_column."""
-    return list(cfg.label_columns) if cfg.label_columns else [cfg.label_column]
-
-
-def list_inner_feature(feature):
-    """The element feature of a list feature (`Sequence`, `List`, or datasets' `[feature]` form), else None."""
-    if isinstance(feature, list) and len(feature) == 1:
-        return feature[0]
-    list_types = tuple(t for t in (getattr(datasets, "List", None), datasets.Sequence) if isinstance(t, type))
-    if isinstance(feature, list_types):
-        return feature.feature
-    return None
-
-
-def _numeric_column(split: Dataset, column: str) -> np.ndarray | None:
-    """An integer or float column as float64 straight from Arrow (nulls as NaN), None for any other type: a fast
-    path for large files, which then only need the row-by-row reading where a cell is wrong."""
-    feature = split.features.get(column)
-    dtype = getattr(feature, "dtype", "")
-    if not (dtype.startswith("int") or dtype.startswith("uint") or dtype.startswith("float")):
-        return None
-    # through the formatter, not split.data: that would ignore the rows a `select` (dropped empty texts) left
-    stored = split.select_columns([column]).with_format("arrow")[column]
-    return np.asarray(stored.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def with_float_vectors(split: Dataset, vectors, drop: list[str]) -> Dataset:
-    """`split` without the `drop` columns and with `labels` set to one list of float32 per row."""
-    split = split.remove_columns([c for c in {*drop, LABEL} if c in split.column_names])
-    matrix = np.asarray(vectors, dtype=np.float32).reshape(len(split), -1) if len(split) else np.zeros((0, 1))
-    # Built in Arrow: a list of Python lists per row is what makes a large file slow to code.
-    offsets = pa.array(np.arange(0, matrix.size + 1, max(matrix.shape[1], 1), dtype=np.int32)[: len(split) + 1])
-    rows = pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel(), type=pa.float32()))
-    split = split.add_column(LABEL, rows)
-    wanted = datasets.Sequence(datasets.Value("float32"))
-    if split.features[LABEL] != wanted:
-        split = split.cast_column(LABEL, wanted)
-    return split
-
-
-def label_matrix(split: Dataset) -> np.ndarray:
-    """The `labels` column of a multi-label or regression split as an (n, K) float64 array, read from Arrow."""
-    if len(split) == 0:
-        return np.zeros((0, 0))
-    stored = split.select_columns([LABEL]).with_format("arrow")[LABEL]
-    flat = pc.list_flatten(stored)
-    return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(len(split), -1)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Multi-label
 
 
 def _binary(raw) -> bool | None:
@@ -112,7 +53,7 @@ def _indicator_matrix(split: Dataset, columns: list[str], where: str) -> np.ndar
     """The 0/1 label columns as an (n, K) matrix; any other value is an error naming its column and row."""
     matrix = np.zeros((len(split), len(columns)), dtype=np.float32)
     for k, column in enumerate(columns):
-        numbers = _numeric_column(split, column)
+        numbers = numeric_column(split, column)
         if numbers is not None and np.isin(numbers, (0.0, 1.0)).all():
             matrix[:, k] = numbers
             continue
@@ -194,21 +135,21 @@ def _multi_hot(lists: list[list], coding: LabelCoding, column: str, where: str, 
     return matrix
 
 
-def encode_multilabel(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]]:
+def encode_multilabel(raw: DatasetDict, cfg: DataConfig, where_of: dict[str, str]) -> tuple[DatasetDict, list[str]]:
     """Every split's labels as multi-hot vectors in train's label order, and the label names. Rows without a label
     are counted (an error when data.allow_empty_labels is false); a label train never had is an error."""
     columns = label_columns_of(cfg)
-    train_where = describe_split("train", cfg)
+    train_where = where_of["train"]
     if cfg.label_columns:
         names = list(cfg.label_columns)
-        matrices = {role: _indicator_matrix(split, names, describe_split(role, cfg)) for role, split in raw.items()}
+        matrices = {role: _indicator_matrix(split, names, where_of[role]) for role, split in raw.items()}
     else:
-        lists = {role: _label_lists(split, cfg, describe_split(role, cfg)) for role, split in raw.items()}
+        lists = {role: _label_lists(split, cfg, where_of[role]) for role, split in raw.items()}
         coding = _multilabel_coding(raw["train"], lists["train"], cfg, train_where)
         names = coding.names
         matrices = {}
         for role, rows in lists.items():
-            where = describe_split(role, cfg)
+            where = where_of[role]
             if role == "train" and coding.indexed:
                 known = (
                     f"which is not one of the {len(names)} label names ({', '.join(names)}) nor an id "
@@ -222,7 +163,7 @@ def encode_multilabel(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, l
         raise DataError(f"no row of {train_where} has a label; check {_label_field(cfg)}.")
     encoded = {}
     for role, matrix in matrices.items():
-        where = describe_split(role, cfg)
+        where = where_of[role]
         if role != "train":
             unseen = np.flatnonzero(matrix[:, ~seen].any(axis=1))
             if unseen.size:
@@ -251,78 +192,10 @@ def encode_multilabel(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, l
     return DatasetDict(encoded), names
 
 
-def _label_field(cfg: DataConfig) -> str:
-    if cfg.label_columns:
-        return f"columns {', '.join(cfg.label_columns)} (data.label_columns)"
-    return f"column '{cfg.label_column}' (data.label_column)"
-
-
-def rows_without_labels(split: Dataset) -> int:
-    """How many rows of a multi-label split carry no label at all."""
-    return int((~label_matrix(split).any(axis=1)).sum())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Regression
-
-
-def _number(raw) -> float | None:
-    """A target cell as a finite float; None for anything else (text, booleans, blanks, NaN, infinity)."""
-    if isinstance(raw, (bool, np.bool_)) or raw is None:
-        return None
-    if isinstance(raw, (int, float, np.integer, np.floating)):
-        value = float(raw)
-    elif isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _target_matrix(split: Dataset, columns: list[str], field: str, where: str) -> np.ndarray:
-    matrix = np.zeros((len(split), len(columns)), dtype=np.float64)
-    for t, column in enumerate(columns):
-        numbers = _numeric_column(split, column)
-        if numbers is not None and np.isfinite(numbers).all():
-            matrix[:, t] = numbers
-            continue
-        for row, cell in enumerate(split[column]):
-            value = _number(cell)
-            if value is None:
-                what = "no value" if cell is None or (isinstance(cell, str) and not cell.strip()) else repr(cell)
-                raise DataError(
-                    f"row {row} of {where} has {what} in column '{column}' ({field}); regression targets must "
-                    "be finite numbers, so fix the cell or drop the row."
-                )
-            matrix[row, t] = value
-    return matrix
-
-
-def encode_regression(raw: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]]:
-    """Every split's targets as a list of T floats, and the target names (the columns). A cell that is not a finite
-    number is an error naming its column and row: nothing is cast or dropped silently."""
+def encode_multilabel_like(split: Dataset, cfg: DataConfig, label_names: list[str], where: str) -> Dataset:
+    """New data (`eval`) with a `labels` column of multi-hot rows in a trained run's label order (a label the run
+    does not know is an error naming the row). `cfg` is the run's data section (its columns)."""
     columns = label_columns_of(cfg)
-    field = "data.label_columns" if cfg.label_columns else "data.label_column"
-    encoded = {
-        role: with_float_vectors(split, _target_matrix(split, columns, field, describe_split(role, cfg)), columns)
-        for role, split in raw.items()
-    }
-    return DatasetDict(encoded), columns
-
-
-def encode_targets_like(
-    split: Dataset, cfg: DataConfig, problem_type: str, label_names: list[str], where: str
-) -> Dataset:
-    """New data (`eval`) with a `labels` column as a trained run reads it: multi-hot in the run's label order (a
-    label the run does not know is an error naming the row), or the targets in the data's own units (unscaled:
-    compare them with `unscale_targets` of the predictions). `cfg` is the run's data section (its columns)."""
-    columns = label_columns_of(cfg)
-    if problem_type == REGRESSION:
-        field = "data.label_columns" if cfg.label_columns else "data.label_column"
-        return with_float_vectors(split, _target_matrix(split, columns, field, where), columns)
     if cfg.label_columns:
         return with_float_vectors(split, _indicator_matrix(split, columns, where), columns)
     lists = _label_lists(split, cfg, where)
@@ -332,31 +205,10 @@ def encode_targets_like(
     return with_float_vectors(split, _multi_hot(lists, coding, cfg.label_column, where, known), columns)
 
 
-def target_scaling_of(train: Dataset) -> dict:
-    """The mean and standard deviation of each target over `train` (a constant target gets std 1)."""
-    targets = label_matrix(train)
-    mean, std = targets.mean(axis=0), targets.std(axis=0)
-    std[std == 0] = 1.0
-    return {"mean": mean.tolist(), "std": std.tolist()}
-
-
-def standardize(split: Dataset, scaling: dict) -> Dataset:
-    """`split` with its targets replaced by (y - mean) / std."""
-    targets = label_matrix(split)
-    scaled = (targets - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
-    return with_float_vectors(split, scaled, [])
-
-
-def unscale_targets(values, scaling: dict | None) -> np.ndarray:
-    """Standardised targets or predictions back in the data's units (unchanged where `scaling` is None)."""
-    values = np.asarray(values, dtype=np.float64)
-    if scaling is None:
-        return values
-    return values * np.asarray(scaling["std"]) + np.asarray(scaling["mean"])
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Carving validation and few-shot limits
+def _label_field(cfg: DataConfig) -> str:
+    if cfg.label_columns:
+        return f"columns {', '.join(cfg.label_columns)} (data.label_columns)"
+    return f"column '{cfg.label_column}' (data.label_column)"
 
 
 def carve_multilabel(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -383,26 +235,6 @@ def carve_multilabel(train: Dataset, fraction: float, seed: int) -> tuple[Datase
             validation_rows.remove(back)
             train_rows.add(back)
     return train.select(sorted(train_rows)), train.select(validation_rows)
-
-
-def carve_regression(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """A validation split stratified on quantile bins of the (first) target, so it spans the range train has
-    (plain random where the bins are too small to stratify)."""
-    from sklearn.model_selection import train_test_split
-
-    targets = label_matrix(train)[:, 0]
-    rows = np.arange(len(train))
-    validation_size = max(1, int(round(len(train) * fraction)))
-    bins = min(10, validation_size, len(train) - validation_size)
-    try:
-        edges = np.quantile(targets, np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else []
-        strata = np.digitize(targets, edges)
-        train_rows, validation_rows = train_test_split(
-            rows, test_size=validation_size, random_state=seed, stratify=strata if bins > 1 else None
-        )
-    except ValueError:  # a bin with a single row
-        train_rows, validation_rows = train_test_split(rows, test_size=validation_size, random_state=seed)
-    return train.select(np.sort(train_rows).tolist()), train.select(np.sort(validation_rows).tolist())
 
 
 def per_label(split: Dataset, n: int | None, seed: int) -> Dataset:
