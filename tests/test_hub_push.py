@@ -223,7 +223,8 @@ def test_private_push_then_load_needs_the_token(hub, lora_run, tmp_path, monkeyp
     assert main(["push", str(lora_run), "--repo-id", "tester/secret", "--private"]) == 0
     assert hub.is_private("tester/secret")
     fresh_cache(monkeypatch, hub, tmp_path, "with_token")
-    assert hf_transfer.load("tester/secret").predict(["a good film"])[0]["label"] in ("neg", "pos")
+    local = hf_transfer.load(lora_run).predict_proba(["a good film"])
+    assert hf_transfer.load("tester/secret").predict_proba(["a good film"]) == pytest.approx(local, abs=1e-6)
 
     fresh_cache(monkeypatch, hub, tmp_path, "anonymous")
     monkeypatch.delenv("HF_TOKEN")

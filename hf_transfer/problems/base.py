@@ -4,7 +4,8 @@ A recipe's `problem_type` names one registered `ProblemType` (transformers' name
 `problem_type` holds them); `hf_transfer.problems.problem_type(name)` returns it. The recipe schema asks it for its
 rules, the data loader for its target coding and carving, the loop for its loss, scores and metrics, `predict` for
 its predictions, `rank` for its transferability scores, the card for its metrics and plots. Nothing outside this
-package compares a value with a problem type's name: a fourth problem type is one module here.
+package compares a value with a problem type's name: a fourth problem type is one module here (and its entry in
+the registry, `hf_transfer/problems/__init__.py`).
 
 The objects hold no state: what a run chooses (its loss, its class weights) is passed in. This module, like every
 module of the package that the recipe schema imports, loads nothing heavy at import time (no torch, datasets or
@@ -32,8 +33,8 @@ DEFAULT_THRESHOLD = 0.5  # a multi-label row carries a label whose sigmoid score
 
 
 class ProblemType:
-    """What a problem type decides. Subclasses set the class attributes and implement the methods; each registers
-    one instance under its `name` (`register_problem_type`)."""
+    """What a problem type decides. Subclasses set the class attributes and implement the methods; one instance of
+    each is registered under its `name` by `hf_transfer.problems`."""
 
     name: ClassVar[str]
     """transformers' name (`single_label_classification`, ...): what a recipe's `problem_type` says."""
@@ -87,7 +88,7 @@ class ProblemType:
         if data.label_separator is not None and not self.reads_label_separator:
             raise RecipeError(
                 f"{where}.label_separator splits several labels per row, so it needs problem_type "
-                f"{_names_of(others_reading('reads_label_separator'))}; remove it or set problem_type."
+                f"{_names_of(types_where('reads_label_separator'))}; remove it or set problem_type."
             )
         if data.label_separator is not None and data.label_columns is not None:
             raise RecipeError(
@@ -96,12 +97,12 @@ class ProblemType:
         if data.standardize_targets and not self.reads_standardize_targets:
             raise RecipeError(
                 f"{where}.standardize_targets scales regression targets; it needs problem_type "
-                f"{_names_of(others_reading('reads_standardize_targets'))}, not {self.name}."
+                f"{_names_of(types_where('reads_standardize_targets'))}, not {self.name}."
             )
         if not data.allow_empty_labels and not self.reads_allow_empty_labels:
             raise RecipeError(
                 f"{where}.allow_empty_labels is about multi-label rows with no label; it needs problem_type "
-                f"{_names_of(others_reading('reads_allow_empty_labels'))}."
+                f"{_names_of(types_where('reads_allow_empty_labels'))}."
             )
 
     def check_train(self, train: TrainConfig, where: str = "train") -> None:
@@ -120,7 +121,7 @@ class ProblemType:
         if "zero_shot" in baselines and not self.picks_one_label:
             raise RecipeError(
                 f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
-                f"{_names_of(others_reading('picks_one_label'))}, not {self.name}; remove zero_shot from baseline."
+                f"{_names_of(types_where('picks_one_label'))}, not {self.name}; remove zero_shot from baseline."
             )
 
     def greater_is_better(self, metric: str) -> bool:
@@ -310,8 +311,9 @@ class ProblemType:
         raise NotImplementedError
 
 
-def others_reading(attribute: str) -> list[ProblemType]:
-    """The registered problem types whose `attribute` is set (those that read a key), for messages that name them."""
+def types_where(attribute: str) -> list[ProblemType]:
+    """The registered problem types whose `attribute` is set (those that read a key, say), for messages that name
+    them."""
     from hf_transfer.problems.registry import PROBLEM_TYPES
 
     return [p for p in PROBLEM_TYPES.values() if getattr(p, attribute)]

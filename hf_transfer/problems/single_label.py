@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.problems.base import ProblemType, others_reading
+from hf_transfer.problems.base import ProblemType, types_where
 
 
 class SingleLabel(ProblemType):
@@ -39,7 +39,7 @@ class SingleLabel(ProblemType):
     # --- the recipe's rules ----------------------------------------------------------------------------------
     def check_data(self, data, where="data"):
         if data.label_columns is not None:
-            readers = " or ".join(f"{p.name} ({p.label_columns_hint})" for p in others_reading("label_columns_hint"))
+            readers = " or ".join(f"{p.name} ({p.label_columns_hint})" for p in types_where("label_columns_hint"))
             raise RecipeError(
                 f"{where}.label_columns needs problem_type {readers}; a single-label task reads one "
                 f"{where}.label_column."
