@@ -203,7 +203,6 @@ def _string_constants_naming_a_problem_type(path: Path) -> list[int]:
     ]
 
 
-@pytest.mark.xfail(strict=False, reason="consumers land later: train/, runs/, apps/, strategies/, backbones/")
 def test_problem_type_names_are_defined_once_by_their_classes():
     found = {
         f"{path.relative_to(PACKAGE.parent)}:{line}"
@@ -214,6 +213,27 @@ def test_problem_type_names_are_defined_once_by_their_classes():
     assert not found, "problem type names outside hf_transfer/problems/ (ask the registry):\n" + "\n".join(
         sorted(found)
     )
+
+
+# The layers that use trained problem types: they ask the registry and name no class. (config and data still name
+# single-label's class for their defaults.)
+USING_LAYERS = ("backbones", "train", "strategies", "runs", "hub", "apps")
+
+
+def test_the_layers_that_use_problem_types_import_no_problem_type_class():
+    """Code that trains, saves, describes or ranks asks the registry (`problem_type`, `default_problem_type`), so
+    that adding a problem type touches none of it."""
+    classes = {type(p).__name__ for p in PROBLEM_TYPES.values()}
+    found = sorted(
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {alias.name}"
+        for layer in USING_LAYERS
+        for path in (PACKAGE / layer).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hf_transfer.problems")
+        for alias in node.names
+        if alias.name in classes
+    )
+    assert not found, "problem type classes imported where the registry should be asked:\n" + "\n".join(found)
 
 
 def test_the_names_check_sees_a_name_in_code_but_not_in_a_docstring(tmp_path):

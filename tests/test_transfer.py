@@ -189,11 +189,13 @@ def test_image_regression_source_feeds_a_multilabel_target(tmp_path, tiny_timm_d
 
 
 def test_forgetting_counts_a_grown_error_as_forgotten():
+    from hf_transfer.problems import problem_type
     from hf_transfer.runs.transfer import forgetting_report
 
-    report = forgetting_report(REGRESSION, {"rmse": 1.0, "r2": 0.8}, {"rmse": 1.5, "r2": None})
+    report = forgetting_report(problem_type(REGRESSION), {"rmse": 1.0, "r2": 0.8}, {"rmse": 1.5, "r2": None})
     assert report["forgotten"] == {"rmse": 0.5, "r2": None}
-    assert forgetting_report(MULTI, {"f1_macro": 0.9, "map_macro": 0.9}, None)["forgotten"] is None
+    multi = problem_type(MULTI)
+    assert forgetting_report(multi, {"f1_macro": 0.9, "map_macro": 0.9}, None)["forgotten"] is None
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -501,6 +501,8 @@ def _add_rank_candidate_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_rank_data_arguments(p: argparse.ArgumentParser) -> None:
     """The labelled rows `rank` scores on: files or a recipe's, their task, columns and problem type."""
+    from hf_transfer.problems import problem_type_names
+
     p.add_argument("--data", nargs="+", help="Labelled csv/json/jsonl/parquet files (or take them from --recipe).")
     p.add_argument("--recipe", help="Take the data, task and columns from this recipe (its train split).")
     p.add_argument("--task", choices=MODALITIES.tasks(with_towers=False), help="Default: text.")
@@ -509,7 +511,7 @@ def _add_rank_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-column", help="Column holding images or image paths (default image).")
     p.add_argument(
         "--problem-type",
-        choices=["single_label_classification", "multi_label_classification", "regression"],
+        choices=problem_type_names(),
         help="What the labels are (default single_label_classification, or the recipe's): multi-label scores by "
         "macro mAP, regression by R² and -RMSE.",
     )

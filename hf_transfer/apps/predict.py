@@ -17,7 +17,7 @@ from hf_transfer.core.accelerator import wants_channels_last
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.modalities import Modality
 from hf_transfer.data.splits import check_files_exist, load_files
-from hf_transfer.problems import PROBLEM_TYPES
+from hf_transfer.problems import PROBLEM_TYPES, ProblemType
 from hf_transfer.problems.base import DEFAULT_THRESHOLD, LABEL
 from hf_transfer.runs.folder import THRESHOLDS_FILE, read_recipe_dict
 from hf_transfer.runs.record import BackboneRecord, read_record
@@ -86,13 +86,13 @@ class Classifier:
         # Applied to the outputs unless the run folded it into the head's weights already.
         scaling = None if self.record.target_scaling_in_weights else self.record.target_scaling
         self.target_scaling: dict | None = scaling.to_json() if scaling else None
-        self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem_type)
+        self.thresholds: list[float] | None = read_thresholds(self.run_dir, self.label_names, self.problem)
         self.backbone = build_backbone(  # the tokenizer / image config come from the run folder
             self.recipe.model, self.recipe.data, self.recipe.modality, preprocessing_source=str(self.run_dir)
         )
         strategy = build_strategy(self.recipe.strategy, self.backbone)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        loaded = strategy.load(self.run_dir, self.label_names, self.problem_type)
+        loaded = strategy.load(self.run_dir, self.label_names, self.problem)
         self.model = merged_for_inference(loaded).to(self.device).eval()
         if wants_channels_last(self.model, self.device):
             self.model.to(memory_format=torch.channels_last)
@@ -186,9 +186,9 @@ class Classifier:
         return self.problem.metrics(labels, scores, self.label_names, thresholds)
 
 
-def read_thresholds(run_dir: Path, label_names: list[str], problem_type: str) -> list[float] | None:
-    """A multi-label run's tuned thresholds (thresholds.json), in label order; None for other problem types."""
-    if not PROBLEM_TYPES.get(problem_type).tunes_thresholds:
+def read_thresholds(run_dir: Path, label_names: list[str], problem: ProblemType) -> list[float] | None:
+    """The run's tuned thresholds (thresholds.json), in label order; None for problem types that tune none."""
+    if not problem.tunes_thresholds:
         return None
     path = Path(run_dir) / THRESHOLDS_FILE
     if not path.is_file():

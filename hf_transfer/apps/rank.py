@@ -37,7 +37,7 @@ from hf_transfer.core.errors import DataError, HfTransferError, ModelError
 from hf_transfer.data.modalities import DEFAULT, MODALITIES, Modality
 from hf_transfer.data.splits import check_files_exist
 from hf_transfer.data.train_rows import load_train_split
-from hf_transfer.problems import PROBLEM_TYPES, SingleLabel, problem_type_names
+from hf_transfer.problems import PROBLEM_TYPES, default_problem_type, problem_type_names
 from hf_transfer.strategies.base import count_parameters
 from hf_transfer.strategies.zero_shot import ZeroShotClassifier
 
@@ -89,7 +89,7 @@ class RankInputs:
     pooling: str = "mean"
     from_recipe: bool = False
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
-    problem_type: str = SingleLabel.name
+    problem_type: str = field(default_factory=lambda: default_problem_type().name)
 
     @property
     def modality(self) -> Modality:
@@ -429,7 +429,7 @@ def format_rank_table(report: dict) -> str:
     """The candidates best first: scores, then cost (parameters, feature dimension, seconds of the feature pass)."""
     rows = report["candidates"]
     zero_shot = "zero_shot" in report
-    problem = PROBLEM_TYPES.get(report.get("problem_type", SingleLabel.name))
+    problem = PROBLEM_TYPES.get(report.get("problem_type") or default_problem_type().name)
     logme_key, linear_key, knn_key = report.get("scores", FEATURE_SCORES)
     linear_width, knn_width = max(10, len(SCORE_TITLES[linear_key])), max(7, len(SCORE_TITLES[knn_key]))
     width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))

@@ -14,18 +14,12 @@ from torch import nn
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import HfTransferError
 from hf_transfer.data.modalities import Modality
+from hf_transfer.problems import ProblemType, default_problem_type
 
 
-def label_config_kwargs(label_names: list[str], problem_type: str) -> dict:
-    """A transformers classifier config's label keys: with problem_type recorded, pipeline() scores as the run
-    trained (softmax, sigmoid per label, or the raw value per target; id2label then names the targets)."""
-    id2label = dict(enumerate(label_names))
-    return {
-        "num_labels": len(label_names),
-        "id2label": id2label,
-        "label2id": {name: i for i, name in id2label.items()},
-        "problem_type": problem_type,
-    }
+def label_config_kwargs(label_names: list[str], problem: ProblemType | None) -> dict:
+    """A transformers classifier config's label keys, as `problem` (default: `default_problem_type`) records them."""
+    return (problem or default_problem_type()).label_config_kwargs(label_names)
 
 
 class Backbone(ABC):
@@ -113,10 +107,11 @@ class Backbone(ABC):
 
     # --- models ---------------------------------------------------------------------------------------------
     @abstractmethod
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
         """The pretrained network with a new head of one output per name of `label_names` (classes, labels or
-        regression targets); forward(**batch) gives logits. `problem_type` is recorded where the library has a
-        place for it (a transformers config), so the saved model scores the same way outside hf-transfer."""
+        regression targets); forward(**batch) gives logits. The problem type (default: `default_problem_type`) is
+        recorded where the library has a place for it (a transformers config), so the saved model scores the same
+        way outside hf-transfer."""
 
     @abstractmethod
     def build_feature_extractor(self, pooling: str) -> nn.Module:

@@ -39,6 +39,7 @@ from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.core.paths import absolute_checkpoint
 from hf_transfer.data.modalities.multimodal import MULTIMODAL
+from hf_transfer.problems import ProblemType
 from hf_transfer.problems.base import LABEL, labels_tensor
 
 TOWERS = MULTIMODAL.tower_names  # ("image", "text"): each tower's modules, inputs and files go by its name
@@ -293,7 +294,7 @@ class MultimodalBackbone(Backbone):
         parts = {name: self.towers[name].build_feature_extractor(pooling) for name in TOWERS}
         return MultimodalFeatureExtractor(**parts).eval().requires_grad_(False)
 
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
         # one output per name whatever the problem type: the loop picks the loss, and nothing outside hf-transfer
         # loads this model, so there is no config to record it in
         parts = {}

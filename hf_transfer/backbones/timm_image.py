@@ -30,6 +30,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hf_transfer.backbones.image import INPUT, ImageBackbone
 from hf_transfer.core.errors import ModelError, RecipeError
+from hf_transfer.problems import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class TimmImageBackbone(ImageBackbone):
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
             raise _load_error(self.checkpoint, err) from None
 
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
         self._check_run_classes(len(label_names))
         model = self._create(len(label_names))
         if self.new_head:  # a source stage's classifier: its head is for the source's classes, even when as many

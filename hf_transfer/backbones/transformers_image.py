@@ -29,6 +29,7 @@ from hf_transfer.backbones.base import label_config_kwargs
 from hf_transfer.backbones.image import ImageBackbone
 from hf_transfer.backbones.timm_image import _frozen_norms_keep_their_statistics, short_module_names
 from hf_transfer.core.errors import ModelError, RecipeError
+from hf_transfer.problems import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +263,8 @@ class TransformersImageBackbone(ImageBackbone):
         tokens = PREFIX_TOKENS.get(config.model_type, 0)
         return tokens + int(getattr(config, "num_register_tokens", 0) or 0)
 
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
-        kwargs = label_config_kwargs(label_names, problem_type) | self._common_kwargs()
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
+        kwargs = label_config_kwargs(label_names, problem) | self._common_kwargs()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)

@@ -28,6 +28,7 @@ from transformers import (
 from hf_transfer.backbones.base import Backbone, label_config_kwargs
 from hf_transfer.core.errors import ModelError, RecipeError
 from hf_transfer.data.modalities.text import TEXT
+from hf_transfer.problems import ProblemType
 from hf_transfer.problems.base import LABEL
 
 logger = logging.getLogger(__name__)
@@ -184,12 +185,12 @@ class TransformersTextBackbone(Backbone):
         return None if Path(self.checkpoint).exists() else self.checkpoint
 
     # --- models ---------------------------------------------------------------------------------------------
-    def build_classifier(self, label_names: list[str], problem_type: str = "single_label_classification") -> nn.Module:
+    def build_classifier(self, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
         if self.is_tower:
             features = self.build_feature_extractor(self.classifier_pooling).train().requires_grad_(True)
             width = self.text_config.hidden_size
             return TowerClassifier(features, width, len(label_names))
-        kwargs = label_config_kwargs(label_names, problem_type) | self._common_kwargs()
+        kwargs = label_config_kwargs(label_names, problem) | self._common_kwargs()
         try:
             if not self.model_cfg.pretrained:
                 config = AutoConfig.from_pretrained(self.checkpoint, **kwargs)

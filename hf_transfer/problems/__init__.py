@@ -26,6 +26,12 @@ def problem_type_names() -> tuple[str, ...]:
     return tuple(p.name for p in PROBLEM_TYPES.values())
 
 
+def default_problem_type() -> ProblemType:
+    """The problem type of a recipe that names none, and of run folders from before problem types: the first
+    registered (single-label)."""
+    return PROBLEM_TYPES.values()[0]
+
+
 def all_metric_names() -> tuple[str, ...]:
     """Every metric some problem type lets `eval.metric` name, single-label's first, each once."""
     return tuple(dict.fromkeys(m for p in PROBLEM_TYPES.values() for m in p.metric_names))
@@ -38,6 +44,7 @@ __all__ = [
     "Regression",
     "SingleLabel",
     "all_metric_names",
+    "default_problem_type",
     "problem_type",
     "problem_type_names",
 ]

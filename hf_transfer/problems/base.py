@@ -4,7 +4,8 @@ A recipe's `problem_type` names one registered `ProblemType` (transformers' name
 `problem_type` holds them); `hf_transfer.problems.problem_type(name)` returns it. The recipe schema asks it for its
 rules, the data loader for its target coding and carving, the loop for its loss, scores and metrics, `predict` for
 its predictions, `rank` for its transferability scores, the card for its metrics and plots. Nothing outside this
-package compares a value with a problem type's name: a fourth problem type is one module here.
+package compares a value with a problem type's name: a fourth problem type is one module here (and its entry in
+the registry, `hf_transfer/problems/__init__.py`).
 
 The objects hold no state: what a run chooses (its loss, its class weights) is passed in. This module, like every
 module of the package that the recipe schema imports, loads nothing heavy at import time (no torch, datasets or
@@ -32,8 +33,8 @@ DEFAULT_THRESHOLD = 0.5  # a multi-label row carries a label whose sigmoid score
 
 
 class ProblemType:
-    """What a problem type decides. Subclasses set the class attributes and implement the methods; each registers
-    one instance under its `name` (`register_problem_type`)."""
+    """What a problem type decides. Subclasses set the class attributes and implement the methods; one instance of
+    each is registered under its `name` by `hf_transfer.problems`."""
 
     name: ClassVar[str]
     """transformers' name (`single_label_classification`, ...): what a recipe's `problem_type` says."""
@@ -73,6 +74,8 @@ class ProblemType:
     """What `linear_score` measures, as `rank` names it."""
     transfer_scores_description: ClassVar[str]
     """The kNN and linear scores in words, for the heading of `rank`'s table."""
+    name_word: ClassVar[str]
+    """One of the label names, for the card's per-name table ("Per class:"): "class", "label" or "target"."""
 
     def __repr__(self) -> str:
         return f"<problem type {self.name}>"
@@ -85,7 +88,7 @@ class ProblemType:
         if data.label_separator is not None and not self.reads_label_separator:
             raise RecipeError(
                 f"{where}.label_separator splits several labels per row, so it needs problem_type "
-                f"{_names_of(others_reading('reads_label_separator'))}; remove it or set problem_type."
+                f"{_names_of(types_where('reads_label_separator'))}; remove it or set problem_type."
             )
         if data.label_separator is not None and data.label_columns is not None:
             raise RecipeError(
@@ -94,12 +97,12 @@ class ProblemType:
         if data.standardize_targets and not self.reads_standardize_targets:
             raise RecipeError(
                 f"{where}.standardize_targets scales regression targets; it needs problem_type "
-                f"{_names_of(others_reading('reads_standardize_targets'))}, not {self.name}."
+                f"{_names_of(types_where('reads_standardize_targets'))}, not {self.name}."
             )
         if not data.allow_empty_labels and not self.reads_allow_empty_labels:
             raise RecipeError(
                 f"{where}.allow_empty_labels is about multi-label rows with no label; it needs problem_type "
-                f"{_names_of(others_reading('reads_allow_empty_labels'))}."
+                f"{_names_of(types_where('reads_allow_empty_labels'))}."
             )
 
     def check_train(self, train: TrainConfig, where: str = "train") -> None:
@@ -118,7 +121,7 @@ class ProblemType:
         if "zero_shot" in baselines and not self.picks_one_label:
             raise RecipeError(
                 f"baseline zero_shot picks one label per row from the label names, so it needs problem_type "
-                f"{_names_of(others_reading('picks_one_label'))}, not {self.name}; remove zero_shot from baseline."
+                f"{_names_of(types_where('picks_one_label'))}, not {self.name}; remove zero_shot from baseline."
             )
 
     def greater_is_better(self, metric: str) -> bool:
@@ -234,6 +237,58 @@ class ProblemType:
         where nothing was changed."""
         return False
 
+    def label_config_kwargs(self, label_names: list[str]) -> dict:
+        """A transformers classifier config's label keys: with problem_type recorded, pipeline() scores as the run
+        trained (softmax, sigmoid per label, or the raw value per target; id2label then names the targets)."""
+        id2label = dict(enumerate(label_names))
+        return {
+            "num_labels": len(label_names),
+            "id2label": id2label,
+            "label2id": {name: i for i, name in id2label.items()},
+            "problem_type": self.name,
+        }
+
+    def tuned_thresholds(self, labels: np.ndarray, scores: np.ndarray) -> list[float] | None:
+        """Each name's decision cut tuned on these (validation) rows (`tunes_thresholds`); None where decisions take
+        no threshold."""
+        return None
+
+    def thresholds_record(self, label_names: list[str], thresholds: list[float]) -> dict:
+        """What thresholds.json holds for `tuned_thresholds` (only problem types that `tunes_thresholds` write it)."""
+        raise NotImplementedError(f"{self.name} decides without thresholds")
+
+    # --- a run against its baselines (the paired bootstrap of metrics.json's transfer section) ---------------
+    def transfer_metric(self, metric: str) -> str:
+        """The metric the paired bootstrap compares a run with its baselines on, from eval.metric."""
+        return metric
+
+    def paired_bootstrap(self, metric: str, labels: np.ndarray, ours: tuple, theirs: tuple, seed: int) -> dict:
+        """The paired-bootstrap CI of metric(ours) - metric(theirs) on `labels` (`bootstrap_difference` over
+        `scalar_metric_fn`); `ours` and `theirs` are each stage's (scores, thresholds), so that each decides as its
+        run folder would predict."""
+        from hf_transfer.metrics.bootstrap import bootstrap_difference
+
+        return bootstrap_difference(self.scalar_metric_fn(metric), labels, ours[0], theirs[0], seed=seed)
+
+    # --- the model card ------------------------------------------------------------------------------------------
+    def card_summary(self, label_names: list[str]) -> str:
+        """The card's sentence on what the model predicts (markdown naming every label)."""
+        raise NotImplementedError
+
+    def card_decision_code(self, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
+        """The last line(s) of the card's code snippet: from the Python expression `logits` (one row's) to what
+        `predict` returns under `prediction_key`, printed."""
+        raise NotImplementedError
+
+    def pipeline_code(self, model_args: str, example: str, label_names: list[str], thresholds) -> str:
+        """The card's snippet through transformers' text-classification pipeline (built with the arguments
+        `model_args`), printing for the Python literal `example` what `predict` gives. Here: every label's score
+        (the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a value)."""
+        return (
+            f'classifier = pipeline("text-classification", {model_args}, top_k=None)\n'
+            f'scores = {{r["label"]: r["score"] for r in classifier([{example}])[0]}}\n'
+        )
+
     # --- transferability: scores of frozen features, before training (`hf-transfer rank`) --------------------
     def logme_targets(self, labels: np.ndarray, num_classes: int | None = None) -> list[np.ndarray]:
         """The real-valued targets LogME's evidence is averaged over (one per class, label or target)."""
@@ -256,8 +311,9 @@ class ProblemType:
         raise NotImplementedError
 
 
-def others_reading(attribute: str) -> list[ProblemType]:
-    """The registered problem types whose `attribute` is set (those that read a key), for messages that name them."""
+def types_where(attribute: str) -> list[ProblemType]:
+    """The registered problem types whose `attribute` is set (those that read a key, say), for messages that name
+    them."""
     from hf_transfer.problems.registry import PROBLEM_TYPES
 
     return [p for p in PROBLEM_TYPES.values() if getattr(p, attribute)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class MultiLabel(ProblemType):
     knn_score_name = "knn_map_macro"
     linear_score_name = "linear_map_macro"
     transfer_scores_description = "kNN / ridge macro mAP"
+    name_word = "label"
+    threshold_free_metrics = ("map_macro", "roc_auc_macro")
+    """The metrics that rank the scores themselves, cut at no threshold."""
 
     # --- the recipe's rules ----------------------------------------------------------------------------------
     def check_data(self, data, where="data"):
@@ -191,6 +195,51 @@ class MultiLabel(ProblemType):
         return mean_average_precision(
             ridge_predictions(features, labels, fold_rows),
             "linear mAP needs a validation fold with a positive label; every label is all 0 here.",
+        )
+
+    # --- thresholds, a run against its baselines, the model card ----------------------------------------------
+    def tuned_thresholds(self, labels, scores):
+        """The F1-maximising cut of each label (`tune_thresholds`: a label without positive or without negative rows
+        keeps the default)."""
+        from hf_transfer.metrics.multilabel import tune_thresholds
+
+        return [float(t) for t in tune_thresholds(labels, scores)]
+
+    def thresholds_record(self, label_names, thresholds):
+        return {
+            "default": DEFAULT_THRESHOLD,
+            "tuned_on": "validation",
+            "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
+        }
+
+    def paired_bootstrap(self, metric, labels, ours, theirs, seed):
+        """Each stage decides at its own cuts (the metric then cuts those 0/1 at 0.5), unless the metric ranks the
+        scores themselves."""
+        if metric not in self.threshold_free_metrics:
+            ours = ((ours[0] >= np.asarray(ours[1])).astype(np.float64), ours[1])
+            theirs = ((theirs[0] >= np.asarray(theirs[1])).astype(np.float64), theirs[1])
+        return super().paired_bootstrap(metric, labels, ours, theirs, seed)
+
+    def card_summary(self, label_names):
+        names = ", ".join(f"`{name}`" for name in label_names)
+        return (
+            f"It predicts any of {len(label_names)} labels at once (each label's own threshold on its sigmoid "
+            f"score): {names}."
+        )
+
+    def card_decision_code(self, logits, thresholds, indent=""):
+        return (
+            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
+            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
+            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
+        )
+
+    def pipeline_code(self, model_args, example, label_names, thresholds):
+        """The labels whose sigmoid scores reach their tuned thresholds."""
+        cuts = {name: round(t, 6) for name, t in zip(label_names, thresholds or [])}
+        return super().pipeline_code(model_args, example, label_names, thresholds) + (
+            f"thresholds = {json.dumps(cuts)}  # tuned on validation\n"
+            "print([n for n in thresholds if scores[n] >= thresholds[n]])"
         )
 
 

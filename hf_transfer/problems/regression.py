@@ -28,6 +28,7 @@ class Regression(ProblemType):
     knn_score_name = "knn_neg_rmse"
     linear_score_name = "linear_r2"
     transfer_scores_description = "kNN -RMSE in standard deviations / ridge R²"
+    name_word = "target"
 
     # --- the recipe's rules ----------------------------------------------------------------------------------
     def check_data(self, data, where="data"):
@@ -196,3 +197,15 @@ class Regression(ProblemType):
         from hf_transfer.metrics.transferability import r_squared, ridge_predictions
 
         return r_squared(ridge_predictions(features, labels, self.fold_indices(labels, folds, seed)))
+
+    # --- the model card ------------------------------------------------------------------------------------------
+    def card_summary(self, label_names):
+        names = ", ".join(f"`{name}`" for name in label_names)
+        return f"It predicts {len(label_names)} value(s): {names}."
+
+    def card_decision_code(self, logits, thresholds, indent=""):
+        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
+
+    def pipeline_code(self, model_args, example, label_names, thresholds):
+        """Each target's value, as the pipeline scores it (no activation: the config's problem_type)."""
+        return super().pipeline_code(model_args, example, label_names, thresholds) + "print(scores)"

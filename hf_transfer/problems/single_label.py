@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.problems.base import ProblemType, others_reading
+from hf_transfer.problems.base import ProblemType, types_where
 
 
 class SingleLabel(ProblemType):
@@ -34,11 +34,12 @@ class SingleLabel(ProblemType):
     knn_score_name = "knn_accuracy"
     linear_score_name = "linear_accuracy"
     transfer_scores_description = "kNN / linear accuracy"
+    name_word = "class"
 
     # --- the recipe's rules ----------------------------------------------------------------------------------
     def check_data(self, data, where="data"):
         if data.label_columns is not None:
-            readers = " or ".join(f"{p.name} ({p.label_columns_hint})" for p in others_reading("label_columns_hint"))
+            readers = " or ".join(f"{p.name} ({p.label_columns_hint})" for p in types_where("label_columns_hint"))
             raise RecipeError(
                 f"{where}.label_columns needs problem_type {readers}; a single-label task reads one "
                 f"{where}.label_column."
@@ -176,3 +177,27 @@ class SingleLabel(ProblemType):
         from hf_transfer.metrics.transferability import linear_probe_accuracy
 
         return linear_probe_accuracy(features, labels, folds=folds, seed=seed)
+
+    # --- a run against its baselines, the model card ------------------------------------------------------------
+    def transfer_metric(self, metric):
+        """eval.metric where the count-based bootstrap has it, else accuracy."""
+        from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS
+
+        return metric if metric in BOOTSTRAP_METRICS else "accuracy"
+
+    def paired_bootstrap(self, metric, labels, ours, theirs, seed):
+        """On the argmax predictions, through the count-based bootstrap (`bootstrap_metric_difference`)."""
+        from hf_transfer.metrics.bootstrap import bootstrap_metric_difference
+
+        return bootstrap_metric_difference(labels, ours[0].argmax(1), theirs[0].argmax(1), metric=metric, seed=seed)
+
+    def card_summary(self, label_names):
+        names = ", ".join(f"`{name}` ({i})" for i, name in enumerate(label_names))
+        return f"It predicts one of {len(label_names)} labels (class id in brackets): {names}."
+
+    def card_decision_code(self, logits, thresholds, indent=""):
+        return f"{indent}print(labels[{logits}.argmax(-1).item()])"
+
+    def pipeline_code(self, model_args, example, label_names, thresholds):
+        """The best label, as the pipeline gives it first."""
+        return f'classifier = pipeline("text-classification", {model_args})\nprint(classifier({example})[0]["label"])'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-import json
 from pathlib import Path
 
 import yaml
@@ -13,7 +12,7 @@ from hf_transfer.config.recipe import Recipe
 from hf_transfer.core.paths import is_repo_id
 from hf_transfer.data.modalities import MODALITIES
 from hf_transfer.data.modalities.base import SnippetContext
-from hf_transfer.problems import all_metric_names
+from hf_transfer.problems import ProblemType, all_metric_names, problem_type
 from hf_transfer.runs.folder import RECIPE_FILE
 from hf_transfer.runs.record import RunRecord
 
@@ -47,18 +46,6 @@ HUB_METRIC = {
     "r2": "r_squared",
     "pearson": "pearsonr",
     "spearman": "spearmanr",
-}
-# The metrics of the card's model-index, per problem type.
-CARD_METRICS = {
-    "single_label_classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"),
-    "multi_label_classification": ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "map_macro"),
-    "regression": ("rmse", "mae", "r2", "pearson", "spearman"),
-}
-# The plots each problem type's run folder holds, shown on the card.
-CARD_PLOTS = {
-    "single_label_classification": [("Confusion matrix", "confusion_matrix.png")],
-    "multi_label_classification": [("Per-label F1 and support", "per_label.png")],
-    "regression": [("Predicted against true values", "predictions.png"), ("Residuals", "residuals.png")],
 }
 # What each file of a run folder (and of a pushed repo) is for, in the card's "Files" section.
 FILE_ROLES = {
@@ -118,53 +105,25 @@ def _dataset_text(recipe: Recipe, metrics: dict) -> str:
     return f"{source}: {counts}{carved}"
 
 
-def _decision(problem_type: str, logits: str, thresholds: list[float] | None, indent: str = "") -> str:
-    """The snippet's last line(s): from the expression `logits` (one row) to what `predict` returns: the label,
-    the labels at or above their tuned thresholds, or each target's value."""
-    if problem_type == "multi_label_classification":
-        return (
-            f"{indent}thresholds = {json.dumps([round(t, 6) for t in thresholds or []])}  # tuned on validation\n"
-            f"{indent}scores = {logits}.sigmoid()[0].tolist()\n"
-            f"{indent}print([n for n, s, t in zip(labels, scores, thresholds) if s >= t])"
-        )
-    if problem_type == "regression":
-        return f"{indent}print(dict(zip(labels, {logits}[0].tolist())))"
-    return f"{indent}print(labels[{logits}.argmax(-1).item()])"
-
-
-def _scores_decision(problem_type: str, names: list[str], thresholds: list[float] | None) -> str | None:
-    """The snippet's last line(s) from a pipeline's `scores` ({label: score}, `top_k=None`): the labels at or above
-    their tuned thresholds, or each target's value; None for single-label, where the pipeline's top label is it."""
-    if problem_type == "single_label_classification":
-        return None
-    if problem_type == "regression":
-        return "print(scores)"
-    cuts = dict(zip(names, thresholds or []))
-    return (
-        f"thresholds = {json.dumps({n: round(t, 6) for n, t in cuts.items()})}  # tuned on validation\n"
-        "print([n for n in thresholds if scores[n] >= thresholds[n]])"
-    )
-
-
 def _snippet(
     record: RunRecord, location: str, revision: str | None = None, thresholds: list[float] | None = None
 ) -> tuple[str, str] | None:
-    """(library, code) that loads the model without hf-transfer, where its library can (the input kind writes it).
-    The code prints what `predict` gives: one label, the labels above their thresholds, or the values (a test runs
-    it against the pushed repo)."""
-    problem_type = record.problem_type
-    backbone = record.backbone
+    """(library, code) that loads the model without hf-transfer, where its library can (the input kind writes it;
+    the problem type, its last lines). The code prints what `predict` gives: one label, the labels above their
+    thresholds, or the values (a test runs it against the pushed repo)."""
+    problem = problem_type(record.problem_type)
+    backbone, names = record.backbone, record.label_names
     if backbone.text_tower:  # a CLIP / SigLIP text tower under hf-transfer's head: no transformers class
         return None
     context = SnippetContext(
         library=backbone.library,
         strategy=record.strategy,
         base=backbone.base,
-        label_names=record.label_names,
+        label_names=names,
         location=location,
         at=f', revision="{revision}"' if revision else "",
-        decision=lambda logits, indent: _decision(problem_type, logits, thresholds, indent),
-        scores_decision=_scores_decision(problem_type, record.label_names, thresholds),
+        decision=lambda logits, indent: problem.card_decision_code(logits, thresholds, indent),
+        pipeline=lambda model_args, example: problem.pipeline_code(model_args, example, names, thresholds),
     )
     return MODALITIES.of_record(backbone).card_snippet(context)
 
@@ -185,7 +144,7 @@ def build_model_card(
     base_model = base_model or record.backbone.hub_id
     report_split = metrics["report_split"]
     report = metrics[report_split]
-    problem_type = record.problem_type
+    problem = problem_type(record.problem_type)
     per_label = report.get("per_label") or {}
     dataset_id = hub_dataset_id(recipe)
     model_name = repo_id.split("/")[-1] if repo_id else recipe.name
@@ -215,9 +174,10 @@ def build_model_card(
         baseline_metric=baseline.get("metric", ""),
         baseline_rows=_baseline_rows(baseline, record),
         per_class=list((report.get("per_class") or per_label).items()),
-        problem_type=problem_type,
-        plots=CARD_PLOTS[problem_type],
-        prediction_key={"multi_label_classification": "labels", "regression": "values"}.get(problem_type, "label"),
+        predicts=problem.card_summary(record.label_names),
+        name_word=problem.name_word,
+        plots=list(problem.card_plots),
+        prediction_key=problem.prediction_key,
         location=location,
         revision=revision,
         files=_listed_files(run_dir),
@@ -238,7 +198,7 @@ def _tuned_thresholds(report: dict) -> list[float] | None:
 
 
 def _eval_results(
-    recipe: Recipe, problem_type: str, report: dict, report_split: str, dataset_id: str | None
+    recipe: Recipe, problem: ProblemType, report: dict, report_split: str, dataset_id: str | None
 ) -> list[EvalResult]:
     """The card's model-index entries: the problem type's headline metrics on the report split."""
     return [
@@ -252,7 +212,7 @@ def _eval_results(
             metric_name=key,
             metric_value=round(float(report[key]), 4),
         )
-        for key in CARD_METRICS[problem_type]
+        for key in problem.card_metrics
         if report.get(key) is not None
     ]
 
@@ -269,7 +229,7 @@ def _card_data(
     """The card's YAML header, what the Hub indexes: base model and its relation, library, tags, metrics."""
     strategy = record.strategy
     library = "peft" if strategy in ("lora", "ia3") else record.backbone.library
-    eval_results = _eval_results(recipe, record.problem_type, report, report_split, dataset_id)
+    eval_results = _eval_results(recipe, problem_type(record.problem_type), report, report_split, dataset_id)
     return ModelCardData(
         base_model=base_model,
         # A linear probe's repo, like an adapter's, holds only what is added to the unchanged base model.

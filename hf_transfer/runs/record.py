@@ -16,7 +16,7 @@ from typing import Any
 
 from hf_transfer.core.errors import HfTransferError, ModelError
 from hf_transfer.core.files import write_json
-from hf_transfer.problems import SingleLabel
+from hf_transfer.problems import default_problem_type
 from hf_transfer.runs.folder import METADATA_FILE
 
 FORMAT_VERSION = 1  # the layout of hf_transfer.json; a reader refuses a newer one
@@ -104,7 +104,8 @@ class RunRecord:
     backbone: BackboneRecord
     label_names: list[str]
     weights: list[str]  # the weight files of the run folder
-    problem_type: str = SingleLabel.name  # runs from before problem types are single-label classifiers
+    # runs from before problem types hold the default problem type's classifiers (single-label)
+    problem_type: str = field(default_factory=lambda: default_problem_type().name)
     strategy_config: dict[str, Any] = field(default_factory=dict)  # the recipe's strategy section
     strategy_metadata: dict[str, Any] = field(default_factory=dict)  # what the strategy needs to load (pooling)
     # regression trained on standardised targets: predict puts its values back in the targets' units ...
@@ -173,7 +174,7 @@ def record_from_json(data: Any, where: str) -> RunRecord:
     return RunRecord(
         format_version=version,
         task=read.get("task", str),
-        problem_type=read.get("problem_type", str, None) or SingleLabel.name,
+        problem_type=read.get("problem_type", str, None) or default_problem_type().name,
         strategy=read.get("strategy", str),
         strategy_config=read.get("strategy_config", dict, {}),
         strategy_metadata=read.get("strategy_metadata", dict, {}),

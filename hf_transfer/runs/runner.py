@@ -22,10 +22,8 @@ from hf_transfer.core.errors import RecipeError
 from hf_transfer.core.paths import absolute_checkpoint, check_local_checkpoint
 from hf_transfer.core.version import library_versions
 from hf_transfer.data.splits import Splits, load_splits
-from hf_transfer.metrics.bootstrap import BOOTSTRAP_METRICS, bootstrap_metric_difference
 from hf_transfer.metrics.plots import save_training_curves_plot
-from hf_transfer.problems import PROBLEM_TYPES
-from hf_transfer.problems.base import DEFAULT_THRESHOLD
+from hf_transfer.problems import ProblemType, problem_type
 from hf_transfer.runs.card import write_model_card
 from hf_transfer.runs.folder import (
     LABELS_FILE,
@@ -80,13 +78,18 @@ class Stage:
     def trained_model(self, accelerator: Accelerator):
         return accelerator.unwrap_model(self.plan.model)
 
+    @property
+    def problem(self) -> ProblemType:
+        """The stage's problem type (its recipe's)."""
+        return problem_type(self.recipe.problem_type)
+
 
 def source_recipe(recipe: Recipe) -> Recipe:
     """The source stage as a recipe of its own: its data, strategy, loop settings and problem type; the best epoch
     is picked by the recipe's eval.metric where the source's problem type has it, else by that type's default."""
     source = recipe.source
     problem = recipe.source_problem_type
-    metric = recipe.eval.metric if problem == recipe.problem_type else PROBLEM_TYPES.get(problem).default_metric
+    metric = recipe.eval.metric if problem == recipe.problem_type else problem_type(problem).default_metric
     return replace(
         recipe,
         problem_type=problem,
@@ -309,35 +312,12 @@ class TransferRun:
 
     # --- what the run measured ------------------------------------------------------------------------------
     def transfer_report(self, split: str) -> dict | None:
-        """The target metric with and without transfer, and the paired-bootstrap CI of the gain."""
+        """The target metric with and without transfer, and the paired-bootstrap CI of the gain; each stage decides
+        as its run folder would predict (with its own tuned thresholds, where the problem type has them)."""
         if not self.baselines:
             return None
-        if not PROBLEM_TYPES.get(self.recipe.problem_type).picks_one_label:
-            return self._scored_transfer_report(split)
-        metric = self.recipe.eval.metric if self.recipe.eval.metric in BOOTSTRAP_METRICS else "accuracy"
-        target = self.target.result.predictions[split]
-        labels, ours = target["labels"], target["probs"].argmax(1)
-        report = {"metric": metric, "split": split, "baselines": {}}
-        for name, stage in self.baselines.items():
-            theirs = stage.result.predictions[split]
-            if not (theirs["labels"] == labels).all():  # both are sorted the same way; a mismatch is a bug
-                raise RuntimeError("baseline and target were evaluated on different rows")
-            gain = bootstrap_metric_difference(
-                labels, ours, theirs["probs"].argmax(1), metric=metric, seed=self.recipe.train.seed
-            )
-            report["baselines"][name] = gain["b"]
-            report.setdefault("gains", {})[name] = gain
-        first = next(iter(report["gains"].values()))  # the first baseline is the headline comparison
-        report |= {k: first[k] for k in ("a", "difference", "ci_low", "ci_high", "confidence")}
-        report["baseline"] = next(iter(report["gains"]))
-        return report
-
-    def _scored_transfer_report(self, split: str) -> dict:
-        """Multi-label and regression: the gain on eval.metric with its paired-bootstrap CI; each stage decides with
-        its own tuned thresholds (multi-label), as its run folder would predict."""
-        from hf_transfer.metrics.bootstrap import bootstrap_difference
-
-        metric = self.recipe.eval.metric
+        problem = self.target.problem
+        metric = problem.transfer_metric(self.recipe.eval.metric)
         target = self.target.result
         labels = target.predictions[split]["labels"]
         report = {"metric": metric, "split": split, "baselines": {}, "gains": {}}
@@ -345,19 +325,11 @@ class TransferRun:
             theirs = stage.result.predictions[split]
             if not np.array_equal(theirs["labels"], labels):  # both are sorted the same way; a mismatch is a bug
                 raise RuntimeError("baseline and target were evaluated on different rows")
-            ours_scores, their_scores = target.predictions[split]["probs"], theirs["probs"]
-            if PROBLEM_TYPES.get(self.recipe.problem_type).tunes_thresholds and metric not in (
-                "map_macro",
-                "roc_auc_macro",
-            ):
-                # decisions at each stage's own cuts; the metric then cuts those 0/1 at 0.5
-                ours_scores = (ours_scores >= np.asarray(target.thresholds)).astype(np.float64)
-                their_scores = (their_scores >= np.asarray(stage.result.thresholds)).astype(np.float64)
-            gain = bootstrap_difference(
-                PROBLEM_TYPES.get(self.recipe.problem_type).scalar_metric_fn(metric),
+            gain = problem.paired_bootstrap(
+                metric,
                 labels,
-                ours_scores,
-                their_scores,
+                (target.predictions[split]["probs"], target.thresholds),
+                (theirs["probs"], stage.result.thresholds),
                 seed=self.recipe.train.seed,
             )
             report["baselines"][name] = gain["b"]
@@ -373,7 +345,7 @@ class TransferRun:
             return None
         before = self.source.result.final["validation"]
         after = forgetting_metrics(self.source, self.target, self.accelerator)
-        return forgetting_report(self.source.recipe.problem_type, before, after)
+        return forgetting_report(self.source.problem, before, after)
 
     # --- the run folder -------------------------------------------------------------------------------------
     def save(self) -> Path:
@@ -384,14 +356,13 @@ class TransferRun:
         if not accelerator.is_main_process:
             return self.run_dir
         recipe, stage = self.recipe, self.target
-        result = stage.result
+        result, problem = stage.result, stage.problem
         staging = self.work_dir / "final"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         trained = stage.trained_model(accelerator)
         scaling = stage.splits.target_scaling
         # Metrics are measured already; the saved weights then predict in the targets' units outside hf-transfer too.
-        problem = PROBLEM_TYPES.get(recipe.problem_type)
         folded = bool(scaling) and problem.fold_target_scaling(trained, scaling, len(stage.splits.label_names))
         weight_files = stage.strategy.save(trained, staging)
         classes = stage.splits.label_names if stage.strategy.trains_backbone_classifier else None
@@ -452,9 +423,10 @@ class TransferRun:
         )
         write_yaml(staging / RECIPE_FILE, recipe.to_dict())
         if result.thresholds is not None:
-            write_json(staging / THRESHOLDS_FILE, thresholds_record(names, result.thresholds))
+            write_json(staging / THRESHOLDS_FILE, problem.thresholds_record(names, result.thresholds))
         write_json(staging / METRICS_FILE, metrics)
-        save_problem_plots(recipe.problem_type, result, report_split, names, staging)
+        predictions = result.predictions[report_split]
+        problem.save_plots(result.final[report_split], predictions["labels"], predictions["probs"], names, staging)
         save_training_curves_plot(result.history, staging / "training_curves.png")
         write_model_card(staging, recipe, record, metrics)
         self.finish_tracking(staging)
@@ -484,23 +456,6 @@ class TransferRun:
         if self.recipe.hub.push and main_process:
             self.publisher.publish(run_dir, self.recipe)
         return run_dir
-
-
-def thresholds_record(label_names: list[str], thresholds: list[float]) -> dict:
-    """thresholds.json: each label's cut on its sigmoid score, tuned on the validation split."""
-    return {
-        "default": DEFAULT_THRESHOLD,
-        "tuned_on": "validation",
-        "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
-    }
-
-
-def save_problem_plots(problem_type: str, result: LoopResult, split: str, names: list[str], folder: Path) -> None:
-    """The plots a person looks at for this problem type, on the report split (`ProblemType.save_plots`)."""
-    predictions = result.predictions[split]
-    PROBLEM_TYPES.get(problem_type).save_plots(
-        result.final[split], predictions["labels"], predictions["probs"], names, folder
-    )
 
 
 def run_recipe(

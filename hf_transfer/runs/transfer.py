@@ -11,7 +11,7 @@ from peft import PeftModel
 from torch import nn
 
 from hf_transfer.metrics.scalars import greater_is_better
-from hf_transfer.problems import PROBLEM_TYPES
+from hf_transfer.problems import ProblemType
 from hf_transfer.train.evaluation import build_eval_loader, evaluate
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def forgetting_metrics(source, target, accelerator: Accelerator) -> dict | None:
             accelerator,
             source.splits.label_names,
             desc="Source after transfer",
-            problem=PROBLEM_TYPES.get(source.recipe.problem_type),
+            problem=source.problem,
             target_scaling=source.splits.target_scaling,
             thresholds=source.result.thresholds,
             train=source.recipe.train,
@@ -73,10 +73,10 @@ def forgetting_metrics(source, target, accelerator: Accelerator) -> dict | None:
     return metrics
 
 
-def forgetting_report(problem_type: str, before: dict, after: dict | None) -> dict:
+def forgetting_report(problem: ProblemType, before: dict, after: dict | None) -> dict:
     """The source metrics before and after the target stage, and how much was forgotten: the loss on each metric,
     positive when the source task got worse whichever way the metric points (an rmse that grew is forgotten)."""
-    keys = PROBLEM_TYPES.get(problem_type).source_report_metrics
+    keys = problem.source_report_metrics
     forgotten = None
     if after is not None:
         forgotten = {}
@@ -87,7 +87,7 @@ def forgetting_report(problem_type: str, before: dict, after: dict | None) -> di
                 sign = 1.0 if greater_is_better(key) else -1.0
                 forgotten[key] = sign * (before[key] - after[key])
     return {
-        "problem_type": problem_type,
+        "problem_type": problem.name,
         "metrics": list(keys),
         "before": {k: before.get(k) for k in keys},
         "after": {k: after.get(k) for k in keys} if after is not None else None,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # annotations only: `rank` counts parameters without importin
     from hf_transfer.backbones import Backbone
     from hf_transfer.config.recipe import Recipe
     from hf_transfer.data.splits import Splits
+    from hf_transfer.problems import ProblemType
     from hf_transfer.train.plan import TrainingPlan
 
 
@@ -40,10 +41,9 @@ class Strategy(ABC):
         """Write the trained weights (safetensors) into out_dir; returns the file names written."""
 
     @abstractmethod
-    def load(
-        self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"
-    ) -> nn.Module:
-        """The trained classifier from a run folder, in eval mode; forward(**inputs) gives logits."""
+    def load(self, run_dir: Path, label_names: list[str], problem: ProblemType | None = None) -> nn.Module:
+        """The trained classifier from a run folder, in eval mode; forward(**inputs) gives logits. `problem`: the
+        run's problem type, for a head whose library config records it."""
 
     def inference_model(self, trained: nn.Module) -> nn.Module:
         """The model that predicts on raw inputs, from the one the loop trained (identity for most strategies)."""

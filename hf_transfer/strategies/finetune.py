@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hf_transfer.config.strategies import FinetuneConfig
 from hf_transfer.core.errors import RecipeError
+from hf_transfer.problems import ProblemType, problem_type
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.train.optim import param_groups_with_decay
 from hf_transfer.train.plan import TrainingPlan
@@ -38,7 +39,7 @@ class Finetune(Strategy):
     config_class = FinetuneConfig
 
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        model = self.backbone.build_classifier(splits.label_names, splits.problem_type)
+        model = self.backbone.build_classifier(splits.label_names, problem_type(splits.problem_type))
         groups = self.backbone.layer_groups(model)  # [stem, block 1..N, head]
         n_blocks = len(groups) - 2
         n = self.config.unfreeze_last_n
@@ -62,5 +63,5 @@ class Finetune(Strategy):
     def save(self, model, out_dir: Path) -> list[str]:
         return self.backbone.save_classifier(model, out_dir)
 
-    def load(self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"):
+    def load(self, run_dir: Path, label_names: list[str], problem: ProblemType | None = None):
         return self.backbone.load_classifier(run_dir, label_names).eval()

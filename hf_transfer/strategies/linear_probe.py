@@ -14,6 +14,7 @@ from torch import nn
 from hf_transfer.backbones.features import FeatureDataset, extract_features
 from hf_transfer.config.strategies import LinearProbeConfig
 from hf_transfer.core.errors import RecipeError
+from hf_transfer.problems import ProblemType
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.train.optim import param_groups_with_decay
 from hf_transfer.train.plan import TrainingPlan
@@ -149,7 +150,7 @@ class LinearProbe(Strategy):
         )
         return [HEAD_FILE]
 
-    def load(self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"):
+    def load(self, run_dir: Path, label_names: list[str], problem: ProblemType | None = None):
         state = load_file(str(Path(run_dir) / HEAD_FILE))
         extractor = self.backbone.build_feature_extractor(self.checked_pooling())
         first = state["net.1.weight"]

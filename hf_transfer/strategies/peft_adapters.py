@@ -11,6 +11,7 @@ from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 
 from hf_transfer.config.strategies import IA3StrategyConfig, LoraStrategyConfig
 from hf_transfer.core.errors import RecipeError
+from hf_transfer.problems import ProblemType, problem_type
 from hf_transfer.strategies.base import Strategy
 from hf_transfer.strategies.finetune import plan_for_model
 from hf_transfer.train.optim import param_groups_with_decay
@@ -70,7 +71,7 @@ class _PeftStrategy(Strategy):
         raise NotImplementedError
 
     def plan(self, splits, recipe, accelerator) -> TrainingPlan:
-        model = self.backbone.build_classifier(splits.label_names, splits.problem_type)
+        model = self.backbone.build_classifier(splits.label_names, problem_type(splits.problem_type))
         config = self.peft_config(model)
         self._check_targets(model, config.target_modules)
         try:
@@ -104,8 +105,8 @@ class _PeftStrategy(Strategy):
         model.save_pretrained(out_dir)
         return ["adapter_config.json", "adapter_model.safetensors"]
 
-    def load(self, run_dir: Path, label_names: list[str], problem_type: str = "single_label_classification"):
-        base = self.backbone.build_classifier(label_names, problem_type)
+    def load(self, run_dir: Path, label_names: list[str], problem: ProblemType | None = None):
+        base = self.backbone.build_classifier(label_names, problem)
         with _peft_wrapping():
             return PeftModel.from_pretrained(base, str(run_dir)).eval()
 

@@ -11,7 +11,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
-from hf_transfer.problems import SingleLabel
+from hf_transfer.problems import default_problem_type
 from hf_transfer.problems.base import ProblemType
 from hf_transfer.train.loading import read_rows
 
@@ -93,7 +93,7 @@ def evaluate(
     values are put back in the targets' units (`target_scaling`) before the metrics, so an rmse is in those units.
     `train` holds the loss settings of the evaluation loss (the loss of problem types other than single-label).
     """
-    problem = problem or SingleLabel()
+    problem = problem or default_problem_type()
     logits, labels = evaluation_logits(model, loader, accelerator, desc)
     scores = problem.scores(logits).numpy()
     labels_np = labels.numpy()

@@ -319,13 +319,10 @@ class TrainingLoop:
             train=self.cfg,
         )
 
-    def _tuned_thresholds(self) -> list[float]:
-        """Multi-label: the F1-maximising cut of each label on the validation split, for the best weights (a label
-        without positive or without negative rows there keeps the default 0.5)."""
-        from hf_transfer.metrics.multilabel import tune_thresholds
-
+    def _tuned_thresholds(self) -> list[float] | None:
+        """The problem type's decision cuts, tuned on the validation split for the best weights."""
         logits, labels = evaluation_logits(self.model, self.eval_loaders["validation"], self.accelerator, "Thresholds")
-        return [float(t) for t in tune_thresholds(labels.numpy(), self.problem.scores(logits).numpy())]
+        return self.problem.tuned_thresholds(labels.numpy(), self.problem.scores(logits).numpy())
 
     def _check_finite(self, value: float, step: int, epoch: int) -> None:
         if math.isfinite(value):

@@ -33,8 +33,8 @@ class SnippetContext:
 
     `decision(expression, indent)` is the code that prints what `predict` gives for the model's outputs
     `expression` (one label, the labels above their thresholds, or the values): the problem type's part.
-    `scores_decision` does the same from `scores`, a pipeline's {label: score} with `top_k=None`; None where the
-    pipeline's own top label is the answer (single-label).
+    `pipeline(model_args, example)` is the same through transformers' text-classification pipeline, built with
+    `model_args`, for the Python literal `example`.
     """
 
     library: str
@@ -44,7 +44,7 @@ class SnippetContext:
     location: str
     at: str  # `, revision="..."` or ""
     decision: Callable[[str, str], str]
-    scores_decision: str | None
+    pipeline: Callable[[str, str], str]
 
 
 class Modality:

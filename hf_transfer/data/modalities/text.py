@@ -132,19 +132,8 @@ class TextModality(Modality):
             return "PEFT and transformers", code
         if c.strategy != "finetune":
             return None
-        if c.scores_decision is not None:
-            # the config's problem_type makes the pipeline apply a sigmoid per label, or nothing to a regression value
-            code = (
-                "from transformers import pipeline\n\n"
-                f'classifier = pipeline("{self.task}", model="{c.location}"{c.at}, top_k=None)\n'
-                f'scores = {{r["label"]: r["score"] for r in classifier(["{EXAMPLE}"])[0]}}\n' + c.scores_decision
-            )
-            return "transformers", code
-        code = (
-            "from transformers import pipeline\n\n"
-            f'classifier = pipeline("{self.task}", model="{c.location}"{c.at})\n'
-            f'print(classifier("{EXAMPLE}")[0]["label"])'
-        )
+        # the config's problem_type makes the pipeline score as the run did
+        code = "from transformers import pipeline\n\n" + c.pipeline(f'model="{c.location}"{c.at}', f'"{EXAMPLE}"')
         return "transformers", code
 
 
