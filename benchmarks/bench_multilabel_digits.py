@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--json")
     args = p.parse_args()
 
-    from hf_transfer.data.images import BUILTIN_DATASETS
+    from hf_transfer.data.builtins import BUILTIN_DATASETS
 
     recipe = load_recipe(args.recipe, args.overrides)
     with tempfile.TemporaryDirectory() as tmp:

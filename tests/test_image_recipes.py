@@ -15,7 +15,7 @@ import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe, shipped_recipes
 from hf_transfer.core.paths import is_repo_id
-from hf_transfer.data.images import load_sklearn_digits
+from hf_transfer.data.builtins import load_sklearn_digits
 from hf_transfer.data.splits import limit
 from hf_transfer.metrics.classification import classification_metrics
 

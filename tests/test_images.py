@@ -23,7 +23,8 @@ from hf_transfer.apps.cli import main
 from hf_transfer.backbones import BACKBONES, build_backbone
 from hf_transfer.config.sections import DataConfig, ModelConfig
 from hf_transfer.core.errors import DataError, HfTransferError, ModelError
-from hf_transfer.data.images import load_image, load_sklearn_digits, to_rgb
+from hf_transfer.data.builtins import load_sklearn_digits
+from hf_transfer.data.images import load_image, to_rgb
 from hf_transfer.data.modalities.image import IMAGE
 
 

@@ -22,7 +22,7 @@ import hf_transfer
 from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.core.errors import DataError
-from hf_transfer.data.images import load_sklearn_digits_multilabel, load_sklearn_digits_sum
+from hf_transfer.data.builtins import load_sklearn_digits_multilabel, load_sklearn_digits_sum
 from hf_transfer.data.splits import limit
 from hf_transfer.hub.push import push_run
 from hf_transfer.metrics.multilabel import multilabel_metrics

@@ -23,7 +23,7 @@ from hf_transfer.apps.cli import main
 from hf_transfer.config.loading import load_recipe
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.core.errors import RecipeError
-from hf_transfer.data.images import DIGIT_WORDS, load_digits_and_words
+from hf_transfer.data.builtins import DIGIT_WORDS, load_digits_and_words
 
 REPO = Path(__file__).resolve().parents[1]
 PHRASES = ("{c}", "it is {c}", "the colour {c}", "a {c} one")

@@ -296,7 +296,7 @@ def test_transformers_pipeline_scores_like_the_run(request, which):
 def test_baselines_report_the_gain_on_the_problem_types_metric(
     tmp_path, monkeypatch, tiny_bert_dir, text_data, image_data, problem_type, capsys
 ):
-    from hf_transfer.apps.cli import transfer_lines
+    from hf_transfer.apps.commands import transfer_lines
 
     splits = problem_splits(problem_type, "text", text_data, image_data)
     recipe = problem_recipe(

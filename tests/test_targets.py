@@ -19,7 +19,7 @@ from hypothesis.extra.numpy import arrays
 from hf_transfer.config.recipe import recipe_from_dict
 from hf_transfer.config.sections import DataConfig
 from hf_transfer.core.errors import DataError, RecipeError
-from hf_transfer.data.images import BUILTIN_DATASETS, DIGITS_CELL, DIGITS_GRID, paste_digits
+from hf_transfer.data.builtins import BUILTIN_DATASETS, DIGITS_CELL, DIGITS_GRID, paste_digits
 from hf_transfer.data.splits import load_splits
 from hf_transfer.problems import problem_type as problem_named
 from hf_transfer.problems import problem_type_names

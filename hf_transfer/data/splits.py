@@ -107,7 +107,7 @@ def _load_hub_or_builder(cfg: DataConfig, trust_remote_code: bool = False) -> Da
         kwargs["data_dir"] = cfg.data_dir
     if cfg.test_files or cfg.validation_files:
         raise DataError("data.test_files and data.validation_files go with data.train_files, not data.dataset.")
-    from hf_transfer.data.images import BUILTIN_DATASETS  # built offline by the package: sklearn:digits
+    from hf_transfer.data.builtins import BUILTIN_DATASETS
 
     try:
         if cfg.dataset in BUILTIN_DATASETS:
