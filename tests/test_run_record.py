@@ -58,6 +58,7 @@ def test_a_run_folder_recorded_before_the_typed_record_predicts_evaluates_and_pu
 
     classifier = hf_transfer.load(run_dir)
     assert classifier.record == read_record(run_dir)
+    assert classifier.metadata == json.loads((run_dir / "hf_transfer.json").read_text())  # the untyped view it had
     assert classifier.predict(["a wonderful fun film", "a dull boring plot"])[0]["label"] in ("neg", "pos")
     recorded_test = json.loads((run_dir / "metrics.json").read_text())["test"]
     measured = classifier.evaluate([str(keyword_csvs["test"])])

@@ -98,6 +98,11 @@ class Classifier:
             self.model.to(memory_format=torch.channels_last)
 
     @property
+    def metadata(self) -> dict:
+        """The run record as `hf_transfer.json` holds it, for code written before the typed `record`."""
+        return self.record.to_json()
+
+    @property
     def modality(self) -> Modality:
         """The run's input kind: what its inputs are and how they become rows."""
         return self.recipe.modality
