@@ -18,11 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from hf_transfer.core.errors import RecipeError
 
 if TYPE_CHECKING:  # the settings sit above problems: the recipe schema asks a problem type for its rules
+    import numpy as np
     import torch
     from datasets import Dataset, DatasetDict
 
@@ -189,6 +188,7 @@ class ProblemType:
     # --- the loop: loss, scores, metrics ---------------------------------------------------------------------
     def labels_tensor(self, values: list) -> torch.Tensor:
         """A batch of `labels` as the loss takes them."""
+        import numpy as np
         import torch
 
         return torch.tensor(np.asarray(values, dtype=np.float32))
@@ -297,6 +297,8 @@ class ProblemType:
     def logme(self, features, labels) -> float:
         """LogME of `features` (N, D) for `labels`: the mean over `logme_targets` of the maximised log evidence per
         example (higher: the labels are more linearly predictable from the features)."""
+        import numpy as np
+
         from hf_transfer.metrics.transferability import logme_of_targets
 
         return logme_of_targets(features, self.logme_targets(np.asarray(labels)))
@@ -330,6 +332,8 @@ def label_columns_of(data: DataConfig) -> list[str]:
 
 def varying_columns(labels) -> list[np.ndarray]:
     """The columns of `labels` ((N,) or (N, T)) as float64 vectors, less those that are constant."""
+    import numpy as np
+
     columns = np.asarray(labels, dtype=np.float64)
     columns = columns[:, None] if columns.ndim == 1 else columns
     return [columns[:, t] for t in range(columns.shape[1]) if np.ptp(columns[:, t]) > 0]
@@ -337,6 +341,7 @@ def varying_columns(labels) -> list[np.ndarray]:
 
 def labels_tensor(values: list) -> torch.Tensor:
     """A batch of `labels` by what the values are: class ids as int64; multi-hot rows and targets as float32."""
+    import numpy as np
     import torch
 
     if values and isinstance(values[0], (list, tuple, np.ndarray)):

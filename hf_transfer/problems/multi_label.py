@@ -6,8 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.problems.base import DEFAULT_THRESHOLD, ProblemType, varying_columns
 
@@ -92,6 +90,8 @@ class MultiLabel(ProblemType):
         return label_matrix(split)
 
     def fold_indices(self, labels, n_splits, seed):
+        import numpy as np
+
         from hf_transfer.metrics.folds import check_fold_count, multilabel_fold_indices
 
         labels = np.asarray(labels)
@@ -101,6 +101,8 @@ class MultiLabel(ProblemType):
     def check_fold_rows(self, labels, names, folds, rows, fix):
         """A label with fewer positive rows than folds is a warning: some folds hold none of it out, and its
         figures there are undefined."""
+        import numpy as np
+
         for name, positives in zip(names, (np.asarray(labels) > 0.5).sum(axis=0)):
             if 0 < positives < folds:
                 logger.warning(
@@ -215,6 +217,8 @@ class MultiLabel(ProblemType):
     def paired_bootstrap(self, metric, labels, ours, theirs, seed):
         """Each stage decides at its own cuts (the metric then cuts those 0/1 at 0.5), unless the metric ranks the
         scores themselves."""
+        import numpy as np
+
         if metric not in self.threshold_free_metrics:
             ours = ((ours[0] >= np.asarray(ours[1])).astype(np.float64), ours[1])
             theirs = ((theirs[0] >= np.asarray(theirs[1])).astype(np.float64), theirs[1])
@@ -245,6 +249,7 @@ class MultiLabel(ProblemType):
 
 def pos_weight_of(labels):
     """negatives / positives per label of a (rows, labels) 0/1 matrix, clipped to `POS_WEIGHT_RANGE`."""
+    import numpy as np
     import torch
 
     matrix = np.asarray(labels, dtype=np.float64)

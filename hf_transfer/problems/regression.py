@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.problems.base import ProblemType, varying_columns
 
@@ -100,6 +98,8 @@ class Regression(ProblemType):
 
     def in_target_units(self, values, scaling):
         """Standardised values times the train std plus the train mean (unchanged without a scaling)."""
+        import numpy as np
+
         values = np.asarray(values, dtype=np.float64)
         if not scaling:
             return values
@@ -110,6 +110,8 @@ class Regression(ProblemType):
     def fold_indices(self, labels, n_splits, seed):
         """StratifiedKFold over quantile bins of the target (several targets: of the mean of their within-target
         ranks), so every fold sees low, middle and high values."""
+        import numpy as np
+
         from hf_transfer.metrics.folds import check_fold_count, quantile_bins, stratified_fold_indices
 
         labels = np.asarray(labels)
@@ -184,6 +186,8 @@ class Regression(ProblemType):
     def knn_score(self, features, labels, folds=5, seed=0):
         """Minus the RMSE of the neighbours' mean, on targets standardised over all rows (0 is perfect and -1 about
         what predicting the mean gives; several targets are averaged), over quantile-binned folds."""
+        import numpy as np
+
         from hf_transfer.metrics.transferability import knn_predictions, negative_rmse
 
         targets = np.asarray(labels, dtype=np.float64)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from hf_transfer.core.errors import DataError, RecipeError
 from hf_transfer.problems.base import ProblemType, types_where
 
@@ -80,6 +78,8 @@ class SingleLabel(ProblemType):
         return label_ids(split)
 
     def fold_indices(self, labels, n_splits, seed):
+        import numpy as np
+
         from hf_transfer.metrics.folds import check_fold_count, stratified_fold_indices
 
         labels = np.asarray(labels)
@@ -88,6 +88,8 @@ class SingleLabel(ProblemType):
 
     def check_fold_rows(self, labels, names, folds, rows, fix):
         """Every present class needs at least `folds` rows for stratified folds."""
+        import numpy as np
+
         counts = np.bincount(np.asarray(labels), minlength=len(names))
         for c in np.flatnonzero(counts):
             if counts[c] < folds:
@@ -114,6 +116,7 @@ class SingleLabel(ProblemType):
 
     def class_weights(self, labels, num_names, train):
         """Inverse class frequency with auto (n / (K * count)), or the recipe's one weight per class."""
+        import numpy as np
         import torch
 
         weights = train.class_weights
@@ -132,6 +135,8 @@ class SingleLabel(ProblemType):
         return classification_metrics(y_true, scores, names)
 
     def scalar_metric_fn(self, metric):
+        import numpy as np
+
         from hf_transfer.metrics.classification import classification_metrics
 
         if metric not in self.metric_names:
@@ -164,6 +169,8 @@ class SingleLabel(ProblemType):
     # --- transferability ---------------------------------------------------------------------------------------
     def logme_targets(self, labels, num_classes=None):
         """Each class's one-vs-rest 0/1 target (classes absent from `labels` are skipped)."""
+        import numpy as np
+
         labels = np.asarray(labels)
         classes = np.unique(labels) if num_classes is None else [c for c in range(num_classes) if (labels == c).any()]
         return [(labels == c).astype(np.float64) for c in classes]
