@@ -7,21 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hf_transfer.metrics.names import SINGLE_LABEL_METRICS
+
 TABLE_LABEL_WIDTH = 24
 MATRIX_NAME_HEADER_MAX_CLASSES = 10
 MATRIX_TABLE_MAX_CLASSES = 25
 TOP_CONFUSIONS_SHOWN = 10
-
-SINGLE_LABEL_ORDER = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "roc_auc",
-    "log_loss",
-)
-"""The scalar keys of a single-label metrics dict (`classification_metrics`), in the order tables show them."""
 
 PER_LABEL_COLUMNS = (
     ("precision", "precision"),
@@ -92,8 +83,8 @@ def _formatted_value(value) -> str:
 
 def _scalar_metrics_section(metrics: dict) -> str:
     """The scalar metrics, known ones first in a fixed order, then any other scalar keys, one per line."""
-    # Multi-label and regression dicts come in their own reading order; single-label ones follow SINGLE_LABEL_ORDER.
-    known = [] if {"per_label", "per_target"} & metrics.keys() else ["num_samples", *SINGLE_LABEL_ORDER]
+    # Multi-label and regression dicts come in their own reading order; single-label ones follow SINGLE_LABEL_METRICS.
+    known = [] if {"per_label", "per_target"} & metrics.keys() else ["num_samples", *SINGLE_LABEL_METRICS]
     scalar_keys = [key for key in known if key in metrics]
     scalar_keys += [
         key

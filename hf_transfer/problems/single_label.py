@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.core.errors import DataError, RecipeError
+from hf_transfer.metrics.names import SINGLE_LABEL_METRICS
 from hf_transfer.problems.base import ProblemType, types_where
 
 
@@ -13,15 +14,7 @@ class SingleLabel(ProblemType):
 
     name = "single_label_classification"
     names_word = "classes"
-    metric_names = (
-        "accuracy",
-        "balanced_accuracy",
-        "f1_macro",
-        "precision_macro",
-        "recall_macro",
-        "roc_auc",
-        "log_loss",
-    )
+    metric_names = SINGLE_LABEL_METRICS
     default_metric = "f1_macro"  # the metric hf-transfer always picked checkpoints by
     card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
     card_plots = (("Confusion matrix", "confusion_matrix.png"),)
